@@ -1,0 +1,45 @@
+# The two commands of the README: `make run` and `make test`. Both work on a fresh machine
+# with only Python 3.11: they create .venv and install what they need.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: run test install install-dev migrate lint schema clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $(VENV)/.installed $@
+
+install: $(VENV)/.installed
+
+install-dev: $(VENV)/.installed-dev
+
+migrate: install
+	$(BIN)/python manage.py migrate --noinput
+
+run: migrate
+	$(BIN)/python manage.py demo --base-url http://$(HOST):$(PORT)
+	$(BIN)/daphne -b $(HOST) -p $(PORT) ackly.asgi:application
+
+test: install-dev
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install-dev
+	$(BIN)/ruff check .
+
+# Regenerates the committed copy of the OpenAPI document (tests compare the two).
+schema: install
+	$(BIN)/python manage.py spectacular --file docs/openapi/v1.yaml --validate --fail-on-warn
+
+clean:
+	rm -rf $(VENV) db.sqlite3 .pytest_cache

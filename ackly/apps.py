@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class AcklyConfig(AppConfig):
+    name = "ackly"
+    verbose_name = "Ackly"

@@ -1,0 +1,47 @@
+"""Public identifiers: prefixed ULIDs for named things, ObjectId-layout ids for events."""
+
+import itertools
+import os
+import threading
+import time
+
+from ulid import ULID
+
+
+def new_public_id(prefix: str) -> str:
+    """`org_01HP3K…`: a prefix and a ULID, time-ordered and unguessable."""
+    return f"{prefix}_{ULID()}"
+
+
+def new_request_id() -> str:
+    return new_public_id("req")
+
+
+class ObjectIdGenerator:
+    """24 lowercase hex chars: 4-byte seconds, 5 random bytes, 3-byte counter (MongoDB layout).
+
+    The random part is drawn once per process (and again after fork), so ids from
+    different processes never collide within a second; the counter orders ids inside one.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reset()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=self._reset)
+
+    def _reset(self) -> None:
+        self._random = os.urandom(5).hex()
+        self._counter = itertools.count(int.from_bytes(os.urandom(3), "big"))
+
+    def __call__(self) -> str:
+        with self._lock:
+            count = next(self._counter) & 0xFFFFFF
+        return f"{int(time.time()) & 0xFFFFFFFF:08x}{self._random}{count:06x}"
+
+
+_object_ids = ObjectIdGenerator()
+
+
+def new_event_id() -> str:
+    return _object_ids()

@@ -1,0 +1,3 @@
+"""Websocket routes (the dashboard's live feed)."""
+
+websocket_urlpatterns: list = []

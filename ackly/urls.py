@@ -1,0 +1,16 @@
+from django.contrib import admin
+from django.urls import include, path, re_path
+
+from ackly import docs, views
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("", include("ingest.urls")),
+    path("docs/", docs.index, name="docs"),
+    path("docs/errors/<slug:code>/", docs.error_code, name="docs-error"),
+    # Anything else under /api/ is a JSON 404, never Django's HTML page (DEBUG or not).
+    re_path(r"^api(?:/.*)?$", views.api_not_found),
+]
+
+handler404 = "ackly.views.handler404"
+handler500 = "ackly.views.handler500"

@@ -1,0 +1,24 @@
+"""Django-level error handlers: JSON envelope on API paths, plain pages elsewhere."""
+
+from django.http import HttpRequest, HttpResponse
+from django.views import defaults
+
+from ackly.errors import ERROR_CODES, error_response, is_api_path
+
+
+def api_not_found(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
+    return error_response(request, "not_found", f"No API endpoint at {request.path}.", 404)
+
+
+def handler404(request: HttpRequest, exception: Exception) -> HttpResponse:
+    if is_api_path(request.path):
+        return api_not_found(request)
+    return defaults.page_not_found(request, exception)
+
+
+def handler500(request: HttpRequest) -> HttpResponse:
+    if is_api_path(request.path):
+        return error_response(
+            request, "internal_error", ERROR_CODES["internal_error"].description, 500
+        )
+    return defaults.server_error(request)

@@ -1,0 +1,131 @@
+"""Personas and shared fixtures: an owner, a member and an outsider, each with a workspace."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+from django.conf import settings
+from django.contrib.auth import get_user_model
+from django.core.cache import caches
+from django.db import connection
+
+from sources.services import create_source
+from workspaces.models import Membership, Role
+from workspaces.services import create_workspace
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that need a real PostgreSQL, Redis or browser say clearly why they were skipped."""
+    needs = {
+        "postgres": (
+            lambda: connection.vendor == "postgresql",
+            "needs PostgreSQL: run with DATABASE_URL=postgres://… (.ci/run's second pass does)",
+        ),
+        "redis": (
+            lambda: bool(settings.REDIS_URL),
+            "needs Redis: run with REDIS_URL=redis://… (.ci/run's second pass does)",
+        ),
+        "browser": (
+            lambda: os.path.exists(CHROMIUM) or shutil.which("chromium") is not None,
+            f"needs Chromium at {CHROMIUM}: apt-get install chromium (.ci/run installs it)",
+        ),
+    }
+    for item in items:
+        for marker, (available, reason) in needs.items():
+            if item.get_closest_marker(marker) and not available():
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches():
+    """Rate-limit windows and cached look-ups never leak from one test into the next."""
+    for alias in ("default", "auth"):
+        caches[alias].clear()
+    yield
+    for alias in ("default", "auth"):
+        caches[alias].clear()
+
+
+@pytest.fixture
+def make_user(db):
+    def make(username: str, password: str = "correct-horse-battery"):
+        return get_user_model().objects.create_user(
+            username=username, email=f"{username}@example.com", password=password
+        )
+
+    return make
+
+
+@pytest.fixture
+def owner(make_user):
+    return make_user("olivia-owner")
+
+
+@pytest.fixture
+def member(make_user):
+    return make_user("mario-member")
+
+
+@pytest.fixture
+def outsider(make_user):
+    return make_user("oscar-outsider")
+
+
+@pytest.fixture
+def workspace(owner, member):
+    """A Pro workspace (developer API included) where the owner owns and the member reads."""
+    ws = create_workspace("Acme", "pro", owner=owner)
+    Membership.objects.create(workspace=ws, user=member, role=Role.MEMBER)
+    return ws
+
+
+@pytest.fixture
+def free_workspace(owner):
+    return create_workspace("Acme Free", "free", owner=owner)
+
+
+@pytest.fixture
+def other_workspace(outsider):
+    """The outsider's own workspace: nothing in it may ever show up in `workspace`."""
+    return create_workspace("Globex", "pro", owner=outsider)
+
+
+@pytest.fixture
+def source_and_key(workspace):
+    return create_source(
+        workspace, "CRM Hub", slug="crm-hub", allowed_event_types=["ticket.resolved", "call.logged"]
+    )
+
+
+@pytest.fixture
+def source(source_and_key):
+    return source_and_key[0]
+
+
+@pytest.fixture
+def secret(source_and_key) -> str:
+    return source_and_key[1].secret
+
+
+@pytest.fixture
+def auth_header(secret) -> dict[str, str]:
+    return {"HTTP_AUTHORIZATION": f"Bearer {secret}"}
+
+
+@pytest.fixture
+def shared_auth_cache(settings):
+    """A real cache behind the 'auth' alias (as with REDIS_URL), to test caching itself."""
+    if settings.REDIS_URL:
+        yield caches["auth"]
+        return
+    settings.CACHES = {
+        **settings.CACHES,
+        "auth": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "auth"},
+    }
+    caches["auth"].clear()
+    yield caches["auth"]
+    caches["auth"].clear()

@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from ackly.ids import new_public_id
+
+
+def new_workspace_id() -> str:
+    return new_public_id("org")
+
+
+def new_worker_id() -> str:
+    return new_public_id("wrk")
+
+
+class Workspace(models.Model):
+    """The tenant (the v1 API's organization)."""
+
+    public_id = models.CharField(max_length=40, unique=True, default=new_workspace_id, editable=False)
+    name = models.CharField(max_length=200)
+    plan = models.ForeignKey("billing.Plan", on_delete=models.PROTECT, related_name="workspaces")
+    billing_anchor = models.DateTimeField(default=timezone.now)
+    event_limit_override = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Monthly event limit for a custom contract; empty: the plan's."
+    )
+    members = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, through="Membership", related_name="workspaces"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.public_id})"
+
+    @property
+    def monthly_event_limit(self) -> int:
+        if self.event_limit_override is not None:
+            return self.event_limit_override
+        return self.plan.monthly_event_limit
+
+
+class Role(models.TextChoices):
+    OWNER = "owner", "Owner"
+    ADMIN = "admin", "Admin"
+    MEMBER = "member", "Member"
+
+
+class MembershipQuerySet(models.QuerySet):
+    def managers(self) -> MembershipQuerySet:
+        return self.filter(role__in=[Role.OWNER, Role.ADMIN])
+
+
+class Membership(models.Model):
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="memberships")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships"
+    )
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    objects = MembershipQuerySet.as_manager()
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["workspace", "user"], name="membership_unique_user"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} in {self.workspace.name} ({self.role})"
+
+    @property
+    def can_manage(self) -> bool:
+        return self.role in (Role.OWNER, Role.ADMIN)
+
+
+class WorkerQuerySet(models.QuerySet):
+    def for_workspace(self, workspace: Workspace | int) -> WorkerQuerySet:
+        return self.filter(workspace=workspace)
+
+
+class Worker(models.Model):
+    """A person or agent that v1 events and snapshots are about."""
+
+    public_id = models.CharField(max_length=40, unique=True, default=new_worker_id, editable=False)
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="workers")
+    display_name = models.CharField(max_length=200)
+    external_id = models.CharField(max_length=255, null=True, blank=True)
+    # Stored lower-cased, so look-ups and the unique constraint are case-insensitive.
+    email = models.EmailField(max_length=254, null=True, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+
+    objects = WorkerQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["display_name"]
+        constraints = [
+            # Actor resolution by externalId; also the workers page's look-up.
+            models.UniqueConstraint(
+                fields=["workspace", "external_id"],
+                condition=models.Q(external_id__isnull=False),
+                name="worker_unique_external_id",
+            ),
+            # Actor resolution by email (always stored lower-cased).
+            models.UniqueConstraint(
+                fields=["workspace", "email"],
+                condition=models.Q(email__isnull=False),
+                name="worker_unique_email",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.display_name
+
+    def save(self, *args, **kwargs) -> None:
+        if self.email:
+            self.email = self.email.lower()
+        super().save(*args, **kwargs)
