@@ -5,7 +5,13 @@ from ackly import docs, views
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # The two ingest APIs (ingest/api.py).
     path("", include("ingest.urls")),
+    # Dashboard: accounts, home, live events (workspaces/views.py).
+    path("", include("workspaces.urls")),
+    path("w/<str:org_id>/sources/", include("sources.urls")),
+    path("w/<str:org_id>/workers/", include("ingest.dashboard_urls")),
+    path("w/<str:org_id>/usage/", include("billing.urls")),
     path("docs/", docs.index, name="docs"),
     path("docs/errors/<slug:code>/", docs.error_code, name="docs-error"),
     # Anything else under /api/ is a JSON 404, never Django's HTML page (DEBUG or not).

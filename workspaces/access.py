@@ -1,0 +1,42 @@
+"""Dashboard tenancy: every workspace page resolves the workspace once and checks membership."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+
+from django.contrib.auth.views import redirect_to_login
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse
+
+from workspaces.models import Membership
+
+
+def workspace_view(*, manage: bool = False) -> Callable:
+    """Decorate a view taking `org_id`: sets request.workspace and request.membership.
+
+    Anonymous users go to the login page; users who are not members get 404 (the workspace's
+    existence is not revealed); `manage=True` also needs the owner or admin role (403).
+    """
+
+    def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+        @wraps(view)
+        def wrapped(request: HttpRequest, org_id: str, *args, **kwargs) -> HttpResponse:
+            if not request.user.is_authenticated:
+                return redirect_to_login(request.get_full_path())
+            membership = (
+                Membership.objects.select_related("workspace__plan")
+                .filter(user=request.user, workspace__public_id=org_id)
+                .first()
+            )
+            if membership is None:
+                raise Http404("No such workspace")
+            if manage and not membership.can_manage:
+                raise PermissionDenied("Only owners and admins can do this")
+            request.workspace = membership.workspace
+            request.membership = membership
+            return view(request, *args, **kwargs)
+
+        return wrapped
+
+    return decorator
