@@ -5,6 +5,7 @@ With DEBUG off, SECRET_KEY and ALLOWED_HOSTS must be given or start-up fails.
 """
 
 import os
+import tempfile
 from pathlib import Path
 
 import dj_database_url
@@ -138,8 +139,9 @@ else:
                 "timeout": 20,
                 "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
             },
-            # A file (not shared memory) so threaded tests see real locking behaviour.
-            "TEST": {"NAME": str(BASE_DIR / ".test-db.sqlite3")},
+            # A file (not shared memory) so threaded tests see real locking behaviour; one per
+            # process so parallel test runs never share it.
+            "TEST": {"NAME": os.path.join(tempfile.gettempdir(), f"ackly-test-{os.getpid()}.sqlite3")},
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
