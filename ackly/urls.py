@@ -14,6 +14,7 @@ urlpatterns = [
     path("w/<str:org_id>/usage/", include("billing.urls")),
     path("docs/", docs.index, name="docs"),
     path("docs/errors/<slug:code>/", docs.error_code, name="docs-error"),
+    path("docs/<slug:slug>/", docs.page, name="docs-page"),
     # Anything else under /api/ is a JSON 404, never Django's HTML page (DEBUG or not).
     re_path(r"^api(?:/.*)?$", views.api_not_found),
 ]
