@@ -1,3 +1,9 @@
 """Websocket routes (the dashboard's live feed)."""
 
-websocket_urlpatterns: list = []
+from django.urls import path
+
+from workspaces.consumers import WorkspaceConsumer
+
+websocket_urlpatterns: list = [
+    path("ws/workspaces/<str:org_id>/", WorkspaceConsumer.as_asgi()),
+]

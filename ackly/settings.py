@@ -201,6 +201,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# Password guessing: attempts per client address and, separately, per username (django-ratelimit).
+LOGIN_RATE_LIMIT = env_str("LOGIN_RATE_LIMIT", "10/m")
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"

@@ -1,3 +1,28 @@
-from django.urls import path  # noqa: F401
+"""Dashboard URLs: accounts, home, the live events page and its feed (mounted at "")."""
 
-urlpatterns: list = []
+from django.contrib.auth import views as auth_views
+from django.urls import path
+
+from workspaces import views
+
+urlpatterns = [
+    path("", views.home, name="home"),
+    path("signup/", views.signup, name="signup"),
+    path("login/", views.LoginView.as_view(), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path(
+        "account/password/",
+        auth_views.PasswordChangeView.as_view(),
+        name="password_change",
+    ),
+    path(
+        "account/password/done/",
+        auth_views.PasswordChangeDoneView.as_view(),
+        name="password_change_done",
+    ),
+    path("workspaces/new/", views.workspace_new, name="workspace-new"),
+    path("w/<str:org_id>/", views.workspace_home, name="workspace-home"),
+    path("w/<str:org_id>/events/", views.live_events, name="live-events"),
+    path("w/<str:org_id>/events/feed.json", views.live_feed, name="live-feed"),
+    path("w/<str:org_id>/events/<str:item_id>/", views.event_detail, name="event-detail"),
+]

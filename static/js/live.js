@@ -1,0 +1,471 @@
+/* Ackly live events page: websocket + HTTP catch-up, pause/resume, chart, rejections, detail drawer.
+ * No dependencies. Every value from the server reaches the DOM through textContent, never HTML. */
+(function () {
+  "use strict";
+
+  var MAX_ROWS = 500;          // rows kept in the DOM; older ones are dropped (Load older refetches)
+  var MAX_BUFFER = 5000;       // items held while paused
+  var CATCHUP_SLACK_MS = 5000; // rows committed slightly out of order are still fetched (deduped)
+  var CATCHUP_MAX_PAGES = 10;
+  var BACKOFF_BASE_MS = 500;
+  var BACKOFF_CAP_MS = 30000;
+  var STATUSES = ["success", "partial", "failure", "timeline"];
+
+  function readJSON(id) {
+    var el = document.getElementById(id);
+    return el ? JSON.parse(el.textContent) : null;
+  }
+
+  var config = readJSON("live-config");
+  if (!config) return;
+  var filters = config.filters || {};
+
+  var feedEl = document.getElementById("feed");
+  var emptyEl = document.getElementById("feed-empty");
+  var connEl = document.getElementById("conn");
+  var pauseBtn = document.getElementById("pause");
+  var newBtn = document.getElementById("new-count");
+  var olderBtn = document.getElementById("older");
+
+  var byId = new Map();   // id -> item, for the rows on the page and the buffer
+  var queue = [];         // arrived, waiting for the next animation frame
+  var buffer = [];        // arrived while paused
+  var paused = false;
+  var frame = 0;
+  var socket = null;
+  var attempt = 0;
+  var stopped = false;
+  var catchingUp = null;
+
+  // ---- time and formatting ----------------------------------------------------------------
+  function ms(iso) { return iso ? Date.parse(iso) : 0; }
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+  function clock(iso) {
+    var d = new Date(iso);
+    var t = pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
+    if (d.toDateString() !== new Date().toDateString()) {
+      t = d.toLocaleDateString(undefined, { month: "short", day: "numeric" }) + " " + t;
+    }
+    return t;
+  }
+  function duration(item) {
+    if (item.kind === "event") {
+      var v = item.durationMs;
+      if (v === null || v === undefined) return "";
+      return v < 1000 ? Math.round(v) + " ms" : (v / 1000).toFixed(1) + " s";
+    }
+    var s = item.duration;
+    if (s === null || s === undefined) return "";
+    return s < 60 ? s + " s" : Math.floor(s / 60) + " m " + (s % 60) + " s";
+  }
+  function sourceName(item) {
+    var s = item.source;
+    return s && typeof s === "object" ? (s.name || s.slug || s.id || "") : (s || "");
+  }
+  function sourceId(item) {
+    var s = item.source;
+    return s && typeof s === "object" ? s.id : s;
+  }
+  function workerName(item) {
+    var w = item.worker;
+    return w && typeof w === "object" ? (w.displayName || w.id || "") : (w || "");
+  }
+
+  // ---- rows -------------------------------------------------------------------------------
+  function el(tag, cls, text) {
+    var e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    return e;
+  }
+
+  function renderRow(item) {
+    var isEvent = item.kind === "event";
+    var li = el("li", "row row-" + item.kind + " row-new");
+    li.dataset.id = item.id;
+    li.dataset.received = item.receivedAt;
+    var a = el("a", "row-link");
+    a.href = config.detailUrl.replace("__id__", encodeURIComponent(item.id));
+    var label = isEvent ? item.status : item.category;
+    a.appendChild(el("span", "badge badge-" + (isEvent ? item.status : "timeline"), label));
+    var main = el("span", "row-main");
+    main.appendChild(el("span", "row-type", item.eventType || "—"));
+    main.appendChild(el("span", "row-message", isEvent ? (item.message || "") : workerName(item)));
+    a.appendChild(main);
+    a.appendChild(el("span", "row-source", sourceName(item)));
+    a.appendChild(el("span", "row-worker", isEvent ? (item.externalId || "") : workerName(item)));
+    a.appendChild(el("span", "row-duration", duration(item)));
+    var t = el("time", "row-time", clock(item.receivedAt));
+    t.setAttribute("datetime", item.receivedAt);
+    a.appendChild(t);
+    li.appendChild(a);
+    return li;
+  }
+
+  function newestReceived() {
+    var first = feedEl.firstElementChild;
+    return first ? first.dataset.received : null;
+  }
+  function oldestReceived() {
+    var last = feedEl.lastElementChild;
+    return last ? last.dataset.received : null;
+  }
+
+  // The page's filters, applied to live rows the way the server applies them to the feed.
+  function matches(item) {
+    if (filters.source && sourceId(item) !== filters.source) return false;
+    if (filters.status && (item.kind !== "event" || item.status !== filters.status)) return false;
+    if (filters.category && (item.kind !== "timeline" || item.category !== filters.category)) return false;
+    if (filters.eventType && item.eventType !== filters.eventType) return false;
+    if (filters.q) {
+      var q = filters.q.toLowerCase();
+      var w = item.worker && typeof item.worker === "object" ? item.worker : {};
+      var hay = [item.message, item.externalId, w.displayName, w.externalId,
+                 item.metadata === undefined ? "" : JSON.stringify(item.metadata)].join("\n");
+      if (hay.toLowerCase().indexOf(q) === -1) return false;
+    }
+    return true;
+  }
+
+  // Items go through here from the socket, the catch-up fetch and the pause buffer.
+  function accept(items) {
+    var fresh = [];
+    for (var i = 0; i < items.length; i++) {
+      var it = items[i];
+      if (!it || !it.id || byId.has(it.id) || !matches(it)) continue;
+      byId.set(it.id, it);
+      fresh.push(it);
+    }
+    if (!fresh.length) return;
+    if (paused) {
+      for (var j = 0; j < fresh.length; j++) buffer.push(fresh[j]);
+      if (buffer.length > MAX_BUFFER) {
+        buffer.splice(0, buffer.length - MAX_BUFFER).forEach(function (x) { byId.delete(x.id); });
+      }
+      newBtn.textContent = buffer.length + " new";
+      newBtn.hidden = false;
+      return;
+    }
+    for (var k = 0; k < fresh.length; k++) queue.push(fresh[k]);
+    if (!frame) frame = requestAnimationFrame(flush);
+  }
+
+  // One DOM insertion per frame however many messages arrived: the list is never re-rendered.
+  function flush() {
+    frame = 0;
+    if (!queue.length) return;
+    var items = queue;
+    queue = [];
+    items.sort(function (a, b) { return ms(b.receivedAt) - ms(a.receivedAt); });
+    var top = ms(newestReceived());
+    var frag = document.createDocumentFragment();
+    var stragglers = [];
+    for (var i = 0; i < items.length; i++) {
+      if (!top || ms(items[i].receivedAt) >= top) frag.appendChild(renderRow(items[i]));
+      else stragglers.push(items[i]);
+    }
+    feedEl.insertBefore(frag, feedEl.firstChild);
+    // Rare: a row committed after a newer one; walk down to its place instead of the top.
+    for (var s = 0; s < stragglers.length; s++) {
+      var row = renderRow(stragglers[s]);
+      var at = ms(stragglers[s].receivedAt);
+      var node = feedEl.firstElementChild;
+      while (node && ms(node.dataset.received) > at) node = node.nextElementSibling;
+      feedEl.insertBefore(row, node);
+    }
+    while (feedEl.children.length > MAX_ROWS) {
+      byId.delete(feedEl.lastElementChild.dataset.id);
+      feedEl.removeChild(feedEl.lastElementChild);
+      olderBtn.hidden = false;
+    }
+    emptyEl.hidden = feedEl.children.length > 0;
+    chart.add(items);
+  }
+
+  function setPaused(value) {
+    paused = value;
+    pauseBtn.textContent = paused ? "Resume" : "Pause";
+    pauseBtn.setAttribute("aria-pressed", String(paused));
+    document.body.classList.toggle("is-paused", paused);
+    if (!paused) {
+      var held = buffer;
+      buffer = [];
+      newBtn.hidden = true;
+      for (var i = 0; i < held.length; i++) queue.push(held[i]);
+      if (queue.length && !frame) frame = requestAnimationFrame(flush);
+    }
+    setConn(socket && socket.readyState === 1 ? "live" : connState);
+  }
+  pauseBtn.addEventListener("click", function () { setPaused(!paused); });
+  newBtn.addEventListener("click", function () { setPaused(false); });
+
+  // ---- HTTP: catch-up and load older ------------------------------------------------------
+  function feedUrl(extra) {
+    var p = new URLSearchParams(filters);
+    Object.keys(extra).forEach(function (k) { if (extra[k]) p.set(k, extra[k]); });
+    return config.feedUrl + "?" + p.toString();
+  }
+  function getFeed(extra) {
+    return fetch(feedUrl(extra), { credentials: "same-origin", headers: { Accept: "application/json" } })
+      .then(function (r) {
+        if (r.status === 401 || r.status === 403 || r.redirected) { stop("Signed out"); throw new Error("auth"); }
+        if (!r.ok) throw new Error("feed " + r.status);
+        return r.json();
+      })
+      .then(function (body) { return body.items || []; });
+  }
+
+  // Everything since the newest row the page has, page by page until the gap is closed.
+  function catchUp() {
+    if (catchingUp) return catchingUp;
+    var newest = newestReceived();
+    var after = newest ? new Date(ms(newest) - CATCHUP_SLACK_MS).toISOString() : "";
+    var limit = 500;
+    var pages = 0;
+    function page(before) {
+      return getFeed({ after: after, before: before, limit: String(limit) }).then(function (items) {
+        accept(items);
+        pages += 1;
+        if (items.length >= limit && pages < CATCHUP_MAX_PAGES && after) {
+          return page(items[items.length - 1].receivedAt);
+        }
+      });
+    }
+    catchingUp = page("").catch(function () {}).then(function () { catchingUp = null; });
+    return catchingUp;
+  }
+
+  olderBtn.addEventListener("click", function () {
+    var oldest = oldestReceived();
+    olderBtn.disabled = true;
+    getFeed({ before: oldest, limit: String(config.pageSize) }).then(function (items) {
+      var frag = document.createDocumentFragment();
+      var added = 0;
+      items.forEach(function (it) {
+        if (byId.has(it.id)) return;
+        byId.set(it.id, it);
+        var row = renderRow(it);
+        row.classList.remove("row-new");
+        frag.appendChild(row);
+        added += 1;
+      });
+      feedEl.appendChild(frag);
+      olderBtn.hidden = items.length < config.pageSize || added === 0;
+    }).catch(function () {}).then(function () { olderBtn.disabled = false; });
+  });
+
+  // ---- websocket --------------------------------------------------------------------------
+  var connState = "idle";
+  function setConn(state, text) {
+    connState = state;
+    var labels = { live: "Live", reconnecting: "Reconnecting…", idle: "Connecting…", stopped: text || "Offline" };
+    var shown = paused && state === "live" ? "paused" : state;
+    connEl.className = "pill pill-" + shown;
+    connEl.textContent = shown === "paused" ? "Paused" : (text || labels[state]);
+  }
+
+  function stop(text) {
+    stopped = true;
+    setConn("stopped", text);
+    if (socket) socket.close();
+  }
+
+  function connect() {
+    if (stopped) return;
+    var scheme = location.protocol === "https:" ? "wss://" : "ws://";
+    var ws = new WebSocket(scheme + location.host + config.socketPath);
+    socket = ws;
+    ws.onopen = function () {
+      attempt = 0;
+      setConn("live");
+      catchUp();
+    };
+    ws.onmessage = function (msg) {
+      var data;
+      try { data = JSON.parse(msg.data); } catch (e) { return; }
+      if (data.type === "events" || data.type === "timeline") accept(data.items || []);
+      else if (data.type === "rejections") rejections.add(data.items || []);
+    };
+    ws.onclose = function (ev) {
+      if (socket !== ws) return;
+      socket = null;
+      // 4401/4403: the server will say no again; retrying would only hammer it.
+      if (ev.code === 4401 || ev.code === 4403) { stop("Signed out"); return; }
+      if (stopped) return;
+      setConn("reconnecting");
+      var ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * Math.pow(2, attempt));
+      attempt += 1;
+      // "Equal jitter": half the ceiling plus a random half, so sockets spread out after an outage.
+      setTimeout(connect, ceiling / 2 + Math.random() * ceiling / 2);
+    };
+  }
+
+  // ---- chart: events per hour by status, stacked bars in inline SVG -----------------------
+  var chart = (function () {
+    var data = readJSON("live-chart") || { hours: [], series: {} };
+    var box = document.getElementById("chart");
+    var pending = 0;
+    var NS = "http://www.w3.org/2000/svg";
+    function svg(tag, attrs) {
+      var e = document.createElementNS(NS, tag);
+      Object.keys(attrs).forEach(function (k) { e.setAttribute(k, attrs[k]); });
+      return e;
+    }
+    function hourOf(iso) { var d = new Date(iso); d.setUTCMinutes(0, 0, 0); return d.getTime(); }
+    function shiftTo(hour) {
+      var last = data.hours.length ? ms(data.hours[data.hours.length - 1]) : hour;
+      while (last < hour) {
+        last += 3600000;
+        data.hours.push(new Date(last).toISOString());
+        data.hours.shift();
+        STATUSES.forEach(function (s) { data.series[s].push(0); data.series[s].shift(); });
+      }
+    }
+    function draw() {
+      pending = 0;
+      if (!box) return;
+      var W = 720, H = 160, padL = 34, padB = 20, padT = 8;
+      var n = data.hours.length || 24;
+      var totals = data.hours.map(function (_, i) {
+        return STATUSES.reduce(function (sum, s) { return sum + ((data.series[s] || [])[i] || 0); }, 0);
+      });
+      var max = Math.max.apply(null, totals.concat([1]));
+      var step = Math.pow(10, Math.floor(Math.log10(max)));
+      var top = Math.ceil(max / step) * step;
+      var root = svg("svg", { viewBox: "0 0 " + W + " " + H, preserveAspectRatio: "none", class: "chart-svg" });
+      var plotH = H - padB - padT, plotW = W - padL, bw = plotW / n;
+      [0, 0.5, 1].forEach(function (f) {
+        var y = padT + plotH * (1 - f);
+        root.appendChild(svg("line", { x1: padL, x2: W, y1: y, y2: y, class: "grid" }));
+        var label = svg("text", { x: padL - 6, y: y + 3, class: "axis", "text-anchor": "end" });
+        label.textContent = String(Math.round(top * f));
+        root.appendChild(label);
+      });
+      data.hours.forEach(function (h, i) {
+        var y = padT + plotH;
+        var x = padL + i * bw + bw * 0.15;
+        var title = svg("title", {});
+        var parts = [];
+        STATUSES.forEach(function (s) {
+          var v = (data.series[s] || [])[i] || 0;
+          if (!v) return;
+          var hgt = plotH * v / top;
+          y -= hgt;
+          root.appendChild(svg("rect", { x: x, y: y, width: bw * 0.7, height: hgt, class: "bar bar-" + s, rx: 1.5 }));
+          parts.push(v + " " + s);
+        });
+        var hit = svg("rect", { x: padL + i * bw, y: padT, width: bw, height: plotH, class: "hit" });
+        title.textContent = clock(h).slice(0, -3) + " — " + (parts.join(", ") || "no events");
+        hit.appendChild(title);
+        root.appendChild(hit);
+        if (i % 6 === 0 || i === n - 1) {
+          var t = svg("text", { x: padL + i * bw + bw / 2, y: H - 5, class: "axis", "text-anchor": "middle" });
+          var d = new Date(h);
+          t.textContent = pad(d.getHours()) + ":00";
+          root.appendChild(t);
+        }
+      });
+      box.textContent = "";
+      box.appendChild(root);
+    }
+    function add(items) {
+      if (!data.hours.length) return;
+      items.forEach(function (it) {
+        var hour = hourOf(it.receivedAt);
+        shiftTo(hour);
+        var idx = data.hours.length - 1 - Math.round((ms(data.hours[data.hours.length - 1]) - hour) / 3600000);
+        if (idx < 0 || idx >= data.hours.length) return;
+        var key = it.kind === "event" ? it.status : "timeline";
+        if (data.series[key]) data.series[key][idx] += 1;
+      });
+      // Redraw at most once a second, however fast events arrive.
+      if (!pending) pending = setTimeout(draw, 1000);
+    }
+    draw();
+    return { add: add };
+  })();
+
+  // ---- rejections panel -------------------------------------------------------------------
+  var rejections = (function () {
+    var list = document.getElementById("rejections");
+    var empty = document.getElementById("rejections-empty");
+    // Each live item adds its count (default 1) to the (source, code) total of the last 24 h.
+    function add(items) {
+      items.forEach(function (it) {
+        var sid = sourceId(it) || "";
+        var key = sid + "|" + it.code;
+        var row = null;
+        for (var i = 0; i < list.children.length; i++) {
+          if (list.children[i].dataset.key === key) { row = list.children[i]; break; }
+        }
+        if (!row) {
+          row = el("li");
+          row.dataset.key = key;
+          row.appendChild(el("span", "rej-source", sourceName(it) || sid));
+          var code = el("a", "code", it.code);
+          code.href = "/docs/errors/" + encodeURIComponent(it.code) + "/";
+          row.appendChild(code);
+          row.appendChild(el("span", "rej-count", "0"));
+          list.insertBefore(row, list.firstChild);
+        }
+        var count = row.querySelector(".rej-count");
+        count.textContent = String(Number(count.textContent) + (Number(it.count) || 1));
+        row.classList.remove("flash");
+        void row.offsetWidth;  // restart the highlight animation
+        row.classList.add("flash");
+      });
+      empty.hidden = list.children.length > 0;
+    }
+    return { add: add };
+  })();
+
+  // ---- detail drawer ----------------------------------------------------------------------
+  var drawer = document.getElementById("drawer");
+  function openDrawer(item, href) {
+    document.getElementById("drawer-title").textContent = item.eventType || item.id;
+    var dl = document.getElementById("drawer-fields");
+    dl.textContent = "";
+    var fields = item.kind === "event"
+      ? [["Status", item.status], ["Source", sourceName(item)], ["Message", item.message],
+         ["Description", item.description], ["External ID", item.externalId],
+         ["Duration", duration(item)], ["Received", item.receivedAt], ["ID", item.id]]
+      : [["Category", item.category], ["Source", sourceName(item)], ["Worker", workerName(item)],
+         ["Timestamp", item.timestamp], ["Duration", duration(item)], ["Received", item.receivedAt],
+         ["Request ID", item.requestId], ["ID", item.id]];
+    fields.forEach(function (f) {
+      if (f[1] === undefined || f[1] === null || f[1] === "") return;
+      dl.appendChild(el("dt", "", f[0]));
+      dl.appendChild(el("dd", "", f[1]));
+    });
+    document.getElementById("drawer-json").textContent =
+      item.metadata === undefined ? "null" : JSON.stringify(item.metadata, null, 2);
+    document.getElementById("drawer-link").href = href;
+    drawer.hidden = false;
+    drawer.querySelector("[data-close]").focus();
+  }
+  function closeDrawer() { drawer.hidden = true; }
+  drawer.addEventListener("click", function (e) {
+    if (e.target === drawer || e.target.closest("[data-close]")) closeDrawer();
+  });
+  document.addEventListener("keydown", function (e) { if (e.key === "Escape") closeDrawer(); });
+  feedEl.addEventListener("click", function (e) {
+    var a = e.target.closest("a.row-link");
+    if (!a || e.metaKey || e.ctrlKey || e.shiftKey || e.button !== 0) return;
+    var item = byId.get(a.parentNode.dataset.id);
+    if (!item) return;
+    e.preventDefault();
+    openDrawer(item, a.href);
+  });
+
+  // ---- start ------------------------------------------------------------------------------
+  (readJSON("live-items") || []).forEach(function (it) { byId.set(it.id, it); });
+  Array.prototype.forEach.call(feedEl.querySelectorAll("time.row-time"), function (t) {
+    t.textContent = clock(t.getAttribute("datetime"));
+  });
+  if (config.live) {
+    connect();
+  } else {
+    setConn("stopped", "Past range");
+    pauseBtn.hidden = true;
+  }
+})();

@@ -1,0 +1,171 @@
+"""Sign-up, log-in (rate-limited), log-out, password change and the home redirect."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.urls import reverse
+
+from workspaces.models import Membership, Role, Workspace
+
+pytestmark = pytest.mark.django_db
+
+PASSWORD = "correct-horse-battery"
+
+
+def signup_data(**overrides) -> dict[str, str]:
+    data = {
+        "username": "nina",
+        "email": "nina@example.com",
+        "password1": "a-long-unusual-passphrase",
+        "password2": "a-long-unusual-passphrase",
+        "workspace_name": "Nina's team",
+    }
+    data.update(overrides)
+    return data
+
+
+def test_the_signup_page_renders_a_csrf_protected_form(client):
+    response = client.get(reverse("signup"))
+    assert response.status_code == 200
+    assert b"csrfmiddlewaretoken" in response.content
+    assert b"Create your account" in response.content
+
+
+def test_signing_up_creates_a_user_and_a_free_workspace_they_own_and_walks_to_sources(client):
+    response = client.post(reverse("signup"), signup_data())
+
+    workspace = Workspace.objects.get(name="Nina's team")
+    assert response.status_code == 302
+    assert response["Location"] == f"/w/{workspace.public_id}/sources/"
+    user = get_user_model().objects.get(username="nina")
+    assert workspace.plan.code == "free"
+    membership = Membership.objects.get(workspace=workspace, user=user)
+    assert membership.role == Role.OWNER
+    # Logged in: the home page now leads to the new workspace.
+    assert client.get("/")["Location"] == f"/w/{workspace.public_id}/events/"
+
+
+def test_signing_up_without_a_workspace_name_names_it_after_the_user(client):
+    client.post(reverse("signup"), signup_data(workspace_name=""))
+    assert Workspace.objects.filter(name="nina's workspace").count() == 1
+
+
+def test_signup_refuses_mismatched_passwords_and_creates_nothing(client):
+    response = client.post(reverse("signup"), signup_data(password2="something-else-entirely"))
+    assert response.status_code == 200
+    assert b"password fields didn" in response.content
+    assert not get_user_model().objects.filter(username="nina").exists()
+    assert not Workspace.objects.exists()
+
+
+def test_signup_refuses_an_email_already_in_use(client, owner):
+    response = client.post(reverse("signup"), signup_data(email=owner.email.upper()))
+    assert response.status_code == 200
+    assert b"already exists" in response.content
+    assert not Workspace.objects.exists()
+
+
+def test_home_sends_a_visitor_to_the_login_page(client):
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response["Location"] == reverse("login")
+
+
+def test_home_sends_a_member_to_their_first_workspaces_live_page(client, member, workspace):
+    client.force_login(member)
+    response = client.get("/")
+    assert response.status_code == 302
+    assert response["Location"] == f"/w/{workspace.public_id}/events/"
+
+
+def test_home_offers_a_new_workspace_to_a_user_without_one(client, make_user):
+    client.force_login(make_user("lonely"))
+    response = client.get("/")
+    assert response["Location"] == reverse("workspace-new")
+    created = client.post(reverse("workspace-new"), {"name": "Fresh start"})
+    workspace = Workspace.objects.get(name="Fresh start")
+    assert created["Location"] == f"/w/{workspace.public_id}/sources/"
+    assert workspace.plan.code == "free"
+
+
+def test_login_with_the_right_password_lands_on_home(client, owner):
+    response = client.post(reverse("login"), {"username": owner.username, "password": PASSWORD})
+    assert response.status_code == 302
+    assert response["Location"] == reverse("home")
+
+
+def test_login_with_a_wrong_password_says_so(client, owner):
+    response = client.post(reverse("login"), {"username": owner.username, "password": "nope"})
+    assert response.status_code == 200
+    assert b"correct username and password" in response.content
+
+
+def test_login_is_rate_limited_per_username_with_a_clear_message(client, owner, settings):
+    settings.LOGIN_RATE_LIMIT = "3/m"
+    for i in range(3):
+        # A different address each time: only the per-username budget is spent.
+        response = client.post(
+            reverse("login"),
+            {"username": owner.username.upper(), "password": "wrong"},
+            REMOTE_ADDR=f"10.0.0.{i}",
+        )
+        assert response.status_code == 200
+    response = client.post(
+        reverse("login"), {"username": owner.username, "password": PASSWORD}, REMOTE_ADDR="10.0.0.9"
+    )
+    assert response.status_code == 429
+    assert b"Too many sign-in attempts" in response.content
+    assert "_auth_user_id" not in client.session
+
+
+def test_login_is_rate_limited_per_address(client, make_user, settings):
+    settings.LOGIN_RATE_LIMIT = "3/m"
+    for i in range(3):
+        client.post(reverse("login"), {"username": f"guess{i}", "password": "x"})
+    user = make_user("real")
+    response = client.post(reverse("login"), {"username": user.username, "password": PASSWORD})
+    assert response.status_code == 429
+    assert b"Too many sign-in attempts" in response.content
+
+
+def test_logout_needs_a_post_and_ends_the_session(client, owner):
+    client.force_login(owner)
+    assert client.get(reverse("logout")).status_code == 405
+    response = client.post(reverse("logout"))
+    assert response.status_code == 302
+    assert "_auth_user_id" not in client.session
+
+
+def test_password_change_requires_login(client):
+    response = client.get(reverse("password_change"))
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
+
+
+def test_password_change_sets_the_new_password(client, owner):
+    client.force_login(owner)
+    assert client.get(reverse("password_change")).status_code == 200
+    response = client.post(
+        reverse("password_change"),
+        {
+            "old_password": PASSWORD,
+            "new_password1": "another-long-passphrase",
+            "new_password2": "another-long-passphrase",
+        },
+    )
+    assert response.status_code == 302
+    assert response["Location"] == reverse("password_change_done")
+    owner.refresh_from_db()
+    assert owner.check_password("another-long-passphrase")
+    assert client.get(reverse("password_change_done")).status_code == 200
+
+
+def test_every_page_links_the_docs_and_staff_see_the_admin_link(client, owner):
+    page = client.get(reverse("login")).content.decode()
+    assert 'href="/docs/"' in page
+    assert 'href="/admin/"' not in page
+    owner.is_staff = True
+    owner.save(update_fields=["is_staff"])
+    client.force_login(owner)
+    assert 'href="/admin/"' in client.get(reverse("password_change")).content.decode()

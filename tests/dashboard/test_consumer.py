@@ -1,0 +1,164 @@
+"""The dashboard websocket: who is let in, which group they hear, and what reaches the page."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from channels.layers import get_channel_layer
+from channels.routing import URLRouter
+from channels.testing import WebsocketCommunicator
+from django.conf import settings
+from django.contrib.auth.models import AnonymousUser
+from django.test import Client
+
+from ackly.asgi import application
+from ackly.routing import websocket_urlpatterns
+from workspaces.consumers import workspace_group
+
+# Transactional (the consumer reads from another thread); serialized_rollback keeps the plans.
+pytestmark = [
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.asyncio,
+]
+
+
+def path_for(ws) -> str:
+    return f"/ws/workspaces/{ws.public_id}/"
+
+
+def routed(path: str, user) -> WebsocketCommunicator:
+    """The consumer behind the URL router, with the user the auth middleware would have set."""
+    communicator = WebsocketCommunicator(URLRouter(websocket_urlpatterns), path)
+    communicator.scope["user"] = user
+    return communicator
+
+
+def session_cookie(user) -> bytes:
+    client = Client()
+    client.force_login(user)
+    name = settings.SESSION_COOKIE_NAME
+    return f"{name}={client.cookies[name].value}".encode()
+
+
+def through_asgi(path: str, cookie: bytes | None, origin: bytes = b"http://testserver"):
+    """The full production stack: origin check, session auth, router, consumer."""
+    headers = [(b"origin", origin), (b"host", b"testserver")]
+    if cookie:
+        headers.append((b"cookie", cookie))
+    return WebsocketCommunicator(application, path, headers=headers)
+
+
+async def broadcast(ws, payload: dict) -> None:
+    await get_channel_layer().group_send(
+        workspace_group(ws.public_id), {"type": "ackly.message", "payload": payload}
+    )
+
+
+async def test_a_member_is_accepted_and_hears_the_workspaces_broadcasts(member, workspace):
+    communicator = routed(path_for(workspace), member)
+    connected, _ = await communicator.connect()
+    assert connected
+    payload = {"type": "events", "items": [{"kind": "event", "id": "6634a1f2c8d9e3b4a2f10001",
+                                            "status": "success", "message": "hi"}]}
+    await broadcast(workspace, payload)
+    assert await communicator.receive_json_from(timeout=2) == payload
+    await communicator.disconnect()
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"type": "timeline", "items": [{"kind": "timeline", "id": "tle_1", "category": "sales"}]},
+        {"type": "snapshot", "item": {"snapshotType": "tickets_open", "metrics": {"open": 3}}},
+        {"type": "rejections", "items": [{"source": {"id": "app_1"}, "code": "invalid_key",
+                                          "count": 1}]},
+    ],
+    ids=["timeline", "snapshot", "rejections"],
+)
+async def test_every_message_shape_is_relayed_as_json_text_unchanged(owner, workspace, payload):
+    communicator = routed(path_for(workspace), owner)
+    assert (await communicator.connect())[0]
+    await broadcast(workspace, payload)
+    assert await communicator.receive_json_from(timeout=2) == payload
+    await communicator.disconnect()
+
+
+async def test_an_anonymous_visitor_is_refused_with_4401(workspace):
+    connected, code = await routed(path_for(workspace), AnonymousUser()).connect()
+    assert (connected, code) == (False, 4401)
+
+
+async def test_a_non_member_is_refused_with_4403(outsider, workspace, other_workspace):
+    connected, code = await routed(path_for(workspace), outsider).connect()
+    assert (connected, code) == (False, 4403)
+
+
+async def test_an_unknown_workspace_is_refused_with_4403(member):
+    connected, code = await routed("/ws/workspaces/org_nope/", member).connect()
+    assert (connected, code) == (False, 4403)
+
+
+async def test_the_socket_is_push_only(member, workspace):
+    communicator = routed(path_for(workspace), member)
+    assert (await communicator.connect())[0]
+    await communicator.send_to(text_data='{"type": "events", "items": []}')
+    await communicator.send_to(text_data="not json")
+    # Nothing echoes back, nothing reaches the group, and the socket stays open.
+    assert await communicator.receive_nothing(timeout=0.3)
+    await broadcast(workspace, {"type": "events", "items": []})
+    assert await communicator.receive_json_from(timeout=2) == {"type": "events", "items": []}
+    await communicator.disconnect()
+
+
+async def test_a_message_to_one_workspace_never_reaches_anothers_socket(
+    member, outsider, workspace, other_workspace
+):
+    ours = routed(path_for(workspace), member)
+    theirs = routed(path_for(other_workspace), outsider)
+    assert (await ours.connect())[0] and (await theirs.connect())[0]
+
+    await broadcast(workspace, {"type": "events", "items": [{"id": "only-for-acme"}]})
+    await broadcast(other_workspace, {"type": "events", "items": [{"id": "only-for-globex"}]})
+
+    assert (await ours.receive_json_from(timeout=2))["items"] == [{"id": "only-for-acme"}]
+    assert (await theirs.receive_json_from(timeout=2))["items"] == [{"id": "only-for-globex"}]
+    assert await ours.receive_nothing(timeout=0.3)
+    assert await theirs.receive_nothing(timeout=0.3)
+    await ours.disconnect()
+    await theirs.disconnect()
+
+
+async def test_a_closed_socket_leaves_the_group(member, workspace):
+    communicator = routed(path_for(workspace), member)
+    assert (await communicator.connect())[0]
+    await communicator.disconnect()
+    layer = get_channel_layer()
+    if hasattr(layer, "groups"):  # the in-memory layer exposes its membership
+        assert not layer.groups.get(workspace_group(workspace.public_id))
+
+
+class TestThroughTheFullStack:
+    async def test_a_logged_in_member_is_accepted_by_session_cookie(self, member, workspace):
+        cookie = await asyncio.to_thread(session_cookie, member)
+        communicator = through_asgi(path_for(workspace), cookie)
+        connected, _ = await communicator.connect()
+        assert connected
+        await broadcast(workspace, {"type": "events", "items": []})
+        assert await communicator.receive_json_from(timeout=2) == {"type": "events", "items": []}
+        await communicator.disconnect()
+
+    async def test_no_session_is_refused_with_4401(self, workspace):
+        connected, code = await through_asgi(path_for(workspace), None).connect()
+        assert (connected, code) == (False, 4401)
+
+    async def test_an_outsiders_session_is_refused_with_4403(self, outsider, workspace):
+        cookie = await asyncio.to_thread(session_cookie, outsider)
+        connected, code = await through_asgi(path_for(workspace), cookie).connect()
+        assert (connected, code) == (False, 4403)
+
+    async def test_a_foreign_origin_is_refused_even_for_a_member(self, member, workspace):
+        cookie = await asyncio.to_thread(session_cookie, member)
+        communicator = through_asgi(path_for(workspace), cookie, origin=b"https://evil.example")
+        connected, _ = await communicator.connect()
+        assert not connected

@@ -1,0 +1,182 @@
+"""The live events page and the event detail page: who may see them and what they show."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from ingest.models import Rejection
+from sources.services import create_source
+
+pytestmark = pytest.mark.django_db
+
+
+def live_url(ws) -> str:
+    return f"/w/{ws.public_id}/events/"
+
+
+def test_a_visitor_is_sent_to_the_login_page(client, workspace):
+    response = client.get(live_url(workspace))
+    assert response.status_code == 302
+    assert response["Location"].startswith("/login/?next=")
+
+
+@pytest.mark.parametrize("persona", ["owner", "member"])
+def test_owners_and_members_see_the_live_page(client, request, persona, workspace, make_event):
+    make_event(message="nightly backup done", event_type="backup.finished")
+    client.force_login(request.getfixturevalue(persona))
+
+    response = client.get(live_url(workspace))
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "nightly backup done" in page
+    assert "backup.finished" in page
+    assert f"/ws/workspaces/{workspace.public_id}/" in page  # the socket the page opens
+    assert 'id="live-chart"' in page
+    assert "js/live.js" in page
+
+
+def test_an_outsider_gets_a_404_and_learns_nothing(client, outsider, workspace, other_workspace):
+    client.force_login(outsider)
+    assert client.get(live_url(workspace)).status_code == 404
+    assert client.get(f"/w/{workspace.public_id}/events/feed.json").status_code == 404
+
+
+def test_the_workspace_root_leads_to_the_live_page(client, member, workspace):
+    client.force_login(member)
+    response = client.get(f"/w/{workspace.public_id}/")
+    assert response["Location"] == live_url(workspace)
+
+
+def test_the_page_lists_both_kinds_newest_first(
+    client, owner, workspace, make_event, make_timeline
+):
+    make_event(age=timedelta(minutes=3), message="oldest-row")
+    make_timeline(age=timedelta(minutes=2), event_type="call.logged")
+    make_event(age=timedelta(minutes=1), message="newest-row", status="failure")
+    client.force_login(owner)
+
+    page = client.get(live_url(workspace)).content.decode()
+
+    assert page.index("newest-row") < page.index("call.logged") < page.index("oldest-row")
+    assert "Alex Chen" in page  # the timeline row's worker
+
+
+def test_message_text_is_escaped(client, owner, workspace, make_event):
+    make_event(message="<script>alert(1)</script>")
+    client.force_login(owner)
+    page = client.get(live_url(workspace)).content.decode()
+    assert "<script>alert(1)</script>" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_rows_past_the_plans_retention_are_never_shown(client, owner, free_workspace):
+    source, _ = create_source(free_workspace, "Cron")
+    from ingest.models import Event
+
+    for days, text in [(6, "inside-retention"), (8, "past-retention")]:
+        Event.objects.create(
+            workspace=free_workspace, source=source, status="success", message=text,
+            received_at=timezone.now() - timedelta(days=days),
+        )
+    client.force_login(owner)
+    page = client.get(live_url(free_workspace)).content.decode()
+    assert "inside-retention" in page
+    assert "past-retention" not in page
+
+
+def test_the_page_filters_server_side(client, owner, workspace, make_event):
+    make_event(status="failure", message="disk full")
+    make_event(status="success", message="all good")
+    client.force_login(owner)
+    page = client.get(live_url(workspace), {"status": "failure"}).content.decode()
+    assert "disk full" in page
+    assert "all good" not in page
+
+
+def test_the_rejections_panel_sums_the_last_day_by_source_and_code(
+    client, owner, workspace, source, other_workspace
+):
+    hour = timezone.now().replace(minute=0, second=0, microsecond=0)
+    for h, n in [(0, 3), (2, 4)]:
+        Rejection.objects.create(
+            workspace=workspace, source=source, code="invalid_key", hour=hour - timedelta(hours=h),
+            count=n,
+        )
+    Rejection.objects.create(
+        workspace=workspace, source=source, code="rate_limited", hour=hour - timedelta(hours=30),
+        count=99,
+    )
+    foreign, _ = create_source(other_workspace, "Globex app")
+    Rejection.objects.create(
+        workspace=other_workspace, source=foreign, code="quota_exceeded", hour=hour, count=5
+    )
+    client.force_login(owner)
+
+    response = client.get(live_url(workspace))
+
+    rejections = response.context["rejections"]
+    assert rejections == [
+        {"source": {"id": source.public_id, "name": source.name}, "code": "invalid_key", "count": 7}
+    ]
+
+
+def test_the_chart_counts_events_per_hour_by_status(client, owner, workspace, make_event,
+                                                     make_timeline):
+    make_event(status="success")
+    make_event(status="success")
+    make_event(status="failure", age=timedelta(hours=2))
+    make_timeline()
+    make_event(status="failure", age=timedelta(hours=30))  # outside the chart
+    client.force_login(owner)
+
+    chart = client.get(live_url(workspace)).context["chart"]
+
+    assert len(chart["hours"]) == 24
+    assert chart["series"]["success"][-1] == 2
+    assert chart["series"]["timeline"][-1] == 1
+    assert sum(chart["series"]["failure"]) == 1
+    assert chart["series"]["failure"][-3] == 1
+
+
+class TestEventDetail:
+    def test_a_member_sees_the_metadata_as_escaped_pretty_json(self, client, member, workspace,
+                                                               make_event):
+        event = make_event(metadata={"b": 1, "a": {"html": "<b>bold</b>"}}, message="hello")
+        client.force_login(member)
+
+        response = client.get(f"/w/{workspace.public_id}/events/{event.public_id}/")
+
+        assert response.status_code == 200
+        page = response.content.decode()
+        assert '&quot;a&quot;: {\n    &quot;html&quot;: &quot;&lt;b&gt;bold&lt;/b&gt;&quot;' in page
+        assert "<b>bold</b>" not in page
+
+    def test_a_timeline_event_shows_its_worker(self, client, owner, workspace, make_timeline):
+        item = make_timeline(metadata={"ticket": 7})
+        client.force_login(owner)
+        response = client.get(f"/w/{workspace.public_id}/events/{item.public_id}/")
+        assert response.status_code == 200
+        assert "Alex Chen" in response.content.decode()
+
+    def test_an_outsider_is_refused_even_with_the_events_id(self, client, outsider, workspace,
+                                                           other_workspace, make_event):
+        event = make_event()
+        client.force_login(outsider)
+        assert client.get(f"/w/{workspace.public_id}/events/{event.public_id}/").status_code == 404
+        # Nor through their own workspace's URL.
+        url = f"/w/{other_workspace.public_id}/events/{event.public_id}/"
+        assert client.get(url).status_code == 404
+
+    def test_a_visitor_is_sent_to_log_in(self, client, workspace, make_event):
+        event = make_event()
+        response = client.get(f"/w/{workspace.public_id}/events/{event.public_id}/")
+        assert response.status_code == 302
+
+    def test_an_event_past_retention_is_gone(self, client, owner, workspace, make_event):
+        event = make_event(age=timedelta(days=91))
+        client.force_login(owner)
+        assert client.get(f"/w/{workspace.public_id}/events/{event.public_id}/").status_code == 404

@@ -1,0 +1,278 @@
+"""The live events page's data: filtered, retention-bounded, merged feed of both event kinds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from heapq import merge
+from typing import Any
+
+from django.db.models import Count, Q, QuerySet, Sum, TextField
+from django.db.models.functions import Cast, TruncHour
+from django.utils import timezone
+from django.utils.dateparse import parse_datetime
+
+from ingest.models import Category, Event, EventStatus, Rejection, TimelineEvent
+from sources.models import Source
+from workspaces.models import Workspace
+
+FEED_PAGE_SIZE = 100
+FEED_MAX_PAGE_SIZE = 500
+# Named time ranges offered by the filter bar; `since`/`until` take exact instants too.
+RANGES = {"15m": timedelta(minutes=15), "1h": timedelta(hours=1), "24h": timedelta(hours=24),
+          "7d": timedelta(days=7), "30d": timedelta(days=30), "90d": timedelta(days=90)}
+
+
+def retention_cutoff(workspace: Workspace, now: datetime | None = None) -> datetime:
+    """Rows received before this instant are past the plan's retention and never shown."""
+    return (now or timezone.now()) - timedelta(days=workspace.plan.retention_days)
+
+
+def _instant(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        moment = parse_datetime(value.strip().replace(" ", "+"))
+    except ValueError:
+        return None
+    if moment is None:
+        return None
+    if timezone.is_naive(moment):
+        moment = timezone.make_aware(moment, UTC)
+    return moment
+
+
+@dataclass
+class FeedFilters:
+    """The filter bar, parsed from query parameters; unknown values are dropped, never errors."""
+
+    source: str = ""
+    status: str = ""
+    category: str = ""
+    event_type: str = ""
+    q: str = ""
+    range: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+    after: datetime | None = None
+    before: datetime | None = None
+    limit: int = FEED_PAGE_SIZE
+    errors: list[str] = field(default_factory=list)
+
+    @classmethod
+    def from_query(cls, params, now: datetime | None = None) -> FeedFilters:
+        now = now or timezone.now()
+        f = cls(
+            source=params.get("source", "").strip(),
+            status=params.get("status", "").strip(),
+            category=params.get("category", "").strip(),
+            event_type=params.get("eventType", "").strip(),
+            q=params.get("q", "").strip()[:200],
+            range=params.get("range", "").strip(),
+        )
+        if f.status and f.status not in EventStatus.values:
+            f.errors.append(f"status must be one of {', '.join(EventStatus.values)}")
+            f.status = ""
+        if f.category and f.category not in Category.values:
+            f.errors.append(f"category must be one of {', '.join(Category.values)}")
+            f.category = ""
+        if f.range and f.range not in RANGES:
+            f.errors.append(f"range must be one of {', '.join(RANGES)}")
+            f.range = ""
+        for name in ("since", "until", "after", "before"):
+            raw = params.get(name)
+            value = _instant(raw)
+            if raw and value is None:
+                f.errors.append(f"{name} must be an ISO 8601 instant")
+            setattr(f, name, value)
+        if f.range and f.since is None:
+            f.since = now - RANGES[f.range]
+        try:
+            f.limit = max(1, min(int(params.get("limit", FEED_PAGE_SIZE)), FEED_MAX_PAGE_SIZE))
+        except ValueError:
+            f.limit = FEED_PAGE_SIZE
+        return f
+
+    @property
+    def active(self) -> bool:
+        """Whether anything narrows the feed (the page then filters live rows too)."""
+        return any([self.source, self.status, self.category, self.event_type, self.q,
+                    self.since, self.until])
+
+    def as_query(self) -> dict[str, str]:
+        """The filters as query parameters (links, the page's JS)."""
+        out = {"source": self.source, "status": self.status, "category": self.category,
+               "eventType": self.event_type, "q": self.q, "range": self.range}
+        if self.since and not self.range:
+            out["since"] = self.since.isoformat()
+        if self.until:
+            out["until"] = self.until.isoformat()
+        return {k: v for k, v in out.items() if v}
+
+
+def _bounded(qs: QuerySet, workspace: Workspace, f: FeedFilters, now: datetime) -> QuerySet:
+    """Tenant, retention and time bounds shared by both kinds."""
+    qs = qs.filter(workspace=workspace, received_at__gte=retention_cutoff(workspace, now))
+    if f.source:
+        qs = qs.filter(source__public_id=f.source)
+    if f.event_type:
+        qs = qs.filter(event_type=f.event_type)
+    if f.since:
+        qs = qs.filter(received_at__gte=f.since)
+    if f.until:
+        qs = qs.filter(received_at__lt=f.until)
+    if f.after:
+        # Inclusive: rows sharing the newest instant the page has are re-sent; it dedupes by id.
+        qs = qs.filter(received_at__gte=f.after)
+    if f.before:
+        # Inclusive for the same reason: "load older" must not skip rows sharing an instant.
+        qs = qs.filter(received_at__lte=f.before)
+    return qs
+
+
+def events_query(workspace: Workspace, f: FeedFilters, now: datetime) -> QuerySet | None:
+    """Ingest-API events matching the filters, or None when a filter excludes the kind."""
+    if f.category:
+        return None
+    qs = _bounded(Event.objects.all(), workspace, f, now)
+    if f.status:
+        qs = qs.filter(status=f.status)
+    if f.q:
+        qs = qs.annotate(metadata_text=Cast("metadata", TextField())).filter(
+            Q(message__icontains=f.q) | Q(external_id__icontains=f.q)
+            | Q(metadata_text__icontains=f.q)
+        )
+    return qs.select_related("source").order_by("-received_at", "-id")
+
+
+def timeline_query(workspace: Workspace, f: FeedFilters, now: datetime) -> QuerySet | None:
+    """v1 timeline events matching the filters, or None when a filter excludes the kind."""
+    if f.status:
+        return None
+    qs = _bounded(TimelineEvent.objects.all(), workspace, f, now)
+    if f.category:
+        qs = qs.filter(category=f.category)
+    if f.q:
+        # Timeline events have no message: the worker stands in for it, externalId is the worker's.
+        qs = qs.annotate(metadata_text=Cast("metadata", TextField())).filter(
+            Q(worker__display_name__icontains=f.q) | Q(worker__external_id__icontains=f.q)
+            | Q(metadata_text__icontains=f.q)
+        )
+    return qs.select_related("source", "worker").order_by("-received_at", "-id")
+
+
+def _iso(moment: datetime | None) -> str | None:
+    if moment is None:
+        return None
+    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _source(source: Source) -> dict[str, str]:
+    return {"id": source.public_id, "name": source.name, "slug": source.slug}
+
+
+def present_event(event: Event) -> dict[str, Any]:
+    """An ingest-API event as the feed and the broadcast carry it."""
+    return {
+        "kind": "event",
+        "id": event.public_id,
+        "status": event.status,
+        "message": event.message,
+        "description": event.description,
+        "eventType": event.event_type,
+        "externalId": event.external_id,
+        "durationMs": event.duration_ms,
+        "metadata": event.metadata,
+        "source": _source(event.source),
+        "receivedAt": _iso(event.received_at),
+    }
+
+
+def present_timeline(item: TimelineEvent) -> dict[str, Any]:
+    """A v1 timeline event as the feed and the broadcast carry it."""
+    return {
+        "kind": "timeline",
+        "id": item.public_id,
+        "eventType": item.event_type,
+        "category": item.category,
+        "timestamp": _iso(item.timestamp),
+        "duration": item.duration,
+        "metadata": item.metadata,
+        "worker": {"id": item.worker.public_id, "displayName": item.worker.display_name},
+        "source": _source(item.source),
+        "requestId": item.request_id,
+        "receivedAt": _iso(item.received_at),
+    }
+
+
+def feed(workspace: Workspace, f: FeedFilters, now: datetime | None = None) -> list[dict]:
+    """Newest first, both kinds merged by receivedAt, at most `f.limit` items."""
+    now = now or timezone.now()
+    streams = []
+    events = events_query(workspace, f, now)
+    if events is not None:
+        streams.append(present_event(e) for e in events[: f.limit])
+    timeline = timeline_query(workspace, f, now)
+    if timeline is not None:
+        streams.append(present_timeline(t) for t in timeline[: f.limit])
+    merged = merge(*streams, key=lambda item: item["receivedAt"], reverse=True)
+    return [item for _, item in zip(range(f.limit), merged, strict=False)]
+
+
+def find_item(workspace: Workspace, item_id: str) -> dict | None:
+    """One event of either kind by public id, inside the workspace and its retention."""
+    cutoff = retention_cutoff(workspace)
+    if item_id.startswith("tle_"):
+        found = (TimelineEvent.objects.select_related("source", "worker")
+                 .filter(workspace=workspace, public_id=item_id, received_at__gte=cutoff).first())
+        return present_timeline(found) if found else None
+    found = (Event.objects.select_related("source")
+             .filter(workspace=workspace, public_id=item_id, received_at__gte=cutoff).first())
+    return present_event(found) if found else None
+
+
+def hourly_chart(workspace: Workspace, now: datetime | None = None) -> dict[str, Any]:
+    """Events per hour by status (and v1 timeline events) over the last 24 hours."""
+    now = now or timezone.now()
+    current = now.replace(minute=0, second=0, microsecond=0)
+    hours = [current - timedelta(hours=i) for i in range(23, -1, -1)]
+    start = max(hours[0], retention_cutoff(workspace, now))
+    series = {s: [0] * 24 for s in [*EventStatus.values, "timeline"]}
+    index = {h: i for i, h in enumerate(hours)}
+
+    def add(rows, key) -> None:
+        for row in rows:
+            hour = row["hour"].astimezone(UTC)
+            if hour in index:
+                series[key(row)][index[hour]] += row["n"]
+
+    add(
+        Event.objects.filter(workspace=workspace, received_at__gte=start)
+        .annotate(hour=TruncHour("received_at", tzinfo=UTC))
+        .values("hour", "status").annotate(n=Count("id")),
+        lambda row: row["status"],
+    )
+    add(
+        TimelineEvent.objects.filter(workspace=workspace, received_at__gte=start)
+        .annotate(hour=TruncHour("received_at", tzinfo=UTC))
+        .values("hour").annotate(n=Count("id")),
+        lambda row: "timeline",
+    )
+    return {"hours": [_iso(h) for h in hours], "series": series}
+
+
+def rejections_summary(workspace: Workspace, now: datetime | None = None) -> list[dict]:
+    """Refused requests per (source, code) over the last 24 hours, most first."""
+    now = now or timezone.now()
+    since = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=23)
+    rows = (
+        Rejection.objects.filter(workspace=workspace, hour__gte=since)
+        .values("source__public_id", "source__name", "code")
+        .annotate(total=Sum("count"))
+        .order_by("-total", "code")
+    )
+    return [
+        {"source": {"id": r["source__public_id"], "name": r["source__name"]},
+         "code": r["code"], "count": r["total"]}
+        for r in rows
+    ]

@@ -1,0 +1,184 @@
+"""Dashboard pages: accounts, home, and the live events page with its JSON feed."""
+
+from __future__ import annotations
+
+import json
+
+from django.conf import settings
+from django.contrib.auth import login
+from django.contrib.auth import views as auth_views
+from django.contrib.auth.decorators import login_required
+from django.db import transaction
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.views.decorators.http import require_GET
+from django_ratelimit.core import is_ratelimited
+
+from ingest.models import Category, EventStatus
+from sources.models import Source
+from workspaces import live
+from workspaces.access import workspace_view
+from workspaces.forms import SignupForm, WorkspaceForm
+from workspaces.models import Membership
+from workspaces.services import create_workspace
+
+
+def _first_workspace_id(user) -> str | None:
+    return (
+        Membership.objects.filter(user=user)
+        .order_by("created_at", "id")
+        .values_list("workspace__public_id", flat=True)
+        .first()
+    )
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    """The live events page of the user's first workspace; the login page for visitors."""
+    if not request.user.is_authenticated:
+        return redirect(settings.LOGIN_URL)
+    org_id = _first_workspace_id(request.user)
+    if org_id is None:
+        return redirect("workspace-new")
+    return redirect("live-events", org_id=org_id)
+
+
+def signup(request: HttpRequest) -> HttpResponse:
+    """A user, their Free workspace (they own it), a session; then on to the first source."""
+    if request.user.is_authenticated:
+        return redirect("home")
+    form = SignupForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        with transaction.atomic():
+            user = form.save()
+            workspace = create_workspace(form.workspace_label(), "free", owner=user)
+        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        return redirect(f"/w/{workspace.public_id}/sources/")
+    return render(request, "registration/signup.html", {"form": form})
+
+
+def _username_key(group: str, request: HttpRequest) -> str:
+    # Case-folded so "Alice" and "alice" share one budget.
+    return (request.POST.get("username") or "").strip().lower()
+
+
+class LoginView(auth_views.LoginView):
+    """Django's login, limited per client address and per username against password guessing."""
+
+    def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        rate = settings.LOGIN_RATE_LIMIT
+        limited_ip = is_ratelimited(request, group="login-ip", key="ip", rate=rate, increment=True)
+        limited_user = is_ratelimited(
+            request, group="login-user", key=_username_key, rate=rate, increment=True
+        )
+        if limited_ip or limited_user:
+            form = self.get_form()
+            form.errors.clear()
+            form.add_error(
+                None, "Too many sign-in attempts. Wait a minute, then try again."
+            )
+            return self.render_to_response(self.get_context_data(form=form), status=429)
+        return super().post(request, *args, **kwargs)
+
+
+@login_required
+def workspace_new(request: HttpRequest) -> HttpResponse:
+    """Another workspace (Free plan) owned by the current user."""
+    form = WorkspaceForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        workspace = create_workspace(form.cleaned_data["name"], "free", owner=request.user)
+        return redirect(f"/w/{workspace.public_id}/sources/")
+    return render(request, "dashboard/workspace_new.html", {"form": form})
+
+
+@workspace_view()
+def workspace_home(request: HttpRequest) -> HttpResponse:
+    return redirect("live-events", org_id=request.workspace.public_id)
+
+
+def _duration(item: dict) -> str:
+    """Duration as people read it (ms for ingest events, seconds for timeline events)."""
+    if item["kind"] == "event":
+        ms = item.get("durationMs")
+        if ms is None:
+            return ""
+        return f"{ms:.0f} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
+    seconds = item.get("duration")
+    if seconds is None:
+        return ""
+    return f"{seconds} s" if seconds < 60 else f"{seconds // 60} m {seconds % 60} s"
+
+
+def _row(item: dict, org_id: str) -> dict:
+    """What one server-rendered row needs besides the item (live.js renders the same markup)."""
+    return {
+        "item": item,
+        "url": reverse("event-detail", kwargs={"org_id": org_id, "item_id": item["id"]}),
+        "duration": _duration(item),
+        "time": item["receivedAt"][11:19],
+    }
+
+
+@workspace_view()
+def live_events(request: HttpRequest) -> HttpResponse:
+    """The live events page: first page of the feed server-rendered, the rest kept live by JS."""
+    workspace = request.workspace
+    now = timezone.now()
+    filters = live.FeedFilters.from_query(request.GET, now)
+    items = live.feed(workspace, filters, now)
+    sources = Source.objects.for_workspace(workspace).order_by("name")
+    org_id = workspace.public_id
+    config = {
+        "orgId": org_id,
+        "feedUrl": reverse("live-feed", kwargs={"org_id": org_id}),
+        "detailUrl": reverse("event-detail", kwargs={"org_id": org_id, "item_id": "__id__"}),
+        "socketPath": f"/ws/workspaces/{org_id}/",
+        "filters": filters.as_query(),
+        # A range that ends in the past cannot grow: the page stays still.
+        "live": filters.until is None or filters.until > now,
+        "pageSize": filters.limit,
+    }
+    return render(
+        request,
+        "dashboard/live.html",
+        {
+            "items": items,
+            "rows": [_row(item, org_id) for item in items],
+            "filters": filters,
+            "sources": sources,
+            "statuses": EventStatus.choices,
+            "categories": Category.choices,
+            "ranges": [("", "Retention")] + [(k, f"Last {k}") for k in live.RANGES],
+            "config": config,
+            "chart": live.hourly_chart(workspace, now),
+            "rejections": live.rejections_summary(workspace, now),
+            "retention_days": workspace.plan.retention_days,
+        },
+    )
+
+
+@require_GET
+@workspace_view()
+def live_feed(request: HttpRequest) -> HttpResponse:
+    """The feed as JSON: the page's catch-up after a (re)connect and "load older"."""
+    now = timezone.now()
+    filters = live.FeedFilters.from_query(request.GET, now)
+    if filters.errors:
+        return JsonResponse(
+            {"error": {"code": "invalid_filter", "message": "; ".join(filters.errors)}}, status=400
+        )
+    items = live.feed(request.workspace, filters, now)
+    return JsonResponse({"items": items, "serverTime": live._iso(now)})
+
+
+@workspace_view()
+def event_detail(request: HttpRequest, item_id: str) -> HttpResponse:
+    """One event of either kind, its metadata as pretty JSON (escaped by the template)."""
+    item = live.find_item(request.workspace, item_id)
+    if item is None:
+        raise Http404("No such event")
+    pretty = json.dumps(item.get("metadata"), indent=2, ensure_ascii=False, sort_keys=True)
+    return render(
+        request, "dashboard/event_detail.html", {"item": item, "metadata_json": pretty}
+    )
