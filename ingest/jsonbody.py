@@ -1,0 +1,120 @@
+"""Reading a request body under the size limit, and strict JSON (SPEC §5).
+
+The limit is enforced before parsing: a Content-Length over it is refused without reading,
+and a body without one (chunked) is read to at most limit + 1 bytes. Strict JSON refuses
+what Python's `json` accepts but a well-run API must not: NaN/Infinity, duplicate keys,
+nesting deeper than JSON_MAX_DEPTH, invalid UTF-8, and strings PostgreSQL cannot store.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.http import HttpRequest
+
+from ackly.errors import APIError, InvalidBody
+
+
+def read_body(request: HttpRequest, limit: int, too_large: type[APIError]) -> bytes:
+    """The raw body, or `too_large` when it is over `limit` bytes (never read past limit + 1)."""
+    declared = request.META.get("CONTENT_LENGTH")
+    if declared:
+        try:
+            length = int(declared)
+        except ValueError:
+            raise InvalidBody("The Content-Length header is not a number.") from None
+        if length > limit:
+            raise too_large(_too_large_message(limit))
+    body = request.read(limit + 1)
+    if len(body) > limit:
+        raise too_large(_too_large_message(limit))
+    return body
+
+
+def _too_large_message(limit: int) -> str:
+    return f"The request body is larger than {limit // (1024 * 1024) or limit} " + (
+        "MB." if limit >= 1024 * 1024 else "bytes."
+    )
+
+
+class _Reject(ValueError):
+    pass
+
+
+def _reject_constant(name: str) -> Any:
+    raise _Reject(f"{name} is not valid JSON; send a finite number or null")
+
+
+def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        dupes = sorted({k for k, _ in pairs if k in seen or seen.add(k)})
+        raise _Reject("duplicate key " + ", ".join(repr(k) for k in dupes) + " in an object")
+    return obj
+
+
+def _depth_exceeds(value: Any, max_depth: int) -> bool:
+    """True when containers nest deeper than max_depth (iterative: no recursion limit)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > max_depth:
+            return True
+        children = item.values() if isinstance(item, dict) else item
+        for child in children:
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
+    return False
+
+
+def parse_strict_json(body: bytes, max_depth: int) -> Any:
+    """The parsed body, or InvalidBody naming what is wrong with it."""
+    if not body.strip():
+        raise InvalidBody("The body is empty; send a JSON object.")
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise InvalidBody(f"The body is not valid UTF-8 (byte {exc.start}).") from None
+    try:
+        value = json.loads(
+            text, parse_constant=_reject_constant, object_pairs_hook=_object_without_duplicates
+        )
+    except _Reject as exc:
+        raise InvalidBody(f"The body is not strict JSON: {exc}.") from None
+    except RecursionError:
+        raise InvalidBody(f"The body nests deeper than {max_depth} levels.") from None
+    except json.JSONDecodeError as exc:
+        raise InvalidBody(
+            f"The body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
+        ) from None
+    # A body with no more brackets than the limit cannot nest deeper: skip the walk (hot path).
+    if isinstance(value, dict | list) and (
+        body.count(b"{") + body.count(b"[") > max_depth and _depth_exceeds(value, max_depth)
+    ):
+        raise InvalidBody(f"The body nests deeper than {max_depth} levels.")
+    if b"\\u" in body:
+        _refuse_unstorable_strings(value)
+    return value
+
+
+def _refuse_unstorable_strings(value: Any) -> None:
+    """Lone surrogates and NUL (\\u0000) parse as JSON but cannot be stored (UTF-8, PostgreSQL)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            if "\x00" in item:
+                raise InvalidBody("The body contains a NUL character (\\u0000) in a string.")
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidBody(
+                    "The body contains an unpaired surrogate escape (\\ud800-\\udfff)."
+                ) from None

@@ -1,0 +1,314 @@
+"""The machinery both ingest APIs share: one request, one fixed order of checks, one transaction.
+
+`IngestEndpoint` is a DRF APIView. Its `post` runs, in this order (the first failure answers):
+
+ 1. auth           Authorization: Bearer <key> -> 401 missing_authorization / invalid_key /
+                   key_revoked / key_expired (a malformed header never reaches the database).
+ 2. plan           `requires_developer_api = True` -> 402 plan_disabled on plans without it.
+ 3. burst          per key and per workspace from the plan (django-ratelimit, 'default' cache)
+                   -> 429 rate_limited + Retry-After.
+ 4. idempotency    Idempotency-Key (<= IDEMPOTENCY_KEY_MAX_LENGTH else 400 invalid_body). A live
+                   record for (source, key) replays the stored status and body bytes with
+                   `Idempotent-Replayed: true`, or 409 idempotency_key_reused for another body.
+ 5. body           at most INGEST_MAX_BODY_BYTES, checked before parsing (Content-Length, and
+                   chunked bodies read to limit + 1) -> 413 `too_large_error`'s code.
+ 6. JSON           strict, whatever the Content-Type (ingest.jsonbody) -> 400 invalid_body.
+ 7. validate       `validate(payload)` (subclass) -> 400 naming every offending field.
+ 8. store          `?dryRun=true|1`: `store(validated, ctx)` with ctx.dry_run True, no
+                   transaction; it must write nothing. Otherwise ONE transaction.atomic():
+                   `store` (reserves quota, inserts), the idempotency record, and the
+                   broadcast queued with on_commit. A concurrent duplicate (same key) fails on
+                   the record's unique index after the first commits and then replays.
+
+Every response after step 1 carries X-Quota-Limit/-Remaining/-Reset (epoch seconds of the
+period's end) and RateLimit-Limit/-Remaining/-Reset (seconds; the tighter of key/workspace).
+Every refused request whose source is known (so not invalid_key/missing_authorization) is
+counted per (source, code, hour) after the transaction, except in dry runs.
+
+Extension points (class attributes and methods of a subclass):
+
+    requires_developer_api: bool = False     # 402 plan_disabled when the plan lacks it
+    too_large_error: type[APIError]          # PayloadTooLarge (413 payload_too_large) here
+    quota_exceeded_status: int = 429         # 402 for v1
+    def validate(self, payload: Any) -> Any  # raise InvalidBody(...); return anything
+    def store(self, validated, ctx: IngestContext) -> tuple[int, dict]
+        # (status, body dict). Runs inside the transaction, or with ctx.dry_run = True outside
+        # one (then write nothing). Raise an APIError to refuse the whole request (rolled back,
+        # counted). A returned status >= 400 is *not* counted by the pipeline: count it yourself.
+
+What `store` gets on `ctx` (IngestContext):
+
+    ctx.key (sources.keys.KeyContext), ctx.limits (billing WorkspaceLimits), ctx.now,
+    ctx.request_id, ctx.dry_run, ctx.source (the {"id","slug","name"} dict for items)
+    ctx.reserve_quota(n) -> granted       # k of n; in a dry run, the room without reserving
+    ctx.quota_exceeded() -> APIError      # raise it: status quota_exceeded_status + Retry-After
+    ctx.broadcast(message)                # at most one per request; sent after commit only
+    ctx.count_rejections({code: n})       # per-event refusals; written after the transaction
+
+The id in a dry run's 201 (or any id a dry run reports) is freshly generated and never stored.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.http import HttpRequest, HttpResponse
+from django.utils import timezone
+from rest_framework.renderers import JSONRenderer
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from ackly.errors import (
+    APIError,
+    KeyExpired,
+    KeyRevoked,
+    PayloadTooLarge,
+    PlanDisabled,
+    QuotaExceeded,
+    RateLimited,
+    error_response,
+)
+from ackly.requestid import current_request_id, get_request_id
+from billing.services import QuotaState, WorkspaceLimits, get_workspace_limits, quota_state
+from billing.services import reserve_quota as reserve_workspace_quota
+from ingest import idempotency
+from ingest.broadcast import broadcast_on_commit
+from ingest.jsonbody import parse_strict_json, read_body
+from ingest.present import source_ref
+from ingest.ratelimits import BurstState, count_burst
+from ingest.rejections import COUNTED_STATUSES, count_rejections
+from sources.auth import BearerKeyAuthentication, authenticate_key
+from sources.keys import KeyContext, digest_of, lookup_key
+from sources.services import touch_key
+
+_TRUE = frozenset({"true", "1"})
+
+
+@dataclass
+class IngestContext:
+    """One authenticated ingest request: who sent it, under which plan, and what it produced."""
+
+    request: HttpRequest
+    key: KeyContext
+    now: datetime
+    request_id: str
+    dry_run: bool
+    quota_exceeded_status: int
+    limits: WorkspaceLimits | None = None
+    quota: QuotaState | None = None
+    burst: BurstState | None = None
+    message: dict[str, Any] | None = None
+    rejections: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def source(self) -> dict[str, str]:
+        k = self.key
+        return source_ref(k.source_public_id, k.source_slug, k.source_name)
+
+    def reserve_quota(self, requested: int) -> int:
+        """Reserve up to `requested` events of the period; how many were granted (k of n)."""
+        assert self.limits is not None
+        if self.dry_run:
+            self.quota = quota_state(self.limits, self.now)
+            return min(requested, self.quota.remaining)
+        self.quota = reserve_workspace_quota(self.limits, requested, self.now)
+        return self.quota.granted
+
+    def quota_exceeded(self, message: str | None = None) -> APIError:
+        """The quota error to raise, with Retry-After = seconds to the period's end."""
+        assert self.limits is not None
+        quota = self.quota or quota_state(self.limits, self.now)
+        self.quota = quota
+        retry = max(1, math.ceil((quota.period_end - self.now).total_seconds()))
+        return QuotaExceeded(
+            message
+            or f"The workspace has used its monthly limit of {quota.limit} events; ingestion "
+            f"resumes at {quota.period_end.isoformat()} or after a plan upgrade.",
+            status=self.quota_exceeded_status,
+            headers={"Retry-After": str(retry)},
+        )
+
+    def broadcast(self, message: dict[str, Any]) -> None:
+        """The one live message of this request, sent after commit (never in a dry run)."""
+        if self.message is not None:
+            raise RuntimeError("one broadcast per request: merge the items into one message")
+        self.message = message
+
+    def count_rejections(self, counts: dict[str, int]) -> None:
+        """Per-event refusals to count (written after the transaction; nothing in a dry run)."""
+        for code, n in counts.items():
+            self.rejections[code] = self.rejections.get(code, 0) + n
+
+
+class IngestEndpoint(APIView):
+    """Base of both ingest APIs: see the module docstring for the order and the hooks."""
+
+    authentication_classes = [BearerKeyAuthentication]
+    permission_classes: list = []
+    parser_classes: list = []
+    renderer_classes = [JSONRenderer]
+
+    requires_developer_api = False
+    too_large_error: type[APIError] = PayloadTooLarge
+    quota_exceeded_status = 429
+
+    # --- hooks ----------------------------------------------------------------------------------
+    def validate(self, payload: Any) -> Any:
+        """Check the parsed body; raise InvalidBody naming every offending field."""
+        raise NotImplementedError
+
+    def store(self, validated: Any, ctx: IngestContext) -> tuple[int, dict[str, Any]]:
+        """Reserve quota and write (unless ctx.dry_run); return (status, body)."""
+        raise NotImplementedError
+
+    # --- DRF plumbing ---------------------------------------------------------------------------
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        """Skip DRF's negotiation, auth, permission and throttle steps: `post` runs its own."""
+        self.format_kwarg = None
+        request.accepted_renderer = self.renderer_classes[0]()
+        request.accepted_media_type = "application/json"
+
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
+        return self.ingest(request._request)
+
+    # --- the pipeline ---------------------------------------------------------------------------
+    def ingest(self, request: HttpRequest) -> HttpResponse:
+        """Run the checks in order; every outcome is a response (errors as the envelope)."""
+        ctx: IngestContext | None = None
+        try:
+            ctx = self._authenticate(request)
+            response = self._run(request, ctx)
+        except APIError as exc:
+            response = error_response(
+                request, exc.code, exc.message, exc.status_code, exc.headers, exc.extra
+            )
+            if ctx is not None and not ctx.dry_run and exc.status_code in COUNTED_STATUSES:
+                ctx.count_rejections({exc.code: 1})
+        if ctx is not None:
+            if ctx.rejections and not ctx.dry_run:
+                count_rejections(ctx.key, ctx.rejections, ctx.now)
+            self._add_state_headers(response, ctx)
+        return response
+
+    def _authenticate(self, request: HttpRequest) -> IngestContext:
+        header = request.META.get("HTTP_AUTHORIZATION")
+        try:
+            key = authenticate_key(header)
+        except (KeyRevoked, KeyExpired) as exc:
+            # A known key: count the refusal against its source (one more look-up, error path).
+            key = lookup_key(digest_of(header.partition(" ")[2].strip()))
+            if key is not None and not self._dry_run(request):
+                count_rejections(key, {exc.code: 1})
+            raise
+        return IngestContext(
+            request=request,
+            key=key,
+            now=timezone.now(),
+            request_id=get_request_id(request),
+            dry_run=self._dry_run(request),
+            quota_exceeded_status=self.quota_exceeded_status,
+        )
+
+    @staticmethod
+    def _dry_run(request: HttpRequest) -> bool:
+        return request.GET.get("dryRun", "").strip().lower() in _TRUE
+
+    def _run(self, request: HttpRequest, ctx: IngestContext) -> HttpResponse:
+        key = ctx.key
+        ctx.limits = limits = get_workspace_limits(key.workspace_id)
+        touch_key(key.key_id, ctx.now)
+        if self.requires_developer_api and not limits.developer_api:
+            raise PlanDisabled(
+                f"The workspace's {limits.plan_code} plan does not include the developer API; "
+                "upgrade to Starter or Pro."
+            )
+        ctx.burst = burst = count_burst(request, key, limits)
+        if burst.exceeded:
+            raise RateLimited(
+                f"More than {burst.limit} requests per {settings.RATELIMIT_WINDOW_SECONDS}s for "
+                "this key or workspace; retry after Retry-After seconds.",
+                headers={"Retry-After": str(burst.reset_seconds)},
+            )
+        idem_key = idempotency.idempotency_key_of(request.META)
+        body = read_body(request, settings.INGEST_MAX_BODY_BYTES, self.too_large_error)
+        hashed = stale = None
+        if idem_key is not None:
+            hashed = idempotency.request_hash(request.path, body)
+            record = idempotency.find_record(key.source_id, idem_key)
+            if record is not None:
+                if record.created_at >= idempotency.window_start(ctx.now):
+                    return self._replay(request, record, hashed)
+                stale = record
+        validated = self.validate(parse_strict_json(body, settings.JSON_MAX_DEPTH))
+        if ctx.dry_run:
+            status, payload = self.store(validated, ctx)
+            return _json_response(status, _dumps(payload))
+        return self._commit(request, ctx, validated, idem_key, hashed, stale is not None)
+
+    def _commit(
+        self,
+        request: HttpRequest,
+        ctx: IngestContext,
+        validated: Any,
+        idem_key: str | None,
+        hashed: str | None,
+        has_stale_record: bool,
+    ) -> HttpResponse:
+        """Store in one transaction; a duplicate that lost the race replays the winner."""
+        key = ctx.key
+        try:
+            with transaction.atomic():
+                if has_stale_record:
+                    idempotency.delete_expired(key.source_id, idem_key, ctx.now)
+                status, payload = self.store(validated, ctx)
+                text = _dumps(payload)
+                if idem_key is not None:
+                    idempotency.save_record(key.source_id, idem_key, hashed, status, text, ctx.now)
+                if ctx.message is not None:
+                    broadcast_on_commit(key.workspace_public_id, ctx.message)
+        except (IntegrityError, APIError):
+            # Another request with this key committed first (IntegrityError on the record, or
+            # its events used the last of the quota): answer as it did.
+            if idem_key is None:
+                raise
+            record = idempotency.find_record(key.source_id, idem_key)
+            if record is None or record.created_at < idempotency.window_start(ctx.now):
+                raise
+            ctx.message = None
+            ctx.rejections.clear()
+            ctx.quota = None
+            return self._replay(request, record, hashed)
+        return _json_response(status, text)
+
+    def _replay(self, request: HttpRequest, record: Any, hashed: str) -> HttpResponse:
+        response = idempotency.replay_or_conflict(record, hashed)
+        original = idempotency.stored_request_id(record)
+        if original is not None:
+            # The replayed body names the first request's id; the header must say the same.
+            request.request_id = original
+            current_request_id.set(original)
+        return response
+
+    def _add_state_headers(self, response: HttpResponse, ctx: IngestContext) -> None:
+        if ctx.limits is not None:
+            quota = ctx.quota or quota_state(ctx.limits, ctx.now)
+            response["X-Quota-Limit"] = str(quota.limit)
+            response["X-Quota-Remaining"] = str(quota.remaining)
+            response["X-Quota-Reset"] = str(int(quota.period_end.timestamp()))
+        if ctx.burst is not None:
+            for name, value in ctx.burst.headers().items():
+                response[name] = value
+
+
+def _dumps(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, separators=(",", ":"))
+
+
+def _json_response(status: int, text: str) -> HttpResponse:
+    return HttpResponse(text.encode("utf-8"), status=status, content_type="application/json")
