@@ -43,3 +43,13 @@ schema: install
 
 clean:
 	rm -rf $(VENV) db.sqlite3 .pytest_cache
+
+# The ingest benchmark (bench/README.md): needs PostgreSQL and Redis on 127.0.0.1; it makes and
+# drops its own database (ackly_bench) and uses Redis DB 7. Options: make bench BENCH_ARGS="...".
+.PHONY: bench
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q -e ".[bench]"
+	touch $(VENV)/.installed $@
+
+bench: $(VENV)/.installed-bench
+	$(BIN)/python -m bench.run $(BENCH_ARGS)

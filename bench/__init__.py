@@ -1,0 +1,1 @@
+"""The ingest benchmark (`make bench`): see bench/README.md."""

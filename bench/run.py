@@ -1,0 +1,929 @@
+"""`make bench`: start Ackly the production way, load it from a separate process, check, report.
+
+Steps: a fresh PostgreSQL database and Redis DB → migrate → a Pro workspace, sources and keys
+made by the management commands → N server processes on loopback ports → (a) single events,
+(b) 500-event batches, (c) ingest→websocket latency, (d) peak RSS → the bare INSERT ceiling (e)
+on the same kind and number of processes → every accepted event counted in the database →
+bench/results/latest.json. Every process it starts is stopped on the way out, whatever happens.
+See bench/README.md for the options and what each figure means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import json
+import os
+import platform
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+
+ROOT = Path(__file__).resolve().parent.parent
+PYTHON = sys.executable
+BIN = Path(PYTHON).parent
+LOCK_PATH = Path(tempfile.gettempdir()) / "ackly-bench.lock"
+SKIPPED = "skipped: endpoint not available"
+GOALS = {
+    "a_req_per_s": 1500,
+    "a_p99_ms": 50,
+    "b_events_per_s": 50_000,
+    "c_p99_ms": 100,
+    "d_rss_mb": 250,
+}
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+def log(msg: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# --- database and redis ---------------------------------------------------------------------
+
+
+def admin_url(db_url: str) -> str:
+    parts = urlsplit(db_url)
+    return urlunsplit(parts._replace(path="/postgres"))
+
+
+def db_name(db_url: str) -> str:
+    return urlsplit(db_url).path.lstrip("/")
+
+
+def recreate_database(db_url: str) -> None:
+    name = db_name(db_url)
+    if not name.startswith("ackly_bench"):
+        raise BenchError(
+            f"refusing to drop {name!r}: the bench database name must start with ackly_bench"
+        )
+    with psycopg.connect(admin_url(db_url), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def drop_database(db_url: str) -> None:
+    with psycopg.connect(admin_url(db_url), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{db_name(db_url)}" WITH (FORCE)')
+
+
+def flush_redis(redis_url: str) -> None:
+    """Empty the bench's own Redis DB (stale cached limits from a previous run's ids)."""
+    import redis
+
+    if urlsplit(redis_url).path.strip("/") in ("", "0"):
+        raise BenchError("refusing to flush Redis DB 0: give the bench its own DB (e.g. /7)")
+    redis.Redis.from_url(redis_url).flushdb()
+
+
+def sql_scalar(db_url: str, query: str, params: tuple = ()) -> Any:
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        cursor = conn.execute(query, params)
+        row = cursor.fetchone() if cursor.description else None
+        return row[0] if row else None
+
+
+# --- processes ------------------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    name: str
+    proc: subprocess.Popen
+    port: int
+    log_path: Path
+    command: list[str]
+
+    def pids(self) -> list[int]:
+        """This process and its descendants (gunicorn's workers)."""
+        found = [self.proc.pid]
+        children: dict[int, list[int]] = {}
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            ppid = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+        i = 0
+        while i < len(found):
+            found.extend(children.get(found[i], []))
+            i += 1
+        return found
+
+
+def memory_of(pid: int) -> dict[str, Any] | None:
+    """Peak (VmHWM) and current (VmRSS) resident memory of one process, in MB."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:120]
+    except OSError:
+        return None
+    fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
+
+    def mb(key: str) -> float:
+        return round(int(fields[key].split()[0]) / 1024, 1)
+
+    return {"pid": pid, "cmd": cmdline.strip(), "peak_rss_mb": mb("VmHWM"), "rss_mb": mb("VmRSS")}
+
+
+@dataclass
+class Supervisor:
+    """Owns every process the bench starts; `stop_all` ends them by their own ids."""
+
+    workdir: Path
+    env: dict[str, str]
+    servers: list[Server] = field(default_factory=list)
+    others: list[subprocess.Popen] = field(default_factory=list)
+
+    def start_server(self, name: str, command: list[str], port: int, env: dict[str, str]) -> Server:
+        log_path = self.workdir / f"{name}-{port}.log"
+        with open(log_path, "wb") as fh:
+            proc = subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=env,
+                stdout=fh,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        server = Server(name, proc, port, log_path, command)
+        self.servers.append(server)
+        return server
+
+    def wait_ready(self, server: Server, probe: str, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        url = f"http://127.0.0.1:{server.port}{probe}"
+        while time.monotonic() < deadline:
+            if server.proc.poll() is not None:
+                raise BenchError(f"{server.name} exited at start-up:\n{tail(server.log_path)}")
+            try:
+                urllib.request.urlopen(url, timeout=2).close()
+                return
+            except urllib.error.HTTPError:
+                return  # any HTTP answer means it serves
+            except OSError:
+                time.sleep(0.2)
+        raise BenchError(f"{server.name} on port {server.port} not ready after {timeout:.0f}s")
+
+    def stop_servers(self) -> None:
+        for server in self.servers:
+            stop_process(server.proc)
+        self.servers.clear()
+
+    def stop_all(self) -> None:
+        for proc in self.others:
+            stop_process(proc)
+        self.others.clear()
+        self.stop_servers()
+
+
+def stop_process(proc: subprocess.Popen, grace: float = 10.0) -> None:
+    """SIGTERM the process group we created for it, then SIGKILL after `grace` seconds."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
+
+def tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+# --- the bench ------------------------------------------------------------------------------
+
+
+class Bench:
+    def __init__(self, args: argparse.Namespace, workdir: Path) -> None:
+        self.args = args
+        self.workdir = workdir
+        self.env = self.server_env()
+        self.sup = Supervisor(workdir, self.env)
+        self.results: dict[str, Any] = {}
+
+    def server_env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "ACKLY_"))}
+        env.update(
+            DJANGO_SETTINGS_MODULE="ackly.settings",
+            DATABASE_URL=self.args.db_url,
+            REDIS_URL=self.args.redis_url,
+            DEBUG="0",
+            SECRET_KEY=secrets.token_urlsafe(60),
+            ALLOWED_HOSTS="127.0.0.1,localhost",
+            SECURE_SSL_REDIRECT="0",
+            PYTHONUNBUFFERED="1",
+        )
+        return env
+
+    # setup ---------------------------------------------------------------------------------
+
+    def manage(self, *argv: str, env: dict[str, str] | None = None) -> list[str]:
+        out = subprocess.run(
+            [PYTHON, "manage.py", *argv],
+            cwd=ROOT,
+            env=env or self.env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if out.returncode != 0:
+            raise BenchError(f"manage.py {argv[0]} failed:\n{out.stdout}\n{out.stderr}")
+        return out.stdout.strip().splitlines()
+
+    def setup_data(self, *argv: str) -> list[str]:
+        out = subprocess.run(
+            [PYTHON, "-m", "bench.setup_data", *argv],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if out.returncode != 0:
+            raise BenchError(f"bench.setup_data {argv[0]} failed:\n{out.stdout}\n{out.stderr}")
+        return out.stdout.strip().splitlines()
+
+    def has_command(self, name: str) -> bool:
+        """Whether some app ships this management command yet (others are building them)."""
+        return any(ROOT.glob(f"*/management/commands/{name}.py"))
+
+    def prepare(self) -> None:
+        log(f"fresh database {db_name(self.args.db_url)}, Redis {self.args.redis_url}")
+        recreate_database(self.args.db_url)
+        flush_redis(self.args.redis_url)
+        self.manage("migrate", "--noinput")
+        if not self.args.keep_burst_limits:
+            # The bench measures throughput, not the burst limiter refusing it: raise Pro's burst
+            # limits in this throwaway database (the limiter still runs on every request).
+            sql_scalar(
+                self.args.db_url,
+                "UPDATE billing_plan SET burst_per_key = %s, burst_per_workspace = %s "
+                "WHERE code = 'pro' RETURNING id",
+                (1_000_000, 1_000_000),
+            )
+        owner = "bench-owner"
+        self.setup_data("user", owner)
+        made_by = "management commands"
+        if self.has_command("createworkspace"):
+            org = self.manage(
+                "createworkspace",
+                "Bench",
+                "--plan",
+                "pro",
+                "--owner",
+                owner,
+                "--event-limit",
+                str(10**12),
+            )[-1].strip()
+        else:
+            made_by = "bench.setup_data fallback (createworkspace/createsource not there yet)"
+            org = self.setup_data(
+                "workspace",
+                "Bench",
+                "--plan",
+                "pro",
+                "--owner",
+                owner,
+                "--event-limit",
+                str(10**12),
+            )[-1].strip()
+        keys = {}
+        for name in ("bench-single", "bench-batch", "bench-live"):
+            if self.has_command("createsource"):
+                lines = self.manage("createsource", org, name, "--allow", "bench.event")
+            else:
+                lines = self.setup_data("source", org, name, "--allow", "bench.event")
+            keys[name] = lines[-1].strip()
+        self.org = org
+        self.keys = keys
+        self.session = self.setup_data("session", owner)[-1].strip()
+        self.workspace_pk = sql_scalar(
+            self.args.db_url, "SELECT id FROM workspaces_workspace WHERE public_id = %s", (org,)
+        )
+        self.results["setup"] = {"workspace": org, "sources": list(keys), "made_by": made_by}
+        log(f"workspace {org}, 3 sources ({made_by})")
+
+    # servers -------------------------------------------------------------------------------
+
+    def server_commands(self, port: int, app_asgi: str, app_wsgi: str) -> list[str]:
+        kind = self.args.server
+        if kind == "daphne":
+            return [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(port), app_asgi]
+        if kind == "uvicorn":
+            return [str(BIN / "uvicorn"), app_asgi, "--host", "127.0.0.1", "--port", str(port)]
+        return [
+            str(BIN / "gunicorn"),
+            app_wsgi,
+            "-b",
+            f"127.0.0.1:{port}",
+            "-w",
+            str(self.args.procs),
+            "--access-logfile",
+            "-",
+            "--log-level",
+            "warning",
+        ]
+
+    def start_servers(self, env: dict[str, str], probe: str) -> tuple[list[str], list[str]]:
+        """The HTTP base URLs and websocket base URLs of freshly started server processes."""
+        kind = self.args.server
+        if kind != "daphne" and shutil.which(str(BIN / kind)) is None:
+            raise BenchError(f"{kind} is not installed: .venv/bin/pip install -e '.[bench]'")
+        count = 1 if kind == "gunicorn" else self.args.procs  # gunicorn forks its own workers
+        http, ws = [], []
+        for _ in range(count):
+            port = free_port()
+            cmd = self.server_commands(port, "ackly.asgi:application", "ackly.wsgi:application")
+            server = self.sup.start_server(kind, cmd, port, env)
+            http.append(f"http://127.0.0.1:{port}")
+            if kind != "gunicorn":
+                ws.append(f"ws://127.0.0.1:{port}")
+        if kind == "gunicorn":
+            # WSGI has no websockets: Daphne keeps them (the recipe SPEC §9 allows).
+            port = free_port()
+            cmd = [
+                str(BIN / "daphne"),
+                "-b",
+                "127.0.0.1",
+                "-p",
+                str(port),
+                "ackly.asgi:application",
+            ]
+            self.sup.start_server("daphne-ws", cmd, port, env)
+            ws.append(f"ws://127.0.0.1:{port}")
+        for server in self.sup.servers:
+            self.sup.wait_ready(server, probe)
+        return http, ws
+
+    def memory(self) -> list[dict[str, Any]]:
+        out = []
+        for server in self.sup.servers:
+            for pid in server.pids():
+                info = memory_of(pid)
+                if info is not None:
+                    info["server"] = server.name
+                    out.append(info)
+        return out
+
+    # load ----------------------------------------------------------------------------------
+
+    def loadgen(self, name: str, *argv: str, timeout: float) -> dict[str, Any]:
+        out_path = self.workdir / f"{name}.json"
+        proc = subprocess.Popen(
+            [PYTHON, "-m", "bench.loadgen", "http", *argv, "--out", str(out_path)],
+            cwd=ROOT,
+            start_new_session=True,
+        )
+        self.sup.others.append(proc)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            stop_process(proc)
+            raise BenchError(f"load generator {name} overran {timeout:.0f}s") from None
+        finally:
+            self.sup.others.remove(proc)
+        if proc.returncode != 0:
+            raise BenchError(f"load generator {name} failed (exit {proc.returncode})")
+        return json.loads(out_path.read_text())
+
+    def available(self, base: str, path: str) -> bool:
+        """The route is there when an unauthenticated POST gets the API's 401 (not a 404)."""
+        return self.probe(base, path) == 401
+
+    def probe(self, base: str, path: str) -> int:
+        """Status of an unauthenticated POST."""
+        req = urllib.request.Request(
+            base + path, data=b"{}", method="POST", headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return resp.status
+        except urllib.error.HTTPError as err:
+            return err.code
+
+    def part_a(self, http: list[str]) -> dict[str, Any]:
+        if not self.available(http[0], "/api/ingest"):
+            return {"status": SKIPPED}
+        a = self.args
+        log(f"(a) single events: POST /api/ingest, {a.concurrency} connections, {a.duration:g}s")
+        result = self.loadgen(
+            "a",
+            "--urls",
+            ",".join(http),
+            "--path",
+            "/api/ingest",
+            "--kind",
+            "single",
+            "--key",
+            self.keys["bench-single"],
+            "--concurrency",
+            str(a.concurrency),
+            "--duration",
+            str(a.duration),
+            "--max-requests",
+            str(a.max_requests),
+            timeout=a.duration + 120,
+        )
+        return {"status": "ran", **result}
+
+    def part_b(self, http: list[str]) -> dict[str, Any]:
+        if not self.available(http[0], "/api/v1/ingest/events"):
+            return {"status": SKIPPED}
+        a = self.args
+        log(
+            f"(b) {a.batch_size}-event batches: POST /api/v1/ingest/events, "
+            f"{a.batch_concurrency} connections, {a.duration:g}s"
+        )
+        result = self.loadgen(
+            "b",
+            "--urls",
+            ",".join(http),
+            "--path",
+            "/api/v1/ingest/events",
+            "--kind",
+            "batch",
+            "--key",
+            self.keys["bench-batch"],
+            "--concurrency",
+            str(a.batch_concurrency),
+            "--batch-size",
+            str(a.batch_size),
+            "--duration",
+            str(a.duration),
+            "--max-requests",
+            str(a.max_requests),
+            timeout=a.duration + 180,
+        )
+        return {"status": "ran", "events_per_s": result["accepted_per_s"], **result}
+
+    def part_c(self, http: list[str], ws: list[str]) -> dict[str, Any]:
+        if not self.available(http[0], "/api/ingest"):
+            return {"status": SKIPPED, "why": "POST /api/ingest is not there"}
+        a = self.args
+        out_path = self.workdir / "c-ws.json"
+        listen_for = a.ws_duration + a.ws_grace + 60
+        listener = subprocess.Popen(
+            [
+                PYTHON,
+                "-m",
+                "bench.loadgen",
+                "ws",
+                "--urls",
+                ",".join(ws),
+                "--org",
+                self.org,
+                "--session",
+                self.session,
+                "--sockets",
+                str(a.ws_sockets),
+                "--duration",
+                str(listen_for),
+                "--out",
+                str(out_path),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            start_new_session=True,
+        )
+        self.sup.others.append(listener)
+        try:
+            ready = read_ready(listener, timeout=60)
+            if ready == 0:
+                stop_process(listener)
+                detail = json.loads(out_path.read_text()) if out_path.exists() else {}
+                return {"status": SKIPPED, "why": "no dashboard socket was accepted", **detail}
+            log(
+                f"(c) {ready} sockets connected; {a.ws_rate:g} events/s on POST /api/ingest "
+                f"for {a.ws_duration:g}s"
+            )
+            sent = self.loadgen(
+                "c-send",
+                "--urls",
+                ",".join(http),
+                "--path",
+                "/api/ingest",
+                "--kind",
+                "single",
+                "--key",
+                self.keys["bench-live"],
+                "--rate",
+                str(a.ws_rate),
+                "--stamp",
+                "--concurrency",
+                "128",
+                "--duration",
+                str(a.ws_duration),
+                "--max-requests",
+                str(a.max_requests),
+                timeout=a.ws_duration + 120,
+            )
+            time.sleep(a.ws_grace)  # let the last broadcasts arrive
+            stop_process(listener, grace=30)
+        finally:
+            stop_process(listener)
+            self.sup.others.remove(listener)
+        got = json.loads(out_path.read_text())
+        expected = sent["accepted"] * got["sockets_connected"]
+        return {
+            "status": "ran",
+            "sockets": got["sockets_connected"],
+            "sent": sent,
+            "ws": got,
+            "deliveries_expected": expected,
+            "delivered_fraction": round(got["deliveries"] / expected, 4) if expected else None,
+            "latency": got["latency"],
+        }
+
+    def part_e(self) -> dict[str, Any]:
+        """The bare view + one INSERT, same server kind and process count, no middleware."""
+        a = self.args
+        sql_scalar(a.db_url, "DROP TABLE IF EXISTS bench_ceiling")
+        from bench.ceiling import CREATE_TABLE_SQL
+
+        with psycopg.connect(a.db_url, autocommit=True) as conn:
+            conn.execute(CREATE_TABLE_SQL)
+        env = dict(
+            self.env, DJANGO_SETTINGS_MODULE="bench.ceiling_settings", ACKLY_BENCH_CEILING="1"
+        )
+        http, _ = self.start_servers(env, "/bench/ping")
+        log(f"(e) ceiling: POST /bench/ceiling, {a.concurrency} connections, {a.duration:g}s")
+        result = self.loadgen(
+            "e",
+            "--urls",
+            ",".join(http),
+            "--path",
+            "/bench/ceiling",
+            "--kind",
+            "ceiling",
+            "--no-idempotency",
+            "--concurrency",
+            str(a.concurrency),
+            "--duration",
+            str(a.duration),
+            "--max-requests",
+            str(a.max_requests),
+            timeout=a.duration + 120,
+        )
+        memory = self.memory()
+        self.sup.stop_servers()
+        rows = sql_scalar(a.db_url, "SELECT count(*) FROM bench_ceiling")
+        return {
+            "status": "ran",
+            **result,
+            "memory": memory,
+            "count_check": {
+                "expected": result["accepted"],
+                "found": rows,
+                "passed": rows == result["accepted"] and result["unknown_outcomes"] == 0,
+            },
+        }
+
+    # the run -------------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        a = self.args
+        self.results.update(
+            started_at=datetime.now(UTC).isoformat(timespec="seconds"),
+            machine=machine(a.db_url),
+            options=vars(a).copy(),
+        )
+        self.prepare()
+        parts = set(a.parts.split(","))
+        log(f"starting {a.procs} x {a.server}")
+        http, ws = self.start_servers(self.env, "/api/v1/ingest/ping")
+        self.results["servers"] = [
+            {"name": s.name, "port": s.port, "command": " ".join(s.command[0:1] + s.command[1:])}
+            for s in self.sup.servers
+        ]
+        skip = {"status": "skipped: not selected (--parts)"}
+        self.results["a"] = self.part_a(http) if "a" in parts else skip
+        self.results["b"] = self.part_b(http) if "b" in parts else skip
+        self.results["c"] = self.part_c(http, ws) if "c" in parts else skip
+        memory = self.memory()
+        self.results["d"] = {
+            "status": "ran",
+            "processes": memory,
+            "max_peak_rss_mb": max((m["peak_rss_mb"] for m in memory), default=None),
+        }
+        self.sup.stop_servers()
+        self.results["verification"] = self.verify()
+        self.results["e"] = self.part_e() if "e" in parts else skip
+        self.results["a_fraction_of_ceiling"] = fraction(self.results["a"], self.results["e"])
+        self.results["goals"] = goals(self.results)
+        checks = [self.results["verification"]["passed"]]
+        if self.results["e"].get("status") == "ran":
+            checks.append(self.results["e"]["count_check"]["passed"])
+        self.results["passed"] = all(checks)
+        self.results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        return self.results
+
+    def verify(self) -> dict[str, Any]:
+        """Every accepted event is in the database, and nothing else is."""
+        r = self.results
+        ran = [p for p in ("a", "b", "c") if r[p].get("status") == "ran"]
+        expected_events = sum(r[p]["accepted"] for p in ("a",) if p in ran)
+        if "c" in ran:
+            expected_events += r["c"]["sent"]["accepted"]
+        expected_timeline = r["b"]["accepted"] if "b" in ran else 0
+        unknown = sum(r[p]["unknown_outcomes"] for p in ("a", "b") if p in ran)
+        if "c" in ran:
+            unknown += r["c"]["sent"]["unknown_outcomes"]
+        db = self.args.db_url
+        events_ws = sql_scalar(
+            db, "SELECT count(*) FROM ingest_event WHERE workspace_id = %s", (self.workspace_pk,)
+        )
+        events_all = sql_scalar(db, "SELECT count(*) FROM ingest_event")
+        timeline_ws = sql_scalar(
+            db,
+            "SELECT count(*) FROM ingest_timelineevent WHERE workspace_id = %s",
+            (self.workspace_pk,),
+        )
+        timeline_all = sql_scalar(db, "SELECT count(*) FROM ingest_timelineevent")
+        usage = sql_scalar(
+            db,
+            "SELECT coalesce(sum(events), 0) FROM billing_usage WHERE workspace_id = %s",
+            (self.workspace_pk,),
+        )
+        passed = (
+            unknown == 0
+            and events_ws == events_all == expected_events
+            and timeline_ws == timeline_all == expected_timeline
+        )
+        return {
+            "parts_counted": ran,
+            "events": {
+                "expected": expected_events,
+                "in_workspace": events_ws,
+                "in_table": events_all,
+            },
+            "timeline_events": {
+                "expected": expected_timeline,
+                "in_workspace": timeline_ws,
+                "in_table": timeline_all,
+            },
+            "quota_usage_counter": int(usage),
+            "unknown_outcomes": unknown,
+            "passed": passed,
+        }
+
+
+def read_ready(proc: subprocess.Popen, timeout: float) -> int:
+    """Wait for the listener's `READY n` line (its stdout is a binary pipe)."""
+    deadline = time.monotonic() + timeout
+    assert proc.stdout is not None
+    fd = proc.stdout.fileno()
+    os.set_blocking(fd, False)
+    buf = b""
+    while time.monotonic() < deadline:
+        try:
+            chunk = os.read(fd, 4096)
+        except BlockingIOError:
+            chunk = b""
+        buf += chunk
+        for line in buf.decode(errors="replace").splitlines():
+            if line.startswith("READY "):
+                return int(line.split()[1])
+        if not chunk and proc.poll() is not None:
+            raise BenchError("websocket listener exited before it was ready")
+        time.sleep(0.1)
+    raise BenchError("websocket listener not ready in time")
+
+
+def fraction(a: dict[str, Any], e: dict[str, Any]) -> float | None:
+    if a.get("status") != "ran" or e.get("status") != "ran" or not e.get("req_per_s"):
+        return None
+    return round(a["req_per_s"] / e["req_per_s"], 3)
+
+
+def goals(r: dict[str, Any]) -> dict[str, Any]:
+    """Each issue-6 goal beside the figure measured (None: the part did not run)."""
+
+    def lat(part: dict[str, Any]) -> float | None:
+        return (part.get("latency") or {}).get("p99_ms") if part.get("status") == "ran" else None
+
+    a, b, c = r["a"], r["b"], r["c"]
+    figures = {
+        "a_req_per_s": (a.get("req_per_s") if a.get("status") == "ran" else None, ">="),
+        "a_p99_ms": (lat(a), "<="),
+        "b_events_per_s": (b.get("events_per_s") if b.get("status") == "ran" else None, ">="),
+        "c_p99_ms": (lat(c), "<="),
+        "d_rss_mb": (r["d"].get("max_peak_rss_mb"), "<="),
+    }
+    out = {}
+    for name, (value, op) in figures.items():
+        goal = GOALS[name]
+        met = None if value is None else (value >= goal if op == ">=" else value <= goal)
+        out[name] = {"measured": value, "goal": f"{op} {goal}", "met": met}
+    return out
+
+
+def machine(db_url: str) -> dict[str, Any]:
+    mem_kb = int(Path("/proc/meminfo").read_text().split("MemTotal:")[1].split()[0])
+    try:
+        pg = sql_scalar(admin_url(db_url), "SHOW server_version")
+    except psycopg.Error:
+        pg = None
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    return {
+        "nproc": os.cpu_count(),
+        "mem_total_gb": round(mem_kb / 1024 / 1024, 1),
+        "loadavg_at_start": os.getloadavg(),
+        "python": platform.python_version(),
+        "postgresql": pg,
+        "git_commit": commit,
+    }
+
+
+def summary(r: dict[str, Any]) -> str:
+    def lat(p: dict[str, Any]) -> str:
+        latency = p.get("latency") or {}
+        return f"p50 {latency.get('p50_ms')} ms, p99 {latency.get('p99_ms')} ms"
+
+    lines = [
+        f"Ackly bench ({r['options']['procs']} x {r['options']['server']}, "
+        f"{r['machine']['nproc']} cores, load {r['machine']['loadavg_at_start'][0]:.2f})"
+    ]
+    a, b, c, e = r["a"], r["b"], r["c"], r["e"]
+    lines.append(
+        "(a) single events: "
+        + (
+            f"{a['req_per_s']} req/s, {lat(a)}, errors {a['errors']} of {a['requests']}"
+            if a.get("status") == "ran"
+            else a["status"]
+        )
+    )
+    lines.append(
+        "(b) 500-event batches: "
+        + (
+            f"{b['events_per_s']} events/s ({b['req_per_s']} req/s), {lat(b)}, errors {b['errors']}"
+            if b.get("status") == "ran"
+            else b["status"]
+        )
+    )
+    lines.append(
+        "(c) ingest->websocket: "
+        + (
+            f"{lat(c)}, {c['sockets']} sockets, sent {c['sent']['req_per_s']} events/s, "
+            f"delivered {c['delivered_fraction']}"
+            if c.get("status") == "ran"
+            else c["status"]
+        )
+    )
+    lines.append(
+        "(d) peak RSS per server process (MB): "
+        + ", ".join(f"{m['server']}:{m['peak_rss_mb']}" for m in r["d"].get("processes", []))
+    )
+    lines.append(
+        "(e) ceiling (view + one INSERT): "
+        + (
+            f"{e['req_per_s']} req/s, {lat(e)}; (a) is {r['a_fraction_of_ceiling']} of it"
+            if e.get("status") == "ran"
+            else e["status"]
+        )
+    )
+    v = r["verification"]
+    lines.append(
+        f"count check: events {v['events']}, timeline {v['timeline_events']}, "
+        f"unknown {v['unknown_outcomes']} -> {'PASSED' if v['passed'] else 'FAILED'}"
+    )
+    if e.get("status") == "ran":
+        lines.append(f"ceiling count check: {e['count_check']}")
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="bench.run", description=__doc__.split("\n")[0])
+    p.add_argument("--server", choices=["daphne", "uvicorn", "gunicorn"], default="daphne")
+    p.add_argument("--procs", type=int, default=2, help="server processes (gunicorn: workers)")
+    p.add_argument("--duration", type=float, default=20.0, help="seconds per part (a), (b), (e)")
+    p.add_argument("--concurrency", type=int, default=32, help="connections for (a) and (e)")
+    p.add_argument("--batch-concurrency", type=int, default=4, help="connections for (b)")
+    p.add_argument("--batch-size", type=int, default=500)
+    p.add_argument("--ws-sockets", type=int, default=50)
+    p.add_argument("--ws-rate", type=float, default=1000.0, help="events/s sent during (c)")
+    p.add_argument(
+        "--ws-duration", type=float, default=None, help="seconds of (c); default --duration"
+    )
+    p.add_argument(
+        "--ws-grace", type=float, default=3.0, help="seconds to wait for late broadcasts"
+    )
+    p.add_argument("--max-requests", type=int, default=500_000, help="bound per part")
+    p.add_argument("--parts", default="a,b,c,e", help="comma-separated subset of a,b,c,e")
+    p.add_argument(
+        "--db-url",
+        default=os.environ.get(
+            "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ackly_bench"
+        ),
+    )
+    p.add_argument(
+        "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/7")
+    )
+    p.add_argument(
+        "--keep-burst-limits",
+        action="store_true",
+        help="keep Pro's burst limits (500/key, 1500/workspace) instead of raising them",
+    )
+    p.add_argument(
+        "--keep-db", action="store_true", help="do not drop the bench database at the end"
+    )
+    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
+    p.add_argument("--lock-wait", type=float, default=600.0, help="seconds to wait for another run")
+    p.add_argument("--max-total", type=int, default=900, help="hard stop for the whole run (s)")
+    args = p.parse_args(argv)
+    if args.ws_duration is None:
+        args.ws_duration = args.duration
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGALRM, on_signal)
+    lock = open(LOCK_PATH, "w")  # noqa: SIM115 - held for the whole run
+    deadline = time.monotonic() + args.lock_wait
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            break
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                print("another bench run holds the lock; giving up", file=sys.stderr)
+                return 2
+            time.sleep(1)
+    signal.alarm(args.max_total)
+    workdir = Path(tempfile.mkdtemp(prefix="ackly-bench-"))
+    bench = Bench(args, workdir)
+    try:
+        results = bench.run()
+    except KeyboardInterrupt as exc:
+        print(f"bench interrupted: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - report, clean up, exit non-zero
+        print(f"bench failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        for server in bench.sup.servers:
+            print(
+                f"--- {server.name}:{server.port} log tail\n{tail(server.log_path)}",
+                file=sys.stderr,
+            )
+        return 1
+    finally:
+        signal.alarm(0)
+        bench.sup.stop_all()
+        if not args.keep_db:
+            with contextlib.suppress(psycopg.Error):
+                drop_database(args.db_url)
+        with contextlib.suppress(Exception):
+            flush_redis(args.redis_url)
+        fcntl.flock(lock, fcntl.LOCK_UN)
+        lock.close()
+    results["logs"] = str(workdir)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print(summary(results))
+    print(f"written: {out}  (server logs: {workdir})")
+    return 0 if results["passed"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
