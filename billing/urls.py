@@ -1,3 +1,10 @@
-from django.urls import path  # noqa: F401
+"""The Usage & plan page (mounted at /w/<org_id>/usage/)."""
 
-urlpatterns: list = []
+from django.urls import path
+
+from billing import views
+
+urlpatterns = [
+    path("", views.usage, name="usage"),
+    path("plan/", views.change_plan, name="change-plan"),
+]

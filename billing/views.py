@@ -1,0 +1,57 @@
+"""The Usage & plan page: this period's events against the limit, retention, plan change."""
+
+from __future__ import annotations
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_POST
+
+from billing.forms import PlanChangeForm
+from billing.models import Plan
+from billing.services import get_workspace_limits, quota_state, set_plan
+from workspaces.access import workspace_view
+
+
+def _usage_context(request: HttpRequest) -> dict:
+    workspace = request.workspace
+    # The same cached limits the ingest path uses, so the page shows what the API enforces.
+    limits = get_workspace_limits(workspace.pk)
+    start, end = limits.period()
+    state = quota_state(limits)
+    percent = min(100.0, 100.0 * state.used / state.limit) if state.limit else 100.0
+    return {
+        "limits": limits,
+        "state": state,
+        "period_start": start,
+        "period_end": end,
+        "percent": round(percent, 1),
+        "level": "full" if percent >= 100 else "high" if percent >= 80 else "ok",
+        "sources_used": workspace.sources.count(),
+        "plan": workspace.plan,
+        "plans": Plan.objects.order_by("monthly_event_limit"),
+        "can_manage": request.membership.can_manage,
+    }
+
+
+@workspace_view()
+def usage(request: HttpRequest) -> HttpResponse:
+    context = _usage_context(request)
+    context["form"] = PlanChangeForm(initial={"plan": request.workspace.plan.code})
+    return render(request, "billing/usage.html", context)
+
+
+@workspace_view(manage=True)
+@require_POST
+def change_plan(request: HttpRequest) -> HttpResponse:
+    """Switch the plan; the signals drop the cached limits, so the next API request uses it."""
+    form = PlanChangeForm(request.POST)
+    if not form.is_valid():
+        context = _usage_context(request)
+        context["form"] = form
+        return render(request, "billing/usage.html", context, status=400)
+    plan = form.cleaned_data["plan"]
+    if plan.pk != request.workspace.plan_id:
+        set_plan(request.workspace, plan.code)
+        messages.success(request, f"The workspace is now on the {plan.name} plan.")
+    return redirect("usage", org_id=request.workspace.public_id)

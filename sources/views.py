@@ -1,0 +1,206 @@
+"""The Sources page: sources, their keys, and the actions that issue a secret (shown once)."""
+
+from __future__ import annotations
+
+import json
+
+from django.contrib import messages
+from django.db import IntegrityError, transaction
+from django.db.models import Prefetch
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.views.decorators.http import require_http_methods, require_POST
+
+from sources.forms import NewKeyForm, RotateForm, SourceCreateForm, SourceEditForm
+from sources.models import Key, Source
+from sources.services import (
+    IssuedKey,
+    SlugTaken,
+    SourceLimitReached,
+    create_source,
+    issue_key,
+    revoke_key,
+    rotate_key,
+)
+from workspaces.access import workspace_view
+
+# Example bodies for the "try it" commands on the key page (SPEC §3 and §4).
+INGEST_EXAMPLE = {
+    "status": "success",
+    "message": "Nightly backup finished",
+    "eventType": "backup.finished",
+    "externalId": "run-2041",
+    "durationMs": 5230,
+    "metadata": {"host": "db-1"},
+}
+V1_EVENT_TYPE = "ticket.resolved"
+V1_EXAMPLE = {
+    "events": [
+        {
+            "eventType": V1_EVENT_TYPE,
+            "category": "support",
+            "actor": {"email": "alex.chen@example.com"},
+            "duration": 540,
+            "metadata": {"ticketId": "T-1042"},
+        }
+    ]
+}
+
+
+def _source_of(request: HttpRequest, app_id: str) -> Source:
+    """The source with this public id inside the request's workspace, else 404 (tenancy check)."""
+    return get_object_or_404(Source, workspace=request.workspace, public_id=app_id)
+
+
+def _limit_context(request: HttpRequest, used: int) -> dict:
+    allowed = request.workspace.plan.max_sources
+    return {
+        "sources_used": used,
+        "sources_allowed": allowed,
+        "at_limit": allowed is not None and used >= allowed,
+    }
+
+
+def _curl(base: str, path: str, secret: str, body: dict) -> str:
+    """A copy-pasteable shell command; the JSON is single-quoted and contains no single quote."""
+    payload = json.dumps(body, separators=(",", ":"))
+    return (
+        f"curl -sS -X POST {base}{path} \\\n"
+        f'  -H "Authorization: Bearer {secret}" \\\n'
+        '  -H "Content-Type: application/json" \\\n'
+        f"  -d '{payload}'"
+    )
+
+
+def _show_key(request: HttpRequest, issued: IssuedKey, action: str) -> HttpResponse:
+    """The one page that ever shows a secret: rendered in the POST's own response, never stored."""
+    source = issued.key.source
+    base = request.build_absolute_uri("/").rstrip("/")
+    context = {
+        "source": source,
+        "key": issued.key,
+        "secret": issued.secret,
+        "action": action,
+        "curl_ingest": _curl(base, "/api/ingest", issued.secret, INGEST_EXAMPLE),
+        "curl_v1": _curl(base, "/api/v1/ingest/events", issued.secret, V1_EXAMPLE),
+        "v1_type_allowed": V1_EVENT_TYPE in (source.allowed_event_types or ()),
+        "v1_event_type": V1_EVENT_TYPE,
+        "developer_api": request.workspace.plan.developer_api,
+    }
+    response = render(request, "sources/key_shown.html", context)
+    # Neither the browser nor any proxy may keep the page: going back must not show it again.
+    response["Cache-Control"] = "no-store, private"
+    response["Pragma"] = "no-cache"
+    return response
+
+
+@workspace_view()
+def source_list(request: HttpRequest) -> HttpResponse:
+    """Every source with its keys' prefixes, states and last use; the create form for managers."""
+    now = timezone.now()
+    sources = list(
+        Source.objects.for_workspace(request.workspace).prefetch_related(
+            Prefetch("keys", queryset=Key.objects.order_by("-created_at"))
+        )
+    )
+    for source in sources:
+        source.key_rows = [(key, key.status_at(now)) for key in source.keys.all()]
+    context = {
+        "sources": sources,
+        "can_manage": request.membership.can_manage,
+        "create_form": SourceCreateForm(),
+        "rotate_form": RotateForm(),
+        "new_key_form": NewKeyForm(),
+        **_limit_context(request, len(sources)),
+    }
+    return render(request, "sources/list.html", context)
+
+
+@workspace_view(manage=True)
+@require_http_methods(["GET", "POST"])
+def source_new(request: HttpRequest) -> HttpResponse:
+    """Create a source and its first key; the plan's source limit is a form error, not a crash."""
+    form = SourceCreateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        try:
+            _, issued = create_source(
+                request.workspace,
+                data["name"],
+                slug=data["slug"] or None,
+                allowed_event_types=data["event_types"],
+            )
+        except SourceLimitReached as exc:
+            form.add_error(None, str(exc))
+        except (SlugTaken, IntegrityError):
+            form.add_error("slug", "Another source in this workspace already uses this slug.")
+        else:
+            return _show_key(request, issued, "created")
+    used = Source.objects.for_workspace(request.workspace).count()
+    status = 400 if request.method == "POST" else 200
+    return render(
+        request, "sources/new.html", {"form": form, **_limit_context(request, used)}, status=status
+    )
+
+
+@workspace_view(manage=True)
+@require_http_methods(["GET", "POST"])
+def source_edit(request: HttpRequest, app_id: str) -> HttpResponse:
+    """Rename, change the slug and the developer API's eventType whitelist."""
+    source = _source_of(request, app_id)
+    form = SourceEditForm(request.POST or None, instance=source)
+    if request.method == "POST" and form.is_valid():
+        try:
+            with transaction.atomic():
+                form.save()
+        except IntegrityError:
+            # Two edits raced for the same slug; the constraint held, tell the loser.
+            form.add_error("slug", "Another source in this workspace already uses this slug.")
+        else:
+            messages.success(request, f"Saved {source.name}.")
+            return redirect("source-list", org_id=request.workspace.public_id)
+    status = 400 if request.method == "POST" else 200
+    return render(request, "sources/edit.html", {"source": source, "form": form}, status=status)
+
+
+@workspace_view(manage=True)
+@require_http_methods(["GET", "POST"])
+def source_rotate(request: HttpRequest, app_id: str) -> HttpResponse:
+    """Issue a new key; the old ones stop now or at the end of the chosen grace period."""
+    source = _source_of(request, app_id)
+    form = RotateForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        return _show_key(request, rotate_key(source, grace=form.grace), "rotated")
+    status = 400 if request.method == "POST" else 200
+    return render(
+        request, "sources/key_action.html",
+        {"source": source, "form": form, "action": "rotate"}, status=status,
+    )
+
+
+@workspace_view(manage=True)
+@require_http_methods(["GET", "POST"])
+def key_new(request: HttpRequest, app_id: str) -> HttpResponse:
+    """An additional key for the source, optionally expiring; existing keys keep working."""
+    source = _source_of(request, app_id)
+    form = NewKeyForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        issued = issue_key(source, expires_at=form.cleaned_data["expires_at"])
+        return _show_key(request, issued, "added")
+    status = 400 if request.method == "POST" else 200
+    return render(
+        request, "sources/key_action.html",
+        {"source": source, "form": form, "action": "new-key"}, status=status,
+    )
+
+
+@workspace_view(manage=True)
+@require_POST
+def key_revoke(request: HttpRequest, app_id: str, key_id: str) -> HttpResponse:
+    """Revoke one key; it fails on the very next request (the signal drops its cached look-up)."""
+    source = _source_of(request, app_id)
+    key = get_object_or_404(Key, source=source, public_id=key_id)
+    revoke_key(key)
+    messages.success(request, f"Revoked key {key.prefix}… of {source.name}.")
+    return redirect("source-list", org_id=request.workspace.public_id)
