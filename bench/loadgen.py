@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import itertools
 import json
 import os
@@ -226,9 +225,13 @@ class HttpRun:
 async def ws_listen(args: argparse.Namespace) -> dict[str, Any]:
     """Connect the sockets, say READY, record delivery delays until told to stop."""
     stop = asyncio.Event()
+    sender_done = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # SIGUSR1: the sender has finished; drain until the sockets go quiet, then stop.
+    loop.add_signal_handler(signal.SIGUSR1, sender_done.set)
+    last_frame = time.monotonic()
     latencies = array("d")
     per_socket: list[int] = [0] * args.sockets
     refused: Counter[str] = Counter()
@@ -255,10 +258,11 @@ async def ws_listen(args: argparse.Namespace) -> dict[str, Any]:
             asyncio.create_task(reader(i, ws))
 
         async def reader(i: int, ws: aiohttp.ClientWebSocketResponse) -> None:
-            nonlocal frames
+            nonlocal frames, last_frame
             async for msg in ws:
                 if msg.type == aiohttp.WSMsgType.TEXT:
                     now = time.time_ns()
+                    last_frame = time.monotonic()
                     frames += 1
                     for match in MARK.finditer(msg.data):
                         latencies.append((now - int(match.group(1))) / 1e6)
@@ -271,8 +275,17 @@ async def ws_listen(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.sleep(0.5)
         live = sum(1 for ws in sockets if not ws.closed)
         print(f"READY {live}", flush=True)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), timeout=args.duration)
+        deadline = time.monotonic() + args.duration
+        drained_for = 0.0
+        while not stop.is_set() and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+            if not sender_done.is_set():
+                continue
+            if time.monotonic() - last_frame >= args.quiet:
+                break
+            drained_for += 0.2
+            if drained_for >= args.max_drain:
+                break
         stop.set()
         for ws in sockets:
             await ws.close()
@@ -282,6 +295,7 @@ async def ws_listen(args: argparse.Namespace) -> dict[str, Any]:
         "refused": dict(refused),
         "closed_early": dict(closed_early),
         "frames": frames,
+        "drained_after_sender_s": round(drained_for, 1),
         "deliveries": len(latencies),
         "per_socket_min": min(per_socket) if sockets else 0,
         "per_socket_max": max(per_socket) if sockets else 0,
@@ -313,6 +327,8 @@ def main(argv: list[str] | None = None) -> int:
     ws.add_argument("--session", required=True)
     ws.add_argument("--sockets", type=int, default=50)
     ws.add_argument("--duration", type=float, default=60.0, help="listen at most this long")
+    ws.add_argument("--quiet", type=float, default=2.0, help="after SIGUSR1: stop once silent")
+    ws.add_argument("--max-drain", type=float, default=30.0, help="after SIGUSR1: at most (s)")
     ws.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     args.urls = loopback_only(args.urls.split(","))
