@@ -51,8 +51,9 @@ def pretty_json(value: Any) -> str:
 
 
 def present_snapshot(snapshot: Snapshot) -> dict[str, Any]:
-    """A current snapshot card as the worker page's JSON endpoint carries it."""
+    """A current card, shaped like the broadcast's snapshot item (ingest.present) for workers.js."""
     return {
+        "kind": "snapshot",
         "snapshotType": snapshot.snapshot_type,
         "worker": {"id": snapshot.worker.public_id, "displayName": snapshot.worker.display_name},
         "source": {"id": snapshot.source.public_id, "name": snapshot.source.name,
@@ -61,6 +62,7 @@ def present_snapshot(snapshot: Snapshot) -> dict[str, Any]:
         "receivedAt": _iso(snapshot.received_at),
         "metrics": snapshot.metrics,
         "metadata": snapshot.metadata,
+        "current": True,
     }
 
 

@@ -128,7 +128,8 @@
     if (existing) {
       var shown = existing.querySelector("time");
       // Out-of-order delivery never replaces a newer card (the server keeps the newest too).
-      if (shown && item.timestamp && shown.getAttribute("datetime") > item.timestamp) return;
+      var shownAt = shown ? Date.parse(shown.getAttribute("datetime")) : NaN;
+      if (shownAt > Date.parse(item.timestamp)) return;
       cards.replaceChild(fresh, existing);
     } else {
       var before = null;
@@ -188,7 +189,7 @@
       try { msg = JSON.parse(ev.data); } catch (e) { return; }
       if (msg.type === "timeline" && Array.isArray(msg.items)) {
         prependTimeline(msg.items.filter(forThisWorker));
-      } else if (msg.type === "snapshot" && forThisWorker(msg.item)) {
+      } else if (msg.type === "snapshot" && forThisWorker(msg.item) && msg.item.current !== false) {
         replaceCard(msg.item);
       }
     };
