@@ -7,16 +7,12 @@ import json
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 
+from ingest.broadcast import workspace_group
 from workspaces.models import Membership
 
 # Close codes before accept (SPEC §6): the page stops retrying on these.
 NOT_LOGGED_IN = 4401
 NOT_A_MEMBER = 4403
-
-
-def workspace_group(org_public_id: str) -> str:
-    """The channel-layer group every live session of one workspace listens on."""
-    return f"ws.{org_public_id}"
 
 
 class WorkspaceConsumer(AsyncWebsocketConsumer):

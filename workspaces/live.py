@@ -13,6 +13,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from ingest.models import Category, Event, EventStatus, Rejection, TimelineEvent
+from ingest.present import iso, present_event, source_ref
 from sources.models import Source
 from workspaces.models import Workspace
 
@@ -161,31 +162,8 @@ def timeline_query(workspace: Workspace, f: FeedFilters, now: datetime) -> Query
     return qs.select_related("source", "worker").order_by("-received_at", "-id")
 
 
-def _iso(moment: datetime | None) -> str | None:
-    if moment is None:
-        return None
-    return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
 def _source(source: Source) -> dict[str, str]:
-    return {"id": source.public_id, "name": source.name, "slug": source.slug}
-
-
-def present_event(event: Event) -> dict[str, Any]:
-    """An ingest-API event as the feed and the broadcast carry it."""
-    return {
-        "kind": "event",
-        "id": event.public_id,
-        "status": event.status,
-        "message": event.message,
-        "description": event.description,
-        "eventType": event.event_type,
-        "externalId": event.external_id,
-        "durationMs": event.duration_ms,
-        "metadata": event.metadata,
-        "source": _source(event.source),
-        "receivedAt": _iso(event.received_at),
-    }
+    return source_ref(source.public_id, source.slug, source.name)
 
 
 def present_timeline(item: TimelineEvent) -> dict[str, Any]:
@@ -195,13 +173,13 @@ def present_timeline(item: TimelineEvent) -> dict[str, Any]:
         "id": item.public_id,
         "eventType": item.event_type,
         "category": item.category,
-        "timestamp": _iso(item.timestamp),
+        "timestamp": iso(item.timestamp),
         "duration": item.duration,
         "metadata": item.metadata,
         "worker": {"id": item.worker.public_id, "displayName": item.worker.display_name},
         "source": _source(item.source),
         "requestId": item.request_id,
-        "receivedAt": _iso(item.received_at),
+        "receivedAt": iso(item.received_at),
     }
 
 
@@ -215,7 +193,8 @@ def feed(workspace: Workspace, f: FeedFilters, now: datetime | None = None) -> l
     timeline = timeline_query(workspace, f, now)
     if timeline is not None:
         streams.append(present_timeline(t) for t in timeline[: f.limit])
-    merged = merge(*streams, key=lambda item: item["receivedAt"], reverse=True)
+    # By instant, not by string: iso() drops a zero microsecond part, which would sort wrongly.
+    merged = merge(*streams, key=lambda item: parse_datetime(item["receivedAt"]), reverse=True)
     return [item for _, item in zip(range(f.limit), merged, strict=False)]
 
 
@@ -258,7 +237,7 @@ def hourly_chart(workspace: Workspace, now: datetime | None = None) -> dict[str,
         .values("hour").annotate(n=Count("id")),
         lambda row: "timeline",
     )
-    return {"hours": [_iso(h) for h in hours], "series": series}
+    return {"hours": [iso(h) for h in hours], "series": series}
 
 
 def rejections_summary(workspace: Workspace, now: datetime | None = None) -> list[dict]:

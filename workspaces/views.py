@@ -17,6 +17,7 @@ from django.views.decorators.http import require_GET
 from django_ratelimit.core import is_ratelimited
 
 from ingest.models import Category, EventStatus
+from ingest.present import iso
 from sources.models import Source
 from workspaces import live
 from workspaces.access import workspace_view
@@ -169,7 +170,7 @@ def live_feed(request: HttpRequest) -> HttpResponse:
             {"error": {"code": "invalid_filter", "message": "; ".join(filters.errors)}}, status=400
         )
     items = live.feed(request.workspace, filters, now)
-    return JsonResponse({"items": items, "serverTime": live._iso(now)})
+    return JsonResponse({"items": items, "serverTime": iso(now)})
 
 
 @workspace_view()

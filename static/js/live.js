@@ -271,7 +271,7 @@
   }
 
   function connect() {
-    if (stopped) return;
+    if (stopped || socket) return;
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
     var ws = new WebSocket(scheme + location.host + config.socketPath);
     socket = ws;
@@ -296,9 +296,19 @@
       var ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * Math.pow(2, attempt));
       attempt += 1;
       // "Equal jitter": half the ceiling plus a random half, so sockets spread out after an outage.
-      setTimeout(connect, ceiling / 2 + Math.random() * ceiling / 2);
+      retryTimer = setTimeout(connect, ceiling / 2 + Math.random() * ceiling / 2);
     };
   }
+  var retryTimer = 0;
+
+  // The browser knows before the socket does: drop it when offline, retry at once when back.
+  window.addEventListener("offline", function () { if (socket) socket.close(); });
+  window.addEventListener("online", function () {
+    if (socket || stopped) return;
+    clearTimeout(retryTimer);
+    attempt = 0;
+    connect();
+  });
 
   // ---- chart: events per hour by status, stacked bars in inline SVG -----------------------
   var chart = (function () {
@@ -324,15 +334,20 @@
     function draw() {
       pending = 0;
       if (!box) return;
-      var W = 720, H = 160, padL = 34, padB = 20, padT = 8;
+      // Drawn at the box's real pixel size so text stays legible at 375 px and 1440 px alike.
+      var W = Math.max(240, box.clientWidth || 720), H = box.clientHeight || 160;
+      var padL = 34, padB = 20, padT = 8;
       var n = data.hours.length || 24;
       var totals = data.hours.map(function (_, i) {
         return STATUSES.reduce(function (sum, s) { return sum + ((data.series[s] || [])[i] || 0); }, 0);
       });
       var max = Math.max.apply(null, totals.concat([1]));
-      var step = Math.pow(10, Math.floor(Math.log10(max)));
-      var top = Math.ceil(max / step) * step;
-      var root = svg("svg", { viewBox: "0 0 " + W + " " + H, preserveAspectRatio: "none", class: "chart-svg" });
+      // A round axis top (1, 2 or 5 times a power of ten) so the mid line is a whole number.
+      var mag = Math.pow(10, Math.floor(Math.log10(max)));
+      var top = [1, 2, 5, 10].map(function (m) { return m * mag; })
+        .filter(function (v) { return v >= max; })[0];
+      if (top < 2) top = 2;
+      var root = svg("svg", { viewBox: "0 0 " + W + " " + H, class: "chart-svg" });
       var plotH = H - padB - padT, plotW = W - padL, bw = plotW / n;
       [0, 0.5, 1].forEach(function (f) {
         var y = padT + plotH * (1 - f);
@@ -382,6 +397,11 @@
       if (!pending) pending = setTimeout(draw, 1000);
     }
     draw();
+    var resizeTimer = 0;
+    window.addEventListener("resize", function () {
+      clearTimeout(resizeTimer);
+      resizeTimer = setTimeout(draw, 150);
+    });
     return { add: add };
   })();
 

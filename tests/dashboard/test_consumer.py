@@ -14,7 +14,7 @@ from django.test import Client
 
 from ackly.asgi import application
 from ackly.routing import websocket_urlpatterns
-from workspaces.consumers import workspace_group
+from ingest.broadcast import workspace_group
 
 # Transactional (the consumer reads from another thread); serialized_rollback keeps the plans.
 pytestmark = [
