@@ -794,6 +794,12 @@ def machine(db_url: str) -> dict[str, Any]:
     commit = subprocess.run(
         ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
     ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout.splitlines()
     return {
         "nproc": os.cpu_count(),
         "mem_total_gb": round(mem_kb / 1024 / 1024, 1),
@@ -801,6 +807,8 @@ def machine(db_url: str) -> dict[str, Any]:
         "python": platform.python_version(),
         "postgresql": pg,
         "git_commit": commit,
+        # Servers run the working tree: uncommitted changes to tracked files are named here.
+        "git_modified_files": [line[3:] for line in dirty],
     }
 
 
