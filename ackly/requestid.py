@@ -32,7 +32,8 @@ class RequestIdMiddleware:
             response = self.get_response(request)
         finally:
             current_request_id.reset(token)
-        response["X-Request-Id"] = request_id
+        # The view may re-point the id (an idempotent replay answers with the first request's).
+        response["X-Request-Id"] = getattr(request, "request_id", request_id)
         return response
 
 

@@ -219,7 +219,8 @@ class IngestEndpoint(APIView):
     def _dry_run(request: HttpRequest) -> bool:
         return request.GET.get("dryRun", "").strip().lower() in _TRUE
 
-    def _run(self, request: HttpRequest, ctx: IngestContext) -> HttpResponse:
+    def admit(self, request: HttpRequest, ctx: IngestContext) -> None:
+        """Steps 2-3, plan and burst, for an authenticated request (v1 ping stops here)."""
         key = ctx.key
         ctx.limits = limits = get_workspace_limits(key.workspace_id)
         touch_key(key.key_id, ctx.now)
@@ -235,6 +236,10 @@ class IngestEndpoint(APIView):
                 "this key or workspace; retry after Retry-After seconds.",
                 headers={"Retry-After": str(burst.reset_seconds)},
             )
+
+    def _run(self, request: HttpRequest, ctx: IngestContext) -> HttpResponse:
+        key = ctx.key
+        self.admit(request, ctx)
         idem_key = idempotency.idempotency_key_of(request.META)
         body = read_body(request, settings.INGEST_MAX_BODY_BYTES, self.too_large_error)
         hashed = stale = None

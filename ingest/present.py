@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from ingest.models import Event
+from ingest.models import Event, SnapshotHistory, TimelineEvent
 
 
 def iso(moment: datetime | None) -> str | None:
@@ -61,3 +61,64 @@ def events_message(items: list[dict[str, Any]]) -> dict[str, Any]:
 def rejections_message(items: list[dict[str, Any]]) -> dict[str, Any]:
     """The broadcast for refused requests: `count` is how many this request added."""
     return {"type": "rejections", "items": items}
+
+
+def worker_ref(public_id: str, display_name: str) -> dict[str, str]:
+    """A worker as items and v1 responses name it."""
+    return {"id": public_id, "displayName": display_name}
+
+
+def timeline_item(
+    event: TimelineEvent, worker: dict[str, str], source: dict[str, str]
+) -> dict[str, Any]:
+    """A v1 timeline event; `worker` and `source` are given so no row is loaded per item."""
+    return {
+        "kind": "timeline",
+        "id": event.public_id,
+        "eventType": event.event_type,
+        "category": event.category,
+        "worker": worker,
+        "timestamp": iso(event.timestamp),
+        "duration": event.duration,
+        "metadata": event.metadata,
+        "source": source,
+        "requestId": event.request_id,
+        "receivedAt": iso(event.received_at),
+    }
+
+
+def present_timeline_event(event: TimelineEvent) -> dict[str, Any]:
+    """A timeline event loaded with select_related("worker", "source")."""
+    src = event.source
+    return timeline_item(
+        event,
+        worker_ref(event.worker.public_id, event.worker.display_name),
+        source_ref(src.public_id, src.slug, src.name),
+    )
+
+
+def timeline_message(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """The broadcast for a v1 events request: one message for the whole batch."""
+    return {"type": "timeline", "items": items}
+
+
+def snapshot_item(
+    snapshot: SnapshotHistory, worker: dict[str, str], source: dict[str, str], current: bool
+) -> dict[str, Any]:
+    """A v1 snapshot; `current` is False when a newer card was already stored (out of order)."""
+    return {
+        "kind": "snapshot",
+        "snapshotType": snapshot.snapshot_type,
+        "worker": worker,
+        "timestamp": iso(snapshot.timestamp),
+        "metrics": snapshot.metrics,
+        "metadata": snapshot.metadata,
+        "source": source,
+        "receivedAt": iso(snapshot.received_at),
+        "current": current,
+    }
+
+
+def snapshot_message(item: dict[str, Any]) -> dict[str, Any]:
+    """The broadcast for a v1 snapshot request."""
+    return {"type": "snapshot", "item": item}

@@ -3,8 +3,13 @@
 from django.urls import re_path
 
 from ingest.api import IngestView
+from ingest.api_v1 import EventsView, PingView, SnapshotsView
 
 urlpatterns: list = [
     # With and without the trailing slash, no redirect (a redirect would drop the POST body).
     re_path(r"^api/ingest/?$", IngestView.as_view(), name="api-ingest"),
+    # The developer API (v1), also with and without the trailing slash.
+    re_path(r"^api/v1/ingest/ping/?$", PingView.as_view(), name="api-v1-ping"),
+    re_path(r"^api/v1/ingest/events/?$", EventsView.as_view(), name="api-v1-events"),
+    re_path(r"^api/v1/ingest/snapshots/?$", SnapshotsView.as_view(), name="api-v1-snapshots"),
 ]

@@ -201,7 +201,8 @@ def _latest_allowed(now: datetime) -> datetime:
     return now + timedelta(seconds=settings.V1_MAX_FUTURE_SECONDS)
 
 
-def _events_of(body: Any) -> list[Any]:
+def events_of(body: Any) -> list[Any]:
+    """The events array of a v1 body; InvalidBody / BatchTooLarge for faults of the request."""
     if type(body) is not dict:
         raise InvalidBody("The body must be a JSON object with an 'events' array.")
     events = body.get("events")
@@ -222,7 +223,13 @@ def validate_events(body: Any, allowed_event_types: frozenset[str], now: datetim
 
     Raises InvalidBody / BatchTooLarge for faults of the request itself.
     """
-    events = _events_of(body)
+    return validate_event_list(events_of(body), allowed_event_types, now)
+
+
+def validate_event_list(
+    events: list[Any], allowed_event_types: frozenset[str], now: datetime
+) -> ValidBatch:
+    """Per-event validation of an events array that `events_of` accepted."""
     latest = _latest_allowed(now)
     max_duration = settings.V1_MAX_DURATION_SECONDS
     metadata_limit = settings.V1_MAX_METADATA_BYTES
