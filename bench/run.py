@@ -137,6 +137,25 @@ class Server:
         return found
 
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def process_cpu(pid: int) -> float:
+    """User + system CPU seconds of one process so far (0 once it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def machine_busy() -> float:
+    """CPU seconds all cores spent not idle since boot."""
+    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = values[3] + (values[4] if len(values) > 4 else 0)
+    return (sum(values[:8]) - idle) / CLK_TCK
+
+
 def memory_of(pid: int) -> dict[str, Any] | None:
     """Peak (VmHWM) and current (VmRSS) resident memory of one process, in MB."""
     try:
@@ -428,8 +447,12 @@ class Bench:
 
     # load ----------------------------------------------------------------------------------
 
+    def server_cpu(self) -> float:
+        return sum(process_cpu(pid) for server in self.sup.servers for pid in server.pids())
+
     def loadgen(self, name: str, *argv: str, timeout: float) -> dict[str, Any]:
         out_path = self.workdir / f"{name}.json"
+        servers_before, machine_before, t0 = self.server_cpu(), machine_busy(), time.monotonic()
         proc = subprocess.Popen(
             [PYTHON, "-m", "bench.loadgen", "http", *argv, "--out", str(out_path)],
             cwd=ROOT,
@@ -445,7 +468,17 @@ class Bench:
             self.sup.others.remove(proc)
         if proc.returncode != 0:
             raise BenchError(f"load generator {name} failed (exit {proc.returncode})")
-        return json.loads(out_path.read_text())
+        result = json.loads(out_path.read_text())
+        # Who used the 2 cores during the part: on a shared machine the rest is other work.
+        wall = time.monotonic() - t0
+        result["cpu"] = {
+            "wall_s": round(wall, 1),
+            "capacity_s": round(wall * (os.cpu_count() or 1), 1),
+            "machine_busy_s": round(machine_busy() - machine_before, 1),
+            "servers_s": round(self.server_cpu() - servers_before, 1),
+            "client_s": result.get("client_cpu_s"),
+        }
+        return result
 
     def available(self, base: str, path: str) -> bool:
         """The route is there when an unauthenticated POST gets the API's 401 (not a 404)."""
@@ -812,6 +845,14 @@ def machine(db_url: str) -> dict[str, Any]:
     }
 
 
+def cpu_line(part: dict[str, Any]) -> str:
+    cpu = part.get("cpu") or {}
+    return (
+        f"CPU s of {cpu.get('capacity_s')}: servers {cpu.get('servers_s')}, client "
+        f"{cpu.get('client_s')}, whole machine {cpu.get('machine_busy_s')}"
+    )
+
+
 def summary(r: dict[str, Any]) -> str:
     def lat(p: dict[str, Any]) -> str:
         latency = p.get("latency") or {}
@@ -825,8 +866,8 @@ def summary(r: dict[str, Any]) -> str:
     lines.append(
         "(a) single events: "
         + (
-            f"{a['req_per_s']} req/s, {lat(a)}, errors {a['errors']} of {a['requests']}, "
-            f"client CPU {a['client_cpu_s']} s"
+            f"{a['req_per_s']} req/s, {lat(a)}, errors {a['errors']} of {a['requests']}; "
+            + cpu_line(a)
             if a.get("status") == "ran"
             else a["status"]
         )
@@ -856,7 +897,8 @@ def summary(r: dict[str, Any]) -> str:
     lines.append(
         "(e) ceiling (view + one INSERT): "
         + (
-            f"{e['req_per_s']} req/s, {lat(e)}; (a) is {r['a_fraction_of_ceiling']} of it"
+            f"{e['req_per_s']} req/s, {lat(e)}; (a) is {r['a_fraction_of_ceiling']} of it; "
+            + cpu_line(e)
             if e.get("status") == "ran"
             else e["status"]
         )
