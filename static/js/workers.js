@@ -17,6 +17,7 @@
   var delay = 1000;
   var MAX_DELAY = 30000;
   var opened = false;
+  var socket = null;
 
   function el(tag, className, text) {
     var node = document.createElement(tag);
@@ -170,7 +171,6 @@
 
   function connect() {
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    var socket;
     try {
       socket = new WebSocket(scheme + location.host + config.socketPath);
     } catch (e) {
@@ -210,6 +210,10 @@
     opened = true;
     window.setTimeout(connect, wait);
   }
+
+  // A dropped network may leave the socket looking open for a long time: close it at once so
+  // the page says so and catches up over HTTP when it is back.
+  window.addEventListener("offline", function () { if (socket) socket.close(); });
 
   connect();
 })();

@@ -97,5 +97,28 @@ def test_a_source_made_in_the_ui_feeds_a_worker_page_live(server, browser):
     card = page.inner_text('#cards [data-type="tickets_open"]')
     assert "SLA met" in card and "97.5" in card and "%" in card
     assert page.locator("#timeline li").count() == 2
+
+    # The network drops; an event arrives meanwhile; after the reconnect the page reloads the
+    # timeline and the cards over HTTP, so the missed event shows up without a page reload.
+    page.context.set_offline(True)
+    page.evaluate("window.dispatchEvent(new Event('offline'))")
+    page.wait_for_selector("#conn.pill-reconnecting")
+    missed = v1("events", {"events": [{**event, "metadata": {"marker": "while-offline"}}]})
+    assert missed.status_code == 202, missed.text
+    v1(
+        "snapshots",
+        {
+            "snapshotType": "tickets_open",
+            "actor": {"externalId": "agent-9"},
+            "metrics": {"open": 3},
+        },
+    )
+    page.context.set_offline(False)
+    page.wait_for_selector(
+        "#timeline li pre:has-text('while-offline')", state="attached", timeout=60_000
+    )
+    page.wait_for_selector("#conn.pill-live")
+    assert page.locator("#timeline li").count() == 3
+    assert "SLA met" not in page.inner_text('#cards [data-type="tickets_open"]')
     assert page.evaluate("window.__sameDocument") is True
     page.context.close()
