@@ -29,6 +29,7 @@ migrate: install
 
 run: migrate
 	$(BIN)/python manage.py demo --base-url http://$(HOST):$(PORT)
+	@echo "Serving on http://$(HOST):$(PORT)/ with Daphne (Ctrl-C to stop)"
 	$(BIN)/daphne -b $(HOST) -p $(PORT) ackly.asgi:application
 
 test: install-dev
