@@ -1,6 +1,6 @@
 """`make bench`: start Ackly the production way, load it from a separate process, check, report.
 
-Steps: a fresh PostgreSQL database and Redis DB → migrate → a Pro workspace, sources and keys
+Steps: a fresh PostgreSQL database and Redis DB → migrate → a Pro workspace, a source and its key
 made by the management commands → N server processes on loopback ports → (a) single events,
 (b) 500-event batches, (c) ingest→websocket latency, (d) peak RSS → the bare INSERT ceiling (e)
 on the same kind and number of processes → every accepted event counted in the database →
@@ -316,7 +316,7 @@ class Bench:
                 (1_000_000, 1_000_000),
             )
         owner = "bench-owner"
-        self.setup_data("user", owner)
+        self.session = self.setup_data("user", owner)[-1].strip()
         made_by = "management commands"
         if self.has_command("createworkspace"):
             org = self.manage(
@@ -341,34 +341,30 @@ class Bench:
                 "--event-limit",
                 str(10**12),
             )[-1].strip()
-        keys = {}
-        for name in ("bench-single", "bench-batch", "bench-live"):
-            if self.has_command("createsource"):
-                lines = self.manage("createsource", org, name, "--allow", "bench.event")
-            else:
-                lines = self.setup_data("source", org, name, "--allow", "bench.event")
-            keys[name] = lines[-1].strip()
+        # One source for every part: the ingest API ignores the whitelist, the v1 API needs it.
+        if self.has_command("createsource"):
+            lines = self.manage("createsource", org, "bench", "--allow", "bench.event")
+        else:
+            lines = self.setup_data("source", org, "bench", "--allow", "bench.event")
         self.org = org
-        self.keys = keys
-        self.session = self.setup_data("session", owner)[-1].strip()
+        self.key = lines[-1].strip()
         self.workspace_pk = sql_scalar(
             self.args.db_url, "SELECT id FROM workspaces_workspace WHERE public_id = %s", (org,)
         )
         self.prefilled = self.prefill(self.args.prefill) if self.args.prefill else 0
         self.results["setup"] = {
             "workspace": org,
-            "sources": list(keys),
             "made_by": made_by,
             "prefilled_events": self.prefilled,
         }
-        log(f"workspace {org}, 3 sources ({made_by})")
+        log(f"workspace {org} and its source ({made_by})")
 
     def prefill(self, rows: int) -> int:
         """Grow the events table first (cost per event must stay flat from 10^4 to 10^6 rows)."""
         log(f"prefilling ingest_event with {rows} rows")
         source_pk = sql_scalar(
             self.args.db_url,
-            "SELECT id FROM sources_source WHERE workspace_id = %s AND slug = 'bench-single'",
+            "SELECT id FROM sources_source WHERE workspace_id = %s AND slug = 'bench'",
             (self.workspace_pk,),
         )
         with psycopg.connect(self.args.db_url, autocommit=True) as conn:
@@ -509,7 +505,7 @@ class Bench:
             "--kind",
             "single",
             "--key",
-            self.keys["bench-single"],
+            self.key,
             "--concurrency",
             str(a.concurrency),
             "--duration",
@@ -537,7 +533,7 @@ class Bench:
             "--kind",
             "batch",
             "--key",
-            self.keys["bench-batch"],
+            self.key,
             "--concurrency",
             str(a.batch_concurrency),
             "--batch-size",
@@ -601,7 +597,7 @@ class Bench:
                 "--kind",
                 "single",
                 "--key",
-                self.keys["bench-live"],
+                self.key,
                 "--rate",
                 str(a.ws_rate),
                 "--stamp",

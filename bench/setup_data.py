@@ -1,4 +1,4 @@
-"""Bench fixtures that no management command makes: a dashboard user and its session.
+"""Bench fixtures that no management command makes: a dashboard user and a logged-in session.
 
 Run as `python -m bench.setup_data CMD ...` under the same settings as the servers. The
 workspace and sources come from the real management commands (bench/run.py); the `workspace`
@@ -29,7 +29,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.setup_data")
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("user").add_argument("username")
-    sub.add_parser("session").add_argument("username")
     ws = sub.add_parser("workspace")
     ws.add_argument("name")
     ws.add_argument("--plan", default="pro")
@@ -48,10 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         user.set_unusable_password()
         user.save()
-        print(user.pk)
-    elif args.cmd == "session":
-        # A logged-in session exactly as django.contrib.auth.login() writes it.
-        user = user_model.objects.get(username=args.username)
+        # A logged-in session exactly as django.contrib.auth.login() writes it; membership of
+        # the workspace (createworkspace --owner) is checked when a socket connects, not here.
         store = SessionStore()
         store[SESSION_KEY] = str(user.pk)
         store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
