@@ -22,6 +22,16 @@ class SignupForm(UserCreationForm):
         model = get_user_model()
         fields = ("username", "email")
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        # Django's validator list is long; one calm sentence says the same.
+        self.fields["username"].help_text = "Letters, digits and @ . + - _ only."
+        self.fields["password1"].help_text = (
+            "At least 8 characters; not a common, all-numeric or username-like password."
+        )
+        self.fields["password2"].help_text = ""
+        self.fields["password2"].label = "Confirm password"
+
     def clean_email(self) -> str:
         email = self.cleaned_data["email"].strip().lower()
         if get_user_model().objects.filter(email__iexact=email).exists():

@@ -150,7 +150,7 @@ def live_events(request: HttpRequest) -> HttpResponse:
             "sources": sources,
             "statuses": EventStatus.choices,
             "categories": Category.choices,
-            "ranges": [("", "Retention")] + [(k, f"Last {k}") for k in live.RANGES],
+            "ranges": [("", "All history")] + [(k, f"Last {k}") for k in live.RANGES],
             "config": config,
             "chart": live.hourly_chart(workspace, now),
             "rejections": live.rejections_summary(workspace, now),
