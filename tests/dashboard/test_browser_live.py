@@ -132,19 +132,19 @@ def sign_up(browser, base: str, name: str):
     return page, org_id
 
 
-def create_source(server: dict, org_id: str, name: str) -> str:
-    """A source with a key, made the way an operator would; returns the key."""
-    commands = manage(server["env"], "help", "--commands")
-    if "createsource" in commands.split():
-        out = manage(server["env"], "createsource", org_id, name)
-    else:  # until the management command lands: the same service, in a separate process
-        out = manage(
-            server["env"], "shell", "-c",
-            "from sources.services import create_source; "
-            "from workspaces.models import Workspace; "
-            f"_, k = create_source(Workspace.objects.get(public_id={org_id!r}), {name!r}); "
-            "print(k.secret)",
-        )
+def create_source_in_browser(page, base: str, org_id: str, name: str) -> str:
+    """A source made on the Sources page; returns the key it shows once."""
+    page.goto(f"{base}/w/{org_id}/sources/")
+    page.fill("#new-source input[name=name]", name)
+    page.click("#new-source button[type=submit]")
+    key = page.input_value("#secret")
+    assert key.startswith("ak_live_")
+    return key
+
+
+def create_source_by_command(server: dict, org_id: str, name: str) -> str:
+    """A source made the way an operator would: `manage.py createsource`, key on the last line."""
+    out = manage(server["env"], "createsource", org_id, name)
     key = out.strip().splitlines()[-1].strip()
     assert key.startswith("ak_live_"), out
     return key
@@ -171,7 +171,7 @@ def test_an_ingested_event_appears_live_for_its_workspace_only(server, browser):
     alice, alice_org = sign_up(browser, base, f"alice{suffix}")
     bob, bob_org = sign_up(browser, base, f"bob{suffix}")
     assert alice_org != bob_org
-    key = create_source(server, alice_org, "Nightly backups")
+    key = create_source_in_browser(alice, base, alice_org, "Nightly backups")
     open_live(alice, base, alice_org)
     open_live(bob, base, bob_org)
 
@@ -204,7 +204,7 @@ def test_paused_rows_wait_behind_a_counter_and_a_reconnect_catches_up(server, br
     base = server["base"]
     suffix = secrets.token_hex(3)
     page, org_id = sign_up(browser, base, f"carol{suffix}")
-    key = create_source(server, org_id, "Deploys")
+    key = create_source_by_command(server, org_id, "Deploys")
     open_live(page, base, org_id)
 
     page.click("#pause")
