@@ -190,6 +190,7 @@ class Supervisor:
                 stdout=fh,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=die_with_parent,
             )
         server = Server(name, proc, port, log_path, command)
         self.servers.append(server)
@@ -212,7 +213,7 @@ class Supervisor:
 
     def stop_servers(self) -> None:
         for server in self.servers:
-            stop_process(server.proc)
+            stop_process(server.proc, grace=5.0)
         self.servers.clear()
 
     def stop_all(self) -> None:
@@ -222,18 +223,36 @@ class Supervisor:
         self.stop_servers()
 
 
+def die_with_parent() -> None:
+    """In the child: die if the runner dies, even by SIGKILL, so nothing is left running."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    # SIGKILL: Daphne can hang in shutdown on SIGTERM (see stop_process).
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+STOPS = {"terminated": 0, "killed": 0}
+
+
 def stop_process(proc: subprocess.Popen, grace: float = 10.0) -> None:
-    """SIGTERM the process group we created for it, then SIGKILL after `grace` seconds."""
+    """SIGTERM the process group we created for it, then SIGKILL after `grace` seconds.
+
+    Counted in STOPS: a Daphne process whose sync thread is inside async_to_sync (the
+    broadcast) when SIGTERM stops the event loop never exits on its own.
+    """
     if proc.poll() is not None:
         return
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGTERM)
     try:
         proc.wait(timeout=grace)
+        STOPS["terminated"] += 1
     except subprocess.TimeoutExpired:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=5)
+        STOPS["killed"] += 1
 
 
 def tail(path: Path, lines: int = 30) -> str:
@@ -453,6 +472,7 @@ class Bench:
             [PYTHON, "-m", "bench.loadgen", "http", *argv, "--out", str(out_path)],
             cwd=ROOT,
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         self.sup.others.append(proc)
         try:
@@ -576,6 +596,7 @@ class Bench:
             cwd=ROOT,
             stdout=subprocess.PIPE,
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         self.sup.others.append(listener)
         try:
@@ -711,6 +732,7 @@ class Bench:
         if self.results["e"].get("status") == "ran":
             checks.append(self.results["e"]["count_check"]["passed"])
         self.results["passed"] = all(checks)
+        self.results["server_stops"] = dict(STOPS)
         self.results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         return self.results
 
