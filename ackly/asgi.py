@@ -11,12 +11,52 @@ django_asgi_app = get_asgi_application()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
+from django.conf import settings  # noqa: E402
 
 from ackly.routing import websocket_urlpatterns  # noqa: E402
 
+
+class BodyLimitGuard:
+    """Hands Django at most limit + 1 bytes of an API request body, however it is streamed.
+
+    Django's ASGI handler would spool a chunked body of any size to disk before the view
+    runs; capped here, the ingest pipeline sees limit + 1 bytes and answers 413 in the
+    envelope (after auth, so the refusal is counted against its source). The rest of the
+    body is discarded as it arrives.
+    """
+
+    def __init__(self, app, limit: int) -> None:
+        self.app = app
+        self.cap = limit + 1
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not scope["path"].startswith("/api"):
+            return await self.app(scope, receive, send)
+        received = 0
+        capped = False
+
+        async def capped_receive():
+            nonlocal received, capped
+            while capped:
+                message = await receive()
+                if message["type"] != "http.request":  # the disconnect Django listens for
+                    return message
+            message = await receive()
+            if message["type"] != "http.request":
+                return message
+            body = message.get("body", b"")
+            if received + len(body) < self.cap:
+                received += len(body)
+                return message
+            capped = message.get("more_body", False)
+            return {"type": "http.request", "body": body[: self.cap - received], "more_body": False}
+
+        return await self.app(scope, capped_receive, send)
+
+
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
+        "http": BodyLimitGuard(django_asgi_app, settings.INGEST_MAX_BODY_BYTES),
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),

@@ -84,6 +84,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "ackly.requestid.RequestIdMiddleware",
+    # JSON envelope for an exception in any view under /api/, DEBUG or not.
+    "ackly.middleware.ApiExceptionMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -260,6 +262,20 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The API's paths as SPEC writes them (the routes also accept a trailing slash).
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "ingest.schema.canonical_paths",
+    ],
+    "ENUM_NAME_OVERRIDES": {
+        "ErrorCode": "ingest.schema.ERROR_CODE_CHOICES",
+        "Category": "ingest.models.Category",
+        "EventStatus": "ingest.models.EventStatus",
+    },
+    "TAGS": [
+        {"name": "Ingest API", "description": "POST /api/ingest: one outcome event per call."},
+        {"name": "Developer API (v1)", "description": "Batches of timeline events, snapshots."},
+    ],
 }
 
 # --- Logging --------------------------------------------------------------------------------

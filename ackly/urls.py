@@ -1,5 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularSwaggerView, SpectacularYAMLAPIView
 
 from ackly import docs, views
 
@@ -14,6 +15,13 @@ urlpatterns = [
     path("w/<str:org_id>/usage/", include("billing.urls")),
     path("docs/", docs.index, name="docs"),
     path("docs/errors/<slug:code>/", docs.error_code, name="docs-error"),
+    # The OpenAPI document of both APIs (ingest/schema.py) and its offline interactive reference.
+    path("openapi/v1.yaml", SpectacularYAMLAPIView.as_view(), name="openapi-schema"),
+    path(
+        "docs/api/",
+        SpectacularSwaggerView.as_view(url_name="openapi-schema"),
+        name="docs-api",
+    ),
     path("docs/<slug:slug>/", docs.page, name="docs-page"),
     # Anything else under /api/ is a JSON 404, never Django's HTML page (DEBUG or not).
     re_path(r"^api(?:/.*)?$", views.api_not_found),

@@ -149,6 +149,9 @@ class SnapshotHistory(SnapshotFields):
             ),
         ]
 
+    def __str__(self) -> str:
+        return f"{self.snapshot_type} for {self.worker_id} at {self.timestamp:%Y-%m-%d %H:%M}"
+
 
 class IdempotencyRecord(models.Model):
     """The first response to (source, Idempotency-Key), replayed for 10 minutes."""
@@ -169,6 +172,9 @@ class IdempotencyRecord(models.Model):
             # purge_expired drops records past the window.
             models.Index(fields=["created_at"], name="idempotency_created"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.key} → {self.status_code}"
 
 
 class Rejection(models.Model):
@@ -191,3 +197,6 @@ class Rejection(models.Model):
             # The dashboard's rejections panel: a workspace's recent buckets.
             models.Index(fields=["workspace", "-hour"], name="rejection_ws_recent"),
         ]
+
+    def __str__(self) -> str:
+        return f"{self.code} ×{self.count} at {self.hour:%Y-%m-%d %H:00}"
