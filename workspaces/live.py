@@ -13,8 +13,7 @@ from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from ingest.models import Category, Event, EventStatus, Rejection, TimelineEvent
-from ingest.present import iso, present_event, source_ref
-from sources.models import Source
+from ingest.present import iso, present_event, present_timeline_event
 from workspaces.models import Workspace
 
 FEED_PAGE_SIZE = 100
@@ -162,25 +161,8 @@ def timeline_query(workspace: Workspace, f: FeedFilters, now: datetime) -> Query
     return qs.select_related("source", "worker").order_by("-received_at", "-id")
 
 
-def _source(source: Source) -> dict[str, str]:
-    return source_ref(source.public_id, source.slug, source.name)
-
-
-def present_timeline(item: TimelineEvent) -> dict[str, Any]:
-    """A v1 timeline event as the feed and the broadcast carry it."""
-    return {
-        "kind": "timeline",
-        "id": item.public_id,
-        "eventType": item.event_type,
-        "category": item.category,
-        "timestamp": iso(item.timestamp),
-        "duration": item.duration,
-        "metadata": item.metadata,
-        "worker": {"id": item.worker.public_id, "displayName": item.worker.display_name},
-        "source": _source(item.source),
-        "requestId": item.request_id,
-        "receivedAt": iso(item.received_at),
-    }
+# The workers page (ingest/views.py) imports it under this name.
+present_timeline = present_timeline_event
 
 
 def feed(workspace: Workspace, f: FeedFilters, now: datetime | None = None) -> list[dict]:
@@ -192,7 +174,7 @@ def feed(workspace: Workspace, f: FeedFilters, now: datetime | None = None) -> l
         streams.append(present_event(e) for e in events[: f.limit])
     timeline = timeline_query(workspace, f, now)
     if timeline is not None:
-        streams.append(present_timeline(t) for t in timeline[: f.limit])
+        streams.append(present_timeline_event(t) for t in timeline[: f.limit])
     # By instant, not by string: iso() drops a zero microsecond part, which would sort wrongly.
     merged = merge(*streams, key=lambda item: parse_datetime(item["receivedAt"]), reverse=True)
     return [item for _, item in zip(range(f.limit), merged, strict=False)]
@@ -204,7 +186,7 @@ def find_item(workspace: Workspace, item_id: str) -> dict | None:
     if item_id.startswith("tle_"):
         found = (TimelineEvent.objects.select_related("source", "worker")
                  .filter(workspace=workspace, public_id=item_id, received_at__gte=cutoff).first())
-        return present_timeline(found) if found else None
+        return present_timeline_event(found) if found else None
     found = (Event.objects.select_related("source")
              .filter(workspace=workspace, public_id=item_id, received_at__gte=cutoff).first())
     return present_event(found) if found else None

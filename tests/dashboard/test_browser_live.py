@@ -188,11 +188,21 @@ def test_an_ingested_event_appears_live_for_its_workspace_only(server, browser):
     assert "<b>not bold</b>" in alice.inner_text("#drawer-json")
     assert alice.locator("#drawer-json b").count() == 0
 
+    # A refused request shows up in the rejections panel, live.
+    alice.keyboard.press("Escape")
+    refused = httpx.post(f"{base}/api/ingest", json={"status": "maybe"},
+                         headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    assert refused.status_code == 400
+    panel_row = alice.wait_for_selector('#rejections li:has-text("invalid_body")')
+    assert "Nightly backups" in panel_row.inner_text()
+    assert panel_row.query_selector(".rej-count").inner_text() == "1"
+
     # Bob's page is live on its own socket and never receives Alice's event — not even after a
     # reload, which fetches his feed over HTTP.
     bob.wait_for_timeout(1000)
     assert bob.locator(f'#feed li[data-id="{event_id}"]').count() == 0
     assert message not in bob.inner_text("main")
+    assert bob.locator("#rejections li").count() == 0
     bob.reload()
     bob.wait_for_selector("#conn.pill-live")
     assert message not in bob.inner_text("main")
