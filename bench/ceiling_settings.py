@@ -9,9 +9,7 @@ import os
 from django.core.exceptions import ImproperlyConfigured
 
 if os.environ.get("ACKLY_BENCH_CEILING") != "1":
-    raise ImproperlyConfigured(
-        "bench.ceiling_settings is for the benchmark: set ACKLY_BENCH_CEILING=1"
-    )
+    raise ImproperlyConfigured("bench.ceiling_settings is for the benchmark: set ACKLY_BENCH_CEILING=1")
 
 from ackly.settings import *  # noqa: E402,F403 - same DB pool, cache and server setup
 

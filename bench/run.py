@@ -77,9 +77,7 @@ def db_name(db_url: str) -> str:
 def recreate_database(db_url: str) -> None:
     name = db_name(db_url)
     if not name.startswith("ackly_bench"):
-        raise BenchError(
-            f"refusing to drop {name!r}: the bench database name must start with ackly_bench"
-        )
+        raise BenchError(f"refusing to drop {name!r}: the bench database name must start with ackly_bench")
     with psycopg.connect(admin_url(db_url), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -462,12 +460,22 @@ class Bench:
 
     # load ----------------------------------------------------------------------------------
 
+    def db_backend_cpu(self) -> dict[int, float]:
+        """CPU seconds so far of each PostgreSQL backend serving the bench database."""
+        with psycopg.connect(self.args.db_url, autocommit=True) as conn:
+            pids = conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid()"
+            ).fetchall()
+        return {pid: process_cpu(pid) for (pid,) in pids}
+
     def server_cpu(self) -> float:
         return sum(process_cpu(pid) for server in self.sup.servers for pid in server.pids())
 
     def loadgen(self, name: str, *argv: str, timeout: float) -> dict[str, Any]:
         out_path = self.workdir / f"{name}.json"
         servers_before, machine_before, t0 = self.server_cpu(), machine_busy(), time.monotonic()
+        db_before = self.db_backend_cpu()
         proc = subprocess.Popen(
             [PYTHON, "-m", "bench.loadgen", "http", *argv, "--out", str(out_path)],
             cwd=ROOT,
@@ -493,7 +501,19 @@ class Bench:
             "machine_busy_s": round(machine_busy() - machine_before, 1),
             "servers_s": round(self.server_cpu() - servers_before, 1),
             "client_s": result.get("client_cpu_s"),
+            # PostgreSQL backends of the bench database (one that ended mid-part is missed).
+            "postgres_s": round(
+                sum(cpu - db_before.get(pid, 0.0) for pid, cpu in self.db_backend_cpu().items()),
+                1,
+            ),
         }
+        # Server CPU per request and per accepted event: far less sensitive to other load on the
+        # machine than req/s, so runs on a busy machine can still be compared on it.
+        servers_ms = result["cpu"]["servers_s"] * 1000
+        if result.get("requests"):
+            result["cpu"]["servers_ms_per_request"] = round(servers_ms / result["requests"], 2)
+        if result.get("accepted"):
+            result["cpu"]["servers_ms_per_event"] = round(servers_ms / result["accepted"], 3)
         return result
 
     def available(self, base: str, path: str) -> bool:
@@ -660,9 +680,7 @@ class Bench:
 
         with psycopg.connect(a.db_url, autocommit=True) as conn:
             conn.execute(CREATE_TABLE_SQL)
-        env = dict(
-            self.env, DJANGO_SETTINGS_MODULE="bench.ceiling_settings", ACKLY_BENCH_CEILING="1"
-        )
+        env = dict(self.env, DJANGO_SETTINGS_MODULE="bench.ceiling_settings", ACKLY_BENCH_CEILING="1")
         http, _ = self.start_servers(env, "/bench/ping")
         log(f"(e) ceiling: POST /bench/ceiling, {a.concurrency} connections, {a.duration:g}s")
         result = self.loadgen(
@@ -866,8 +884,10 @@ def machine(db_url: str) -> dict[str, Any]:
 def cpu_line(part: dict[str, Any]) -> str:
     cpu = part.get("cpu") or {}
     return (
-        f"CPU s of {cpu.get('capacity_s')}: servers {cpu.get('servers_s')}, client "
-        f"{cpu.get('client_s')}, whole machine {cpu.get('machine_busy_s')}"
+        f"server CPU {cpu.get('servers_ms_per_request')} ms/request; CPU s of "
+        f"{cpu.get('capacity_s')}: servers {cpu.get('servers_s')}, postgres "
+        f"{cpu.get('postgres_s')}, client {cpu.get('client_s')}, whole machine "
+        f"{cpu.get('machine_busy_s')}"
     )
 
 
@@ -884,8 +904,7 @@ def summary(r: dict[str, Any]) -> str:
     lines.append(
         "(a) single events: "
         + (
-            f"{a['req_per_s']} req/s, {lat(a)}, errors {a['errors']} of {a['requests']}; "
-            + cpu_line(a)
+            f"{a['req_per_s']} req/s, {lat(a)}, errors {a['errors']} of {a['requests']}; " + cpu_line(a)
             if a.get("status") == "ran"
             else a["status"]
         )
@@ -893,7 +912,9 @@ def summary(r: dict[str, Any]) -> str:
     lines.append(
         "(b) 500-event batches: "
         + (
-            f"{b['events_per_s']} events/s ({b['req_per_s']} req/s), {lat(b)}, errors {b['errors']}"
+            f"{b['events_per_s']} events/s ({b['req_per_s']} req/s), {lat(b)}, errors {b['errors']}; "
+            + f"server CPU {(b.get('cpu') or {}).get('servers_ms_per_event')} ms/event; "
+            + cpu_line(b)
             if b.get("status") == "ran"
             else b["status"]
         )
@@ -915,8 +936,7 @@ def summary(r: dict[str, Any]) -> str:
     lines.append(
         "(e) ceiling (view + one INSERT): "
         + (
-            f"{e['req_per_s']} req/s, {lat(e)}; (a) is {r['a_fraction_of_ceiling']} of it; "
-            + cpu_line(e)
+            f"{e['req_per_s']} req/s, {lat(e)}; (a) is {r['a_fraction_of_ceiling']} of it; " + cpu_line(e)
             if e.get("status") == "ran"
             else e["status"]
         )
@@ -941,9 +961,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--ws-sockets", type=int, default=50)
     p.add_argument("--ws-rate", type=float, default=1000.0, help="events/s sent during (c)")
-    p.add_argument(
-        "--ws-duration", type=float, default=None, help="seconds of (c); default --duration"
-    )
+    p.add_argument("--ws-duration", type=float, default=None, help="seconds of (c); default --duration")
     p.add_argument(
         "--ws-grace",
         type=float,
@@ -954,13 +972,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--parts", default="a,b,c,e", help="comma-separated subset of a,b,c,e")
     p.add_argument(
         "--db-url",
-        default=os.environ.get(
-            "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ackly_bench"
-        ),
+        default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ackly_bench"),
     )
-    p.add_argument(
-        "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/7")
-    )
+    p.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/7"))
     p.add_argument(
         "--keep-burst-limits",
         action="store_true",
@@ -972,12 +986,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=0,
         help="rows put in ingest_event before the load (e.g. 10^6)",
     )
-    p.add_argument(
-        "--keep-logs", action="store_true", help="keep server logs (always kept on failure)"
-    )
-    p.add_argument(
-        "--keep-db", action="store_true", help="do not drop the bench database at the end"
-    )
+    p.add_argument("--keep-logs", action="store_true", help="keep server logs (always kept on failure)")
+    p.add_argument("--keep-db", action="store_true", help="do not drop the bench database at the end")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
     p.add_argument("--lock-wait", type=float, default=600.0, help="seconds to wait for another run")
     p.add_argument("--max-total", type=int, default=900, help="hard stop for the whole run (s)")
