@@ -1,5 +1,6 @@
 """Public identifiers: prefixed ULIDs for named things, ObjectId-layout ids for events."""
 
+import base64
 import itertools
 import os
 import threading
@@ -45,3 +46,22 @@ _object_ids = ObjectIdGenerator()
 
 def new_event_id() -> str:
     return _object_ids()
+
+
+_CROCKFORD = str.maketrans("0123456789ABCDEFGHIJKLMNOPQRSTUV", "0123456789ABCDEFGHJKMNPQRSTVWXYZ")
+
+
+def new_public_ids(prefix: str, count: int) -> list[str]:
+    """`count` prefixed ULIDs sharing this millisecond, for bulk inserts.
+
+    The same layout as `new_public_id` (48-bit milliseconds, 80 random bits, Crockford
+    base32) at a fraction of the cost: one urandom call and C-level encoding for the batch,
+    where `ULID()` costs tens of µs each.
+    """
+    millis = time.time_ns() // 1_000_000
+    # 48 bits of milliseconds as 10 base32 characters (50 bits, the top two zero).
+    stamp = base64.b32hexencode((millis << 6).to_bytes(7, "big")).decode()[:10]
+    # 80 random bits are exactly 16 base32 characters: no padding, no bit shuffling.
+    randomness = base64.b32hexencode(os.urandom(10 * count)).decode().translate(_CROCKFORD)
+    head = f"{prefix}_{stamp.translate(_CROCKFORD)}"
+    return [head + randomness[i : i + 16] for i in range(0, 16 * count, 16)]

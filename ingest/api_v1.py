@@ -26,7 +26,6 @@ from ackly.errors import (
     WorkerNotFound,
 )
 from ingest.pipeline import IngestContext, IngestEndpoint
-from ingest.present import iso
 from ingest.rejections import COUNTED_STATUSES
 from ingest.services import record_snapshot, record_timeline_events
 from ingest.validation_v1 import (
@@ -119,8 +118,8 @@ class EventsView(V1Endpoint):
             "batchLimit": settings.V1_MAX_BATCH,
             "results": {
                 "accepted": [
-                    {"index": index, "eventType": row.event_type, "timestamp": iso(row.timestamp)}
-                    for index, row in stored
+                    {"index": index, "eventType": event_type, "timestamp": timestamp}
+                    for index, event_type, timestamp in stored
                 ],
                 "rejected": [
                     {"index": r.index, "code": r.code, "message": r.message} for r in rejected

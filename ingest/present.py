@@ -72,18 +72,46 @@ def timeline_item(
     event: TimelineEvent, worker: dict[str, str], source: dict[str, str]
 ) -> dict[str, Any]:
     """A v1 timeline event; `worker` and `source` are given so no row is loaded per item."""
+    return timeline_item_values(
+        public_id=event.public_id,
+        event_type=event.event_type,
+        category=event.category,
+        worker=worker,
+        timestamp=iso(event.timestamp),
+        duration=event.duration,
+        metadata=event.metadata,
+        source=source,
+        request_id=event.request_id,
+        received_at=iso(event.received_at),
+    )
+
+
+def timeline_item_values(
+    *,
+    public_id: str,
+    event_type: str,
+    category: str,
+    worker: dict[str, str],
+    timestamp: str | None,
+    duration: int | None,
+    metadata: Any,
+    source: dict[str, str],
+    request_id: str,
+    received_at: str | None,
+) -> dict[str, Any]:
+    """The timeline item from plain values (the batch insert builds no model instances)."""
     return {
         "kind": "timeline",
-        "id": event.public_id,
-        "eventType": event.event_type,
-        "category": event.category,
+        "id": public_id,
+        "eventType": event_type,
+        "category": category,
         "worker": worker,
-        "timestamp": iso(event.timestamp),
-        "duration": event.duration,
-        "metadata": event.metadata,
+        "timestamp": timestamp,
+        "duration": duration,
+        "metadata": metadata,
         "source": source,
-        "requestId": event.request_id,
-        "receivedAt": iso(event.received_at),
+        "requestId": request_id,
+        "receivedAt": received_at,
     }
 
 

@@ -7,18 +7,23 @@ only after commit.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from django.db import connection
 
+from ackly.ids import new_public_ids
 from ingest.models import Event, Snapshot, SnapshotHistory, TimelineEvent
 from ingest.pipeline import IngestContext
 from ingest.present import (
     event_item,
     events_message,
+    iso,
     snapshot_item,
     snapshot_message,
-    timeline_item,
+    timeline_item_values,
     timeline_message,
     worker_ref,
 )
@@ -47,43 +52,104 @@ def record_event(ctx: IngestContext, fields: dict[str, Any]) -> Event:
 # --- The developer API (v1) -----------------------------------------------------------------
 
 
+_q = connection.ops.quote_name
+_TIMELINE_COLUMNS = (
+    "public_id", "workspace_id", "source_id", "worker_id", "event_type", "category",
+    "timestamp", "duration", "metadata", "request_id", "received_at",
+)
+_TIMELINE_INSERT = (
+    f"INSERT INTO {_q(TimelineEvent._meta.db_table)} "
+    f"({', '.join(_q(c) for c in _TIMELINE_COLUMNS)}) VALUES "
+)
+
+
 def record_timeline_events(
     ctx: IngestContext, accepted: list[tuple[ValidEvent, Worker]]
-) -> list[tuple[int, TimelineEvent]]:
-    """Store a batch's accepted events with one bulk insert and queue ONE timeline broadcast.
+) -> list[tuple[int, str, str]]:
+    """Store a batch's accepted events in bulk and queue ONE timeline broadcast for them all.
 
-    Returns (request index, row) pairs; in a dry run the rows are built but not stored.
-    The caller has reserved their quota.
+    Returns (request index, eventType, timestamp as ISO 8601 Z) per event; a dry run stores
+    and sends nothing. The caller has reserved their quota.
+
+    A multi-row INSERT built here, not bulk_create: for 500 rows the ORM spent ~10x the
+    database's own time building model instances and preparing 5,500 values field by field
+    (profiled). The values are validated already; the timestamps are adapted per backend.
     """
+    if not accepted:
+        return []
+    now, request_id, source = ctx.now, ctx.request_id, ctx.source
+    received_iso = iso(now)
+    results: list[tuple[int, str, str]] = []
+    if ctx.dry_run:
+        for event, _ in accepted:
+            results.append((event.index, event.event_type, iso(event.timestamp or now)))
+        return results
+
+    adapt_time = _time_adapter()
+    dumps = _json_dumps
     workspace_id, source_id = ctx.key.workspace_id, ctx.key.source_id
-    now, request_id = ctx.now, ctx.request_id
-    rows = [
-        (
-            event.index,
-            TimelineEvent(
-                workspace_id=workspace_id,
-                source_id=source_id,
-                worker_id=worker.pk,
-                event_type=event.event_type,
-                category=event.category,
-                timestamp=event.timestamp or now,
-                duration=event.duration,
-                metadata=event.metadata,
-                request_id=request_id,
-                received_at=now,
-            ),
+    received_db = adapt_time(now)
+    ids = new_public_ids("tle", len(accepted))
+    workers: dict[int, dict[str, str]] = {}
+    params: list[Any] = []
+    items: list[dict[str, Any]] = []
+    for public_id, (event, worker) in zip(ids, accepted, strict=True):
+        moment = event.timestamp or now
+        moment_iso = iso(moment)
+        metadata = event.metadata
+        metadata_json = event.metadata_json
+        if metadata is not None and metadata_json is None:
+            metadata_json = dumps(metadata)
+        worker_id = worker.id
+        params += (
+            public_id, workspace_id, source_id, worker_id, event.event_type, event.category,
+            received_db if moment is now else adapt_time(moment), event.duration, metadata_json,
+            request_id, received_db,
         )
-        for event, worker in accepted
-    ]
-    if ctx.dry_run or not rows:
-        return rows
-    TimelineEvent.objects.bulk_create([row for _, row in rows])
-    source = ctx.source
-    workers = {w.pk: worker_ref(w.public_id, w.display_name) for _, w in accepted}
-    ctx.broadcast(
-        timeline_message([timeline_item(row, workers[row.worker_id], source) for _, row in rows])
-    )
-    return rows
+        ref = workers.get(worker_id)
+        if ref is None:
+            ref = workers[worker_id] = worker_ref(worker.public_id, worker.display_name)
+        items.append(
+            timeline_item_values(
+                public_id=public_id, event_type=event.event_type, category=event.category,
+                worker=ref, timestamp=moment_iso, duration=event.duration, metadata=metadata,
+                source=source, request_id=request_id, received_at=received_iso,
+            )
+        )
+        results.append((event.index, event.event_type, moment_iso))
+    _insert_rows(_TIMELINE_INSERT, len(_TIMELINE_COLUMNS), params, json_column=8)
+    ctx.broadcast(timeline_message(items))
+    return results
+
+
+def _time_adapter() -> Callable[[datetime], Any]:
+    """Aware datetimes as the backend stores them, without the ORM's per-value checks."""
+    if connection.vendor == "postgresql":
+        return lambda moment: moment  # psycopg sends aware datetimes as timestamptz
+    if connection.vendor == "sqlite":
+        zone = connection.timezone  # what Django's own adapter converts to (UTC here)
+        return lambda moment: str(moment.astimezone(zone).replace(tzinfo=None))
+    return connection.ops.adapt_datetimefield_value
+
+
+def _json_dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _insert_rows(head: str, width: int, params: list[Any], json_column: int) -> None:
+    """Run `head` + VALUES rows, in as few statements as the backend's parameter limit allows."""
+    cast = "::jsonb" if connection.vendor == "postgresql" else ""
+    row = "(" + ", ".join(f"%s{cast}" if i == json_column else "%s" for i in range(width)) + ")"
+    limit = connection.features.max_query_params or 65535
+    per_statement = max(1, limit // width)
+    total = len(params) // width
+    with connection.cursor() as cursor:
+        for start in range(0, total, per_statement):
+            count = min(per_statement, total - start)
+            cursor.execute(
+                head + ", ".join([row] * count),
+                params[start * width : (start + count) * width],
+            )
 
 
 _SNAPSHOT_TABLE = Snapshot._meta.db_table
@@ -94,7 +160,6 @@ _SNAPSHOT_COLUMNS = (
 )
 # Replace the current card unless the stored one is newer: out-of-order delivery never
 # overwrites newer data. One statement, so two concurrent snapshots cannot both "win".
-_q = connection.ops.quote_name
 _UPSERT_SNAPSHOT = (
     f"INSERT INTO {_q(_SNAPSHOT_TABLE)} ({', '.join(_q(c) for c in _SNAPSHOT_COLUMNS)}) "
     f"VALUES ({', '.join(['%s'] * len(_SNAPSHOT_COLUMNS))}) "

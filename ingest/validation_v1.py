@@ -84,6 +84,8 @@ class ValidEvent:
     timestamp: datetime | None
     duration: int | None
     metadata: dict[str, Any] | None
+    # The compact JSON measured for the size rule, reused as the stored value (no re-encoding).
+    metadata_json: str | None = None
 
 
 @dataclass(slots=True)
@@ -273,14 +275,22 @@ def validate_event_list(
                     ok = timestamp.tzinfo is not None and timestamp <= latest
                 except ValueError:
                     ok = False
+        metadata_json = None
         if ok and metadata is not None:
             try:
-                ok = type(metadata) is dict and len(compact(metadata).encode()) <= metadata_limit
+                if type(metadata) is dict:
+                    metadata_json = compact(metadata)
+                    ok = len(metadata_json.encode()) <= metadata_limit
+                else:
+                    ok = False
             except (UnicodeEncodeError, ValueError):
                 ok = False
         if ok:
             append_valid(
-                ValidEvent(index, event_type, category, actor, timestamp, duration, metadata)
+                ValidEvent(
+                    index, event_type, category, actor, timestamp, duration, metadata,
+                    metadata_json,
+                )
             )
             continue
         rejection = _event_rejection(
