@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -133,6 +134,48 @@ class Server:
             found.extend(children.get(found[i], []))
             i += 1
         return found
+
+
+class WaitSampler(threading.Thread):
+    """Samples what the bench database's backends are doing every 100 ms during a part.
+
+    "active:Lock/transactionid" piling up means requests queue on a row lock (the quota row);
+    "active:cpu" is PostgreSQL working; "idle in transaction" is a transaction held open while
+    Python works.
+    """
+
+    def __init__(self, db_url: str) -> None:
+        super().__init__(daemon=True)
+        self.db_url = db_url
+        self.samples = 0
+        self.counts: dict[str, int] = {}
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        query = (
+            "SELECT state, wait_event_type, wait_event FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+            "AND state IS NOT NULL AND state <> 'idle'"
+        )
+        try:
+            with psycopg.connect(self.db_url, autocommit=True) as conn:
+                while not self._stop_event.wait(0.1):
+                    self.samples += 1
+                    for state, wtype, wevent in conn.execute(query).fetchall():
+                        label = f"{state}:{wtype}/{wevent}" if wtype else f"{state}:cpu"
+                        self.counts[label] = self.counts.get(label, 0) + 1
+        except psycopg.Error:
+            return  # a diagnostic only: never fails the run
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join(timeout=5)
+
+    def summary(self) -> dict[str, Any]:
+        """Mean number of backends in each state per sample, busiest first."""
+        n = max(self.samples, 1)
+        ranked = sorted(self.counts.items(), key=lambda kv: -kv[1])[:8]
+        return {"samples": self.samples, "mean_backends": {k: round(v / n, 2) for k, v in ranked}}
 
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -476,6 +519,8 @@ class Bench:
         out_path = self.workdir / f"{name}.json"
         servers_before, machine_before, t0 = self.server_cpu(), machine_busy(), time.monotonic()
         db_before = self.db_backend_cpu()
+        sampler = WaitSampler(self.args.db_url)
+        sampler.start()
         proc = subprocess.Popen(
             [PYTHON, "-m", "bench.loadgen", "http", *argv, "--out", str(out_path)],
             cwd=ROOT,
@@ -490,9 +535,11 @@ class Bench:
             raise BenchError(f"load generator {name} overran {timeout:.0f}s") from None
         finally:
             self.sup.others.remove(proc)
+            sampler.stop()
         if proc.returncode != 0:
             raise BenchError(f"load generator {name} failed (exit {proc.returncode})")
         result = json.loads(out_path.read_text())
+        result["postgres_waits"] = sampler.summary()
         # Who used the 2 cores during the part: on a shared machine the rest is other work.
         wall = time.monotonic() - t0
         result["cpu"] = {
