@@ -70,6 +70,9 @@ def _insert_workers(workspace_id: int, field: str, new: list[Worker]) -> dict[st
     """
     if not new:
         return {}
+    # Sorted, so two batches inserting overlapping workers take the index locks in the same
+    # order: the later one waits for the first to commit instead of deadlocking with it.
+    new = sorted(new, key=lambda worker: getattr(worker, field))
     Worker.objects.bulk_create(new, ignore_conflicts=True)
     values = [getattr(worker, field) for worker in new]
     stored = _workers_of(workspace_id).filter(**{f"{field}__in": values})

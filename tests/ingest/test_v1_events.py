@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
+import threading
+import time
 from datetime import UTC, datetime
 
 import pytest
-from django.db import connection
+from django.db import connection, connections
+from django.test import Client
+from ulid import ULID
 
+from ackly.ids import new_public_ids
 from billing.models import Usage
 from ingest.models import Rejection, TimelineEvent
 from sources.services import create_source
@@ -386,3 +391,43 @@ def test_a_500_event_batch_takes_a_fixed_number_of_queries(
         response = post_events(client, events, auth_header)
     assert response.status_code == 202
     assert TimelineEvent.objects.count() == 501
+
+
+def test_batch_ids_are_ulids_of_this_millisecond():
+    ids = new_public_ids("tle", 500)
+    assert len(set(ids)) == 500
+    for public_id in ids[:5]:
+        assert public_id.startswith("tle_")
+        assert abs(ULID.from_str(public_id[4:]).timestamp - time.time()) < 5
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_batches_creating_the_same_workers_both_succeed(secret, workspace):
+    """Two processes' worth of batches naming the same new actors, in opposite orders."""
+    actors = [f"new-{i}" for i in range(40)]
+    batches = [
+        [seed_event(actor={"externalId": a}) for a in actors],
+        [seed_event(actor={"externalId": a}) for a in reversed(actors)],
+    ] * 2
+    barrier = threading.Barrier(len(batches))
+    statuses: list[int] = []
+
+    def send(events):
+        try:
+            client = Client()
+            barrier.wait()
+            response = post_events(client, events, {"HTTP_AUTHORIZATION": f"Bearer {secret}"})
+            statuses.append(response.status_code)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=send, args=(b,)) for b in batches]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert statuses == [202] * len(batches)
+    assert Worker.objects.filter(workspace=workspace).count() == 40
+    assert TimelineEvent.objects.count() == 40 * len(batches)
