@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+from django.db import connections
 from django.test import Client
 
 from ackly.asgi import application
@@ -21,6 +23,14 @@ pytestmark = [
     pytest.mark.django_db(transaction=True, serialized_rollback=True),
     pytest.mark.asyncio,
 ]
+
+
+@pytest.fixture(autouse=True)
+async def _hand_back_thread_connections():
+    """The consumer queries from channels' sync thread: close that thread's connection after each
+    test, or PostgreSQL refuses to drop the test database while the session is still open."""
+    yield
+    await database_sync_to_async(connections.close_all)()
 
 
 def path_for(ws) -> str:
@@ -38,6 +48,8 @@ def session_cookie(user) -> bytes:
     client = Client()
     client.force_login(user)
     name = settings.SESSION_COOKIE_NAME
+    # This runs in a throwaway thread: hand its connection back rather than leak it.
+    connections.close_all()
     return f"{name}={client.cookies[name].value}".encode()
 
 
