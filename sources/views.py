@@ -53,6 +53,27 @@ def _source_of(request: HttpRequest, app_id: str) -> Source:
     return get_object_or_404(Source, workspace=request.workspace, public_id=app_id)
 
 
+def _newest_key_id(source: Source) -> str | None:
+    return (
+        Key.objects.filter(source=source).order_by("-created_at", "-id")
+        .values_list("public_id", flat=True).first()
+    )
+
+
+def _stale(request: HttpRequest, source: Source) -> HttpResponse | None:
+    """Refuse a key form whose page predates the newest key: a resubmitted POST (refresh, double
+    click) must not rotate again and silently revoke the key that was just shown."""
+    seen = request.POST.get("newest")
+    if seen is None or seen == (_newest_key_id(source) or ""):
+        return None
+    messages.error(
+        request,
+        f"The keys of {source.name} changed since that form was opened; nothing was done. "
+        "Check the list below and try again if needed.",
+    )
+    return redirect("source-list", org_id=request.workspace.public_id)
+
+
 def _limit_context(request: HttpRequest, used: int) -> dict:
     allowed = request.workspace.plan.max_sources
     return {
@@ -101,11 +122,13 @@ def source_list(request: HttpRequest) -> HttpResponse:
     now = timezone.now()
     sources = list(
         Source.objects.for_workspace(request.workspace).prefetch_related(
-            Prefetch("keys", queryset=Key.objects.order_by("-created_at"))
+            Prefetch("keys", queryset=Key.objects.order_by("-created_at", "-id"))
         )
     )
     for source in sources:
-        source.key_rows = [(key, key.status_at(now)) for key in source.keys.all()]
+        keys = list(source.keys.all())
+        source.key_rows = [(key, key.status_at(now)) for key in keys]
+        source.newest_key_id = keys[0].public_id if keys else ""
     context = {
         "sources": sources,
         "can_manage": request.membership.can_manage,
@@ -169,13 +192,17 @@ def source_edit(request: HttpRequest, app_id: str) -> HttpResponse:
 def source_rotate(request: HttpRequest, app_id: str) -> HttpResponse:
     """Issue a new key; the old ones stop now or at the end of the chosen grace period."""
     source = _source_of(request, app_id)
+    if request.method == "POST" and (refused := _stale(request, source)):
+        return refused
     form = RotateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         return _show_key(request, rotate_key(source, grace=form.grace), "rotated")
     status = 400 if request.method == "POST" else 200
     return render(
         request, "sources/key_action.html",
-        {"source": source, "form": form, "action": "rotate"}, status=status,
+        {"source": source, "form": form, "action": "rotate",
+         "newest": request.POST.get("newest", _newest_key_id(source) or "")},
+        status=status,
     )
 
 
@@ -184,6 +211,8 @@ def source_rotate(request: HttpRequest, app_id: str) -> HttpResponse:
 def key_new(request: HttpRequest, app_id: str) -> HttpResponse:
     """An additional key for the source, optionally expiring; existing keys keep working."""
     source = _source_of(request, app_id)
+    if request.method == "POST" and (refused := _stale(request, source)):
+        return refused
     form = NewKeyForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         issued = issue_key(source, expires_at=form.cleaned_data["expires_at"])
@@ -191,7 +220,9 @@ def key_new(request: HttpRequest, app_id: str) -> HttpResponse:
     status = 400 if request.method == "POST" else 200
     return render(
         request, "sources/key_action.html",
-        {"source": source, "form": form, "action": "new-key"}, status=status,
+        {"source": source, "form": form, "action": "new-key",
+         "newest": request.POST.get("newest", _newest_key_id(source) or "")},
+        status=status,
     )
 
 

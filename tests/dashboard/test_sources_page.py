@@ -44,9 +44,7 @@ def test_a_visitor_is_sent_to_the_login_page(client, workspace):
 
 
 @pytest.mark.parametrize("persona", ["owner", "member"])
-def test_members_and_owners_see_sources_with_key_prefixes(
-    client, request, persona, workspace, source
-):
+def test_members_and_owners_see_sources_with_key_prefixes(client, request, persona, workspace, source):
     key = source.keys.get()
     client.force_login(request.getfixturevalue(persona))
 
@@ -104,9 +102,7 @@ def test_an_outsider_gets_404_everywhere(client, outsider, workspace, other_work
     revoke = url(workspace, f"{source.public_id}/keys/{key.public_id}/revoke/")
     assert client.post(revoke).status_code == 404
     assert (
-        client.post(
-            url(workspace, f"{source.public_id}/edit/"), {"name": "x", "slug": "x"}
-        ).status_code
+        client.post(url(workspace, f"{source.public_id}/edit/"), {"name": "x", "slug": "x"}).status_code
         == 404
     )
     assert Source.objects.filter(workspace=workspace).count() == 1
@@ -118,15 +114,9 @@ def test_a_member_is_refused_every_mutation_with_403(client, member, workspace, 
     client.force_login(member)
 
     assert client.post(url(workspace, "new/"), {"name": "New"}).status_code == 403
-    assert (
-        client.post(url(workspace, f"{source.public_id}/rotate/"), {"grace_hours": 0}).status_code
-        == 403
-    )
+    assert client.post(url(workspace, f"{source.public_id}/rotate/"), {"grace_hours": 0}).status_code == 403
     assert client.post(url(workspace, f"{source.public_id}/keys/new/")).status_code == 403
-    assert (
-        client.post(url(workspace, f"{source.public_id}/keys/{key.public_id}/revoke/")).status_code
-        == 403
-    )
+    assert client.post(url(workspace, f"{source.public_id}/keys/{key.public_id}/revoke/")).status_code == 403
     edit = client.post(url(workspace, f"{source.public_id}/edit/"), {"name": "X", "slug": "x"})
     assert edit.status_code == 403
 
@@ -137,9 +127,7 @@ def test_a_member_is_refused_every_mutation_with_403(client, member, workspace, 
     assert Key.objects.get(pk=key.pk).revoked_at is None
 
 
-def test_ids_from_another_workspace_are_404_even_for_an_owner(
-    client, owner, workspace, other_workspace
-):
+def test_ids_from_another_workspace_are_404_even_for_an_owner(client, owner, workspace, other_workspace):
     foreign_source, foreign_issued = create_source(other_workspace, "Globex CI")
     foreign_key = foreign_issued.key
     create_source(workspace, "Mine")
@@ -147,9 +135,7 @@ def test_ids_from_another_workspace_are_404_even_for_an_owner(
 
     assert client.get(url(workspace, f"{foreign_source.public_id}/edit/")).status_code == 404
     assert (
-        client.post(
-            url(workspace, f"{foreign_source.public_id}/rotate/"), {"grace_hours": 0}
-        ).status_code
+        client.post(url(workspace, f"{foreign_source.public_id}/rotate/"), {"grace_hours": 0}).status_code
         == 404
     )
     assert client.post(url(workspace, f"{foreign_source.public_id}/keys/new/")).status_code == 404
@@ -158,9 +144,7 @@ def test_ids_from_another_workspace_are_404_even_for_an_owner(
     mine = Source.objects.get(workspace=workspace)
     # A foreign key id under one's own source is also 404.
     assert (
-        client.post(
-            url(workspace, f"{mine.public_id}/keys/{foreign_key.public_id}/revoke/")
-        ).status_code
+        client.post(url(workspace, f"{mine.public_id}/keys/{foreign_key.public_id}/revoke/")).status_code
         == 404
     )
 
@@ -277,9 +261,7 @@ def test_an_invalid_create_form_names_the_field(client, owner, workspace):
 # ---- edit --------------------------------------------------------------------------------------
 
 
-def test_editing_the_whitelist_changes_what_authentication_reports(
-    client, owner, workspace, source, secret
-):
+def test_editing_the_whitelist_changes_what_authentication_reports(client, owner, workspace, source, secret):
     assert authenticate_key(bearer(secret)).allowed_event_types == {
         "ticket.resolved",
         "call.logged",
@@ -306,9 +288,7 @@ def test_editing_the_whitelist_changes_what_authentication_reports(
 def test_a_slug_used_by_another_source_is_a_form_error(client, owner, workspace, source):
     other, _ = create_source(workspace, "Deploys", slug="deploys")
     client.force_login(owner)
-    response = client.post(
-        url(workspace, f"{other.public_id}/edit/"), {"name": "Deploys", "slug": "crm-hub"}
-    )
+    response = client.post(url(workspace, f"{other.public_id}/edit/"), {"name": "Deploys", "slug": "crm-hub"})
     assert response.status_code == 400
     assert "already uses" in response.content.decode()
     other.refresh_from_db()
@@ -346,9 +326,7 @@ def test_rotating_now_stops_the_old_key_at_once(client, owner, workspace, source
     assert new_secret not in client.get(url(workspace)).content.decode()
 
 
-def test_rotating_with_grace_keeps_the_old_key_until_the_grace_ends(
-    client, owner, workspace, source, secret
-):
+def test_rotating_with_grace_keeps_the_old_key_until_the_grace_ends(client, owner, workspace, source, secret):
     client.force_login(owner)
     before = timezone.now()
 
@@ -396,9 +374,7 @@ def test_revoking_a_key_stops_it_on_the_next_request(client, owner, workspace, s
     assert "Revoked key" in page and '<tr class="key-revoked">' in page
 
 
-def test_adding_a_key_with_an_expiry_leaves_the_first_key_working(
-    client, owner, workspace, source, secret
-):
+def test_adding_a_key_with_an_expiry_leaves_the_first_key_working(client, owner, workspace, source, secret):
     client.force_login(owner)
     expires = (timezone.now() + timedelta(days=2)).replace(second=0, microsecond=0)
 
@@ -430,3 +406,30 @@ def test_an_expiry_in_the_past_is_refused(client, owner, workspace, source):
     assert response.status_code == 400
     assert "must be in the future" in response.content.decode()
     assert Key.objects.filter(source=source).count() == 1
+
+
+def test_a_resubmitted_rotation_does_nothing_and_keeps_the_shown_key(client, owner, workspace, source):
+    client.force_login(owner)
+    page = client.get(url(workspace)).content.decode()
+    newest = source.keys.get().public_id
+    assert f'name="newest" value="{newest}"' in page
+    form = {"grace_hours": "0", "newest": newest}
+
+    first = client.post(url(workspace, f"{source.public_id}/rotate/"), form)
+    again = client.post(url(workspace, f"{source.public_id}/rotate/"), form)  # refresh / double click
+
+    assert first.status_code == 200
+    shown = shown_secret(first)
+    assert again.status_code == 302
+    assert again["Location"] == url(workspace)
+    assert "nothing was done" in client.get(url(workspace)).content.decode()
+    assert Key.objects.filter(source=source).count() == 2
+    assert authenticate_key(bearer(shown)).source_id == source.pk
+
+
+def test_a_resubmitted_add_key_form_does_not_add_a_second_key(client, owner, workspace, source):
+    client.force_login(owner)
+    form = {"expires_at": "", "newest": source.keys.get().public_id}
+    assert client.post(url(workspace, f"{source.public_id}/keys/new/"), form).status_code == 200
+    assert client.post(url(workspace, f"{source.public_id}/keys/new/"), form).status_code == 302
+    assert Key.objects.filter(source=source).count() == 2
