@@ -22,7 +22,7 @@ pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.server]
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory) -> tuple[int, dict]:
-    """One short run shared by the tests below (about 30 s)."""
+    """One short run shared by the tests below (40-60 s on a busy 2-core machine)."""
     pytest.importorskip("aiohttp", reason="the load generator needs aiohttp (dev/bench extra)")
     out = tmp_path_factory.mktemp("bench") / "latest.json"
     # Tiny and bounded: 1 Daphne process, 2 s per part, 2 sockets; the runner's own hard stop
