@@ -151,3 +151,13 @@ def test_concurrent_requests_never_exceed_the_quota(secret, workspace):
     responses = _at_once(10, lambda i: send(Client(), secret, key=f"k{i}"))
     assert sorted(r.status_code for r in responses) == [201] * 5 + [429] * 5
     assert Event.objects.count() == 5
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+def test_duplicates_racing_for_the_last_of_the_quota_replay_the_winner(secret, workspace):
+    workspace.event_limit_override = 1
+    workspace.save()
+    responses = _at_once(6, lambda i: send(Client(), secret))
+    assert [r.status_code for r in responses] == [201] * 6
+    assert len({r.content for r in responses}) == 1
+    assert Event.objects.count() == 1
