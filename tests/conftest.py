@@ -41,6 +41,12 @@ def pytest_collection_modifyitems(config, items):
 
 
 @pytest.fixture(autouse=True)
+def _fast_passwords(settings):
+    """Personas need passwords; PBKDF2 would cost most of the suite's time and test nothing."""
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+
+@pytest.fixture(autouse=True)
 def _fresh_caches():
     """Rate-limit windows and cached look-ups never leak from one test into the next."""
     for alias in ("default", "auth"):

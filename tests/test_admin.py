@@ -33,11 +33,6 @@ SECRET = re.compile(r"ak_live_[0-9A-Za-z]{40}")
 ACTION_BOX = "_selected_action"
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    """Personas and the admin user need a password; the real hasher would only slow tests."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
 
 def refusal(secret: str) -> str | None:
     try:

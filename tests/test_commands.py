@@ -36,11 +36,6 @@ def run(*args: str) -> list[str]:
     return out.getvalue().rstrip("\n").splitlines()
 
 
-@pytest.fixture(autouse=True)
-def _fast_passwords(settings):
-    """Personas and the admin user need a password; the real hasher would only slow tests."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-
 
 def refusal(secret: str) -> str | None:
     """None when the key authenticates, else the error code it is refused with."""

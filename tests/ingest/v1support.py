@@ -6,7 +6,6 @@ import json
 import re
 from typing import Any
 
-import pytest
 from asgiref.sync import async_to_sync
 from channels.layers import get_channel_layer
 
@@ -63,8 +62,3 @@ class GroupListener:
         _expiry, message = queue.get_nowait()
         return message
 
-
-@pytest.fixture(autouse=True)
-def fast_passwords(settings):
-    """The personas' passwords are irrelevant here; PBKDF2 would cost ~1 s per test."""
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
