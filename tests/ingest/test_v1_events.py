@@ -20,7 +20,6 @@ from tests.ingest.v1support import (
     IN_MEMORY_LAYER,
     REQUEST_ID,
     GroupListener,
-    fast_passwords,  # noqa: F401 - autouse
     post_events,
     post_json,
     seed_event,

@@ -6,7 +6,7 @@ import pytest
 
 from ingest.models import Rejection, SnapshotHistory, TimelineEvent
 from sources.services import create_source, revoke_key
-from tests.ingest.v1support import fast_passwords, seed_event  # noqa: F401 - autouse
+from tests.ingest.v1support import seed_event
 
 pytestmark = pytest.mark.django_db
 

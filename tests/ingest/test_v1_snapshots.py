@@ -12,7 +12,6 @@ from tests.ingest.v1support import (
     IN_MEMORY_LAYER,
     REQUEST_ID,
     GroupListener,
-    fast_passwords,  # noqa: F401 - autouse
     post_json,
 )
 from workspaces.models import Worker
