@@ -11,16 +11,13 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
+
+from tests.servers import daphne, manage, postgres, server_env
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
 
@@ -33,38 +30,10 @@ CHROMIUM_ARGS = [
 WAIT_MS = 15_000
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def manage(env: dict[str, str], *args: str) -> str:
-    """Run manage.py in the server's environment; its stdout."""
-    done = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
-def postgres(url: str, statement: str, database: str | None = None) -> str:
-    """Run one statement on the server's maintenance database; the URL of `database`."""
-    import psycopg
-
-    parts = urlsplit(url)
-    with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
-        conn.execute(statement)
-    return urlunsplit(parts._replace(path=f"/{database}")) if database else url
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[dict]:
     """A Daphne process serving ackly.asgi on 127.0.0.1:<free port>."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
-    env.pop("DJANGO_SETTINGS_MODULE", None)
-    env.update(DEBUG="1", ALLOWED_HOSTS="127.0.0.1,localhost", LOG_LEVEL="WARNING")
+    env = server_env()
     database = None
     if env.get("DATABASE_URL"):
         database = f"ackly_e2e_{os.getpid()}"
@@ -72,34 +41,10 @@ def server(tmp_path_factory) -> Iterator[dict]:
     else:
         env["SQLITE_PATH"] = str(tmp_path_factory.mktemp("e2e") / "ackly.sqlite3")
     manage(env, "migrate", "--noinput", "-v", "0")
-    port = free_port()
-    log = open(tmp_path_factory.mktemp("e2e-log") / "daphne.log", "w+")  # noqa: SIM115
-    process = subprocess.Popen(
-        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-         "ackly.asgi:application"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if httpx.get(f"{base}/login/", timeout=1).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            log.seek(0)
-            pytest.fail(f"Daphne did not start:\n{log.read()}")
-        time.sleep(0.2)
     try:
-        yield {"base": base, "env": env}
+        with daphne(env, tmp_path_factory.mktemp("e2e-log") / "daphne.log") as base:
+            yield {"base": base, "env": env}
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
         if database:
             postgres(os.environ["DATABASE_URL"], f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
 

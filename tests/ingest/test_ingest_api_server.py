@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from ingest.models import Event
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 SEED = (
@@ -42,12 +43,6 @@ def test_the_seed_example_works_against_a_live_server(live_server, secret):
     assert Event.objects.filter(public_id=body["id"]).exists()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _manage(env: dict[str, str], *args: str) -> str:
     done = subprocess.run(
         [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
@@ -67,7 +62,7 @@ def daphne_server(tmp_path_factory):
     _manage(env, "migrate", "--noinput")
     org_id = _manage(env, "createworkspace", "Daphne test", "--plan", "pro")
     key = _manage(env, "createsource", org_id, "Backups")
-    port = _free_port()
+    port = free_port()
     process = subprocess.Popen(
         [daphne, "-b", "127.0.0.1", "-p", str(port), "ackly.asgi:application"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,

@@ -1,0 +1,94 @@
+"""Real server processes for tests: free ports, manage.py in a server's env, throwaway databases.
+
+Shared by every test that starts Daphne as a subprocess (browser end-to-end, reliability,
+scale-out), so each starts, waits for and stops its servers the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def manage(env: dict[str, str], *args: str) -> str:
+    """Run manage.py in the server's environment; its stdout."""
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def postgres(url: str, statement: str, database: str | None = None) -> str:
+    """Run one statement on the server's maintenance database; the URL of `database`."""
+    import psycopg
+
+    parts = urlsplit(url)
+    with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
+        conn.execute(statement)
+    return urlunsplit(parts._replace(path=f"/{database}")) if database else url
+
+
+def server_env(**overrides: str) -> dict[str, str]:
+    """This process's environment minus pytest's and Django's test settings, plus overrides."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    env.update(DEBUG="1", ALLOWED_HOSTS="127.0.0.1,localhost", LOG_LEVEL="WARNING")
+    env.update(overrides)
+    return env
+
+
+@contextmanager
+def daphne(env: dict[str, str], log_path: Path, timeout: float = 30) -> Iterator[str]:
+    """A Daphne process serving ackly.asgi on 127.0.0.1:<free port>; yields its base URL.
+
+    Waits until /login/ answers 200; on exit stops it (SIGTERM, then SIGKILL after 10 s) even
+    when the test failed. A server that does not come up fails with its log.
+    """
+    port = free_port()
+    with open(log_path, "w+") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+             "ackly.asgi:application"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    if httpx.get(f"{base}/login/", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if process.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    raise RuntimeError(f"Daphne did not start:\n{log.read()}")
+                time.sleep(0.2)
+            yield base
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
