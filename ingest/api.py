@@ -70,13 +70,17 @@ def validate_event(payload: Any) -> dict[str, Any]:
     metadata = payload.get("metadata")
     if metadata is not None:
         limit = settings.INGEST_MAX_METADATA_BYTES
-        size = len(_compact(metadata).encode("utf-8"))
-        if size > limit:
-            problems.append(
-                f"metadata must be at most {limit} bytes of compact JSON (got {size})"
-            )
+        try:
+            size = len(_compact(metadata).encode("utf-8"))
+        except ValueError:  # a number like 1e400 parses to infinity, which JSON cannot hold
+            problems.append("metadata must hold only finite numbers")
         else:
-            fields["metadata"] = metadata
+            if size > limit:
+                problems.append(
+                    f"metadata must be at most {limit} bytes of compact JSON (got {size})"
+                )
+            else:
+                fields["metadata"] = metadata
 
     if problems:
         raise InvalidBody("Invalid fields: " + "; ".join(problems) + ".")

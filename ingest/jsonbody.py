@@ -89,6 +89,9 @@ def parse_strict_json(body: bytes, max_depth: int) -> Any:
         raise InvalidBody(
             f"The body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}."
         ) from None
+    except ValueError:
+        # int() refuses integers of more than sys.get_int_max_str_digits() (4,300) digits.
+        raise InvalidBody("The body has an integer too long to read (over 4,300 digits).") from None
     # A body with no more brackets than the limit cannot nest deeper: skip the walk (hot path).
     if isinstance(value, dict | list) and (
         body.count(b"{") + body.count(b"[") > max_depth and _depth_exceeds(value, max_depth)

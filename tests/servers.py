@@ -57,8 +57,15 @@ def server_env(**overrides: str) -> dict[str, str]:
     return env
 
 
+class Server(str):
+    """A running server's base URL (use it as the string it is), with its port and process id."""
+
+    port: int
+    pid: int
+
+
 @contextmanager
-def daphne(env: dict[str, str], log_path: Path, timeout: float = 30) -> Iterator[str]:
+def daphne(env: dict[str, str], log_path: Path, timeout: float = 30) -> Iterator[Server]:
     """A Daphne process serving ackly.asgi on 127.0.0.1:<free port>; yields its base URL.
 
     Waits until /login/ answers 200; on exit stops it (SIGTERM, then SIGKILL after 10 s) even
@@ -72,7 +79,8 @@ def daphne(env: dict[str, str], log_path: Path, timeout: float = 30) -> Iterator
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
         )
         try:
-            base = f"http://127.0.0.1:{port}"
+            base = Server(f"http://127.0.0.1:{port}")
+            base.port, base.pid = port, process.pid
             deadline = time.monotonic() + timeout
             while True:
                 try:

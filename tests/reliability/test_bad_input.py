@@ -1,0 +1,364 @@
+"""Bad input catalogue (issue 7 item 4) against a real Daphne process, over real sockets.
+
+In-process tests already cover validation rule by rule (tests/ingest/test_v1_validation.py,
+test_ingest_api*.py) and a 2 MB chunked body on /api/ingest (test_ingest_api_server.py). What
+only a real server shows is covered here: bytes that never parse, bodies far over the limit
+with and without Content-Length (and the server's memory afterwards), a trickled body, nesting
+deep enough to blow a recursive parser, numbers too big to convert, wrong types in every field
+of both APIs, control characters in Idempotency-Key sent as raw bytes, and hostile strings
+stored verbatim and shown escaped. Every answer is the JSON envelope with a documented code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import socket
+import sqlite3
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from ackly.errors import ERROR_CODES
+from tests.servers import daphne, manage, postgres, server_env
+
+pytestmark = pytest.mark.server
+
+MB = 1024 * 1024
+
+# Run in the server's environment: a Pro workspace with limits the catalogue cannot trip, an owner
+# with a logged-in session; printed as one JSON line.
+SETUP = """
+import json
+from importlib import import_module
+from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from billing.models import Plan
+from sources.services import create_source
+from workspaces.services import create_workspace
+
+Plan.objects.filter(code="pro").update(burst_per_key=100000, burst_per_workspace=100000)
+user = get_user_model().objects.create_user("olga", "olga@example.com", "a-long-passphrase")
+session = import_module(settings.SESSION_ENGINE).SessionStore()
+session[SESSION_KEY] = str(user.pk)
+session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+session.create()
+ws = create_workspace("Hostile", "pro", owner=user)
+source, issued = create_source(ws, "Fuzz", slug="fuzz", allowed_event_types=["ticket.resolved"])
+print(json.dumps({"key": issued.secret, "org": ws.public_id, "session": session.session_key,
+                  "cookie": settings.SESSION_COOKIE_NAME}))
+"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory) -> Iterator[dict]:
+    """Daphne on its own database (a fresh PostgreSQL one when DATABASE_URL is set, else SQLite)."""
+    env = server_env()
+    env.pop("REDIS_URL", None)  # one process: the in-memory layer and local caches suffice
+    database = None
+    if env.get("DATABASE_URL"):
+        database = f"ackly_bad_{secrets.token_hex(4)}"
+        env["DATABASE_URL"] = postgres(env["DATABASE_URL"], f"CREATE DATABASE {database}", database)
+    else:
+        env["SQLITE_PATH"] = str(tmp_path_factory.mktemp("bad-input") / "db.sqlite3")
+    try:
+        manage(env, "migrate", "--noinput", "-v", "0")
+        data = json.loads(manage(env, "shell", "-c", SETUP).strip().splitlines()[-1])
+        log = tmp_path_factory.mktemp("bad-input-log") / "daphne.log"
+        with daphne(env, log) as base:
+            yield {"base": base, "env": env, "log": log, **data}
+    finally:
+        if database:
+            postgres(os.environ["DATABASE_URL"], f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+
+
+def _rows(server: dict, query: str, *params) -> list[tuple]:
+    """Rows straight from the server's database (`?` placeholders)."""
+    env = server["env"]
+    if env.get("DATABASE_URL"):
+        import psycopg
+
+        with psycopg.connect(env["DATABASE_URL"]) as conn:
+            return conn.execute(query.replace("?", "%s"), params).fetchall()
+    with sqlite3.connect(env["SQLITE_PATH"]) as conn:
+        return conn.execute(query, params).fetchall()
+
+
+def _post(server: dict, path: str, content: bytes, **headers: str) -> httpx.Response:
+    return httpx.post(
+        f"{server['base']}{path}", content=content, timeout=60,
+        headers={"Authorization": f"Bearer {server['key']}", "Content-Type": "application/json",
+                 **headers},
+    )
+
+
+def _assert_envelope(response: httpx.Response, status: int, code: str) -> dict:
+    """The documented JSON error envelope, with the request id of the response's header."""
+    assert response.status_code == status, response.text[:500]
+    assert response.headers["Content-Type"] == "application/json"
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert code in ERROR_CODES
+    assert error["requestId"] == response.headers["X-Request-Id"]
+    return error
+
+
+def _assert_healthy(server: dict) -> None:
+    """The next ordinary request is stored: nothing above left the server stuck."""
+    marker = f"healthy-{secrets.token_hex(4)}"
+    response = _post(server, "/api/ingest", json.dumps({"status": "success", "message": marker}).encode())
+    assert response.status_code == 201, response.text
+    assert _rows(server, "SELECT count(*) FROM ingest_event WHERE message = ?", marker) == [(1,)]
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+
+def _raw(port: int, request: bytes, chunks: list[bytes] = (), pause: float = 0) -> tuple[int, bytes, bytes]:
+    """Send raw bytes (then each chunk after `pause` s); (status, header block, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(request)
+        for chunk in chunks:
+            time.sleep(pause)
+            sock.sendall(chunk)
+        received = b""
+        while True:
+            data = sock.recv(65536)
+            if not data:
+                break
+            received += data
+    head, _, body = received.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), head, body
+
+
+def _request_head(server: dict, length: int | None, path: str = "/api/ingest", extra: bytes = b"") -> bytes:
+    lines = [f"POST {path} HTTP/1.1", "Host: 127.0.0.1", f"Authorization: Bearer {server['key']}",
+             "Content-Type: application/json", "Connection: close"]
+    if length is not None:
+        lines.append(f"Content-Length: {length}")
+    return ("\r\n".join(lines) + "\r\n").encode() + extra + b"\r\n"
+
+
+UNPARSEABLE = {
+    "truncated": b'{"status": "success", "message": "cut he',
+    "invalid utf-8": b'{"status": "success", "message": "\xff\xfe\xc3\x28"}',
+    "utf-8 cut mid character": b'{"status": "success", "message": "caf\xc3"}',
+    "empty": b"",
+    "duplicate keys": b'{"status": "success", "status": "failure"}',
+    "NaN": b'{"status": "success", "durationMs": NaN}',
+    "nested 100k deep": b'{"status": "success", "metadata": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    "objects nested 100k deep": b'{"status": "success", "metadata": ' + b'{"a":' * 100_000
+    + b"1" + b"}" * 100_000 + b"}",
+    "1e400": b'{"status": "success", "durationMs": 1e400}',
+    "5000-digit durationMs": b'{"status": "success", "durationMs": ' + b"9" * 5000 + b"}",
+    "5000-digit number in metadata": b'{"status": "success", "metadata": {"n": 1' + b"0" * 5000 + b"}}",
+    "-1e400 in metadata": b'{"status": "success", "metadata": {"n": -1e400}}',
+}
+# The same faults inside a v1 event rather than at the top of the body.
+V1_EVENT = b'{"eventType": "ticket.resolved", "category": "support", "actor": {"externalId": "u-1"}'
+V1_BODY = {
+    "truncated": b'{"events": [' + V1_EVENT + b', "metadata": {"a": "cut he',
+    "invalid utf-8": b'{"events": [' + V1_EVENT + b', "metadata": {"a": "\xff\xfe"}}]}',
+    "utf-8 cut mid character": b'{"events": [' + V1_EVENT + b', "metadata": {"a": "caf\xc3"}}]}',
+    "empty": b"",
+    "duplicate keys": b'{"events": [' + V1_EVENT + b', "category": "sales"}]}',
+    "NaN": b'{"events": [' + V1_EVENT + b', "duration": NaN}]}',
+    "nested 100k deep": b'{"events": [' + V1_EVENT + b', "metadata": {"a": ' + b"[" * 100_000
+    + b"]" * 100_000 + b"}}]}",
+    "objects nested 100k deep": b'{"events": [' + V1_EVENT + b', "metadata": ' + b'{"a":' * 100_000
+    + b"1" + b"}" * 100_000 + b"}]}",
+    "1e400": b'{"events": [' + V1_EVENT + b', "duration": 1e400}]}',
+    "5000-digit durationMs": b'{"events": [' + V1_EVENT + b', "duration": ' + b"9" * 5000 + b"}]}",
+    "5000-digit number in metadata": b'{"events": [' + V1_EVENT + b', "metadata": {"n": 1'
+    + b"0" * 5000 + b"}}]}",
+    "-1e400 in metadata": b'{"events": [' + V1_EVENT + b', "metadata": {"n": -1e400}}]}',
+}
+assert V1_BODY.keys() == UNPARSEABLE.keys()
+
+
+@pytest.mark.parametrize("name", UNPARSEABLE)
+@pytest.mark.parametrize("path", ["/api/ingest", "/api/v1/ingest/events"])
+def test_bodies_that_do_not_parse_are_400_invalid_body_and_store_nothing(server, path, name):
+    body = (V1_BODY if path.startswith("/api/v1") else UNPARSEABLE)[name]
+    before = _rows(server, "SELECT count(*) FROM ingest_event")
+    _assert_envelope(_post(server, path, body), 400, "invalid_body")
+    assert _rows(server, "SELECT count(*) FROM ingest_event") == before
+
+
+def test_ten_megabytes_with_content_length_is_413_and_the_server_stays_healthy(server):
+    pid = server["base"].pid
+    before = _rss_kib(pid)
+    for path, code in (("/api/ingest", "payload_too_large"), ("/api/v1/ingest/events", "batch_too_large")):
+        body = b'{"status": "success", "metadata": "' + b"x" * (10 * MB) + b'"}'
+        try:
+            response = _post(server, path, body)
+        except httpx.WriteError:
+            pytest.fail("the server closed the connection without answering")
+        _assert_envelope(response, 413, code)
+    _assert_healthy(server)
+    # Daphne buffers what it is sent, but nothing may keep it: growth stays far below 2 × 10 MB.
+    assert _rss_kib(pid) - before < 40 * 1024
+
+
+def test_ten_megabytes_chunked_without_content_length_is_413_and_memory_stays_bounded(server):
+    pid = server["base"].pid
+    before = _rss_kib(pid)
+    for path, code in (("/api/ingest", "payload_too_large"), ("/api/v1/ingest/events", "batch_too_large")):
+        piece = b"x" * 65536
+        chunks = [b'{"events": "'] + [piece] * 160 + [b'"}']  # 10 MB
+        framed = [b"%x\r\n%s\r\n" % (len(c), c) for c in chunks] + [b"0\r\n\r\n"]
+        head = _request_head(server, None, path, b"Transfer-Encoding: chunked\r\n")
+        try:
+            status, _, body = _raw(server["base"].port, head, framed)
+        except (BrokenPipeError, ConnectionResetError):
+            pytest.fail("the server dropped the connection instead of answering 413")
+        assert status == 413
+        assert json.loads(body)["error"]["code"] == code
+    _assert_healthy(server)
+    assert _rss_kib(pid) - before < 40 * 1024
+
+
+def test_a_body_trickled_over_two_seconds_is_answered_correctly(server):
+    marker = f"slow-{secrets.token_hex(4)}"
+    body = json.dumps({"status": "partial", "message": marker}).encode()
+    pieces = [body[i:i + 5] for i in range(0, len(body), 5)]
+    pause = 2 / len(pieces)
+    status, _, answer = _raw(server["base"].port, _request_head(server, len(body)), pieces, pause)
+    assert status == 201, answer
+    event_id = json.loads(answer)["id"]
+    assert _rows(server, "SELECT status, message FROM ingest_event WHERE public_id = ?", event_id) == [
+        ("partial", marker)
+    ]
+
+
+WRONG_INGEST = [
+    ("status", 1), ("status", None), ("status", ["success"]), ("status", {"v": "success"}),
+    ("status", "SUCCESS"), ("message", 1), ("message", ["m"]), ("message", {"m": 1}),
+    ("message", True), ("description", 1), ("description", []), ("eventType", 1),
+    ("eventType", {}), ("externalId", 1), ("externalId", []), ("durationMs", "5"),
+    ("durationMs", True), ("durationMs", []), ("durationMs", -1), ("durationMs", {}),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), WRONG_INGEST, ids=[f"{f}={v!r}" for f, v in WRONG_INGEST])
+def test_a_wrong_type_in_any_ingest_field_is_400_naming_it(server, field, value):
+    body = {"status": "success", field: value}
+    error = _assert_envelope(_post(server, "/api/ingest", json.dumps(body).encode()), 400, "invalid_body")
+    assert field in error["message"]
+
+
+GOOD_V1 = {"eventType": "ticket.resolved", "category": "support", "actor": {"externalId": "u-1"}}
+WRONG_V1 = [
+    ("eventType", 1), ("eventType", ["ticket.resolved"]), ("category", 7), ("category", None),
+    ("actor", "u-1"), ("actor", ["u-1"]), ("actor", {"workerId": 5}), ("actor", {"externalId": 5}),
+    ("actor", {"email": ["a@b.c"]}), ("timestamp", 1700000000), ("timestamp", {}),
+    ("duration", "60"), ("duration", True), ("duration", 1.5), ("metadata", []),
+    ("metadata", "text"),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), WRONG_V1, ids=[f"{f}={v!r}" for f, v in WRONG_V1])
+def test_a_wrong_type_in_any_v1_event_field_is_400_naming_it(server, field, value):
+    body = {"events": [{**GOOD_V1, field: value}]}
+    response = _post(server, "/api/v1/ingest/events", json.dumps(body).encode())
+    error = _assert_envelope(response, 400, "invalid_body")
+    assert field in error["message"]
+    assert response.json()["accepted"] == 0
+
+
+GOOD_SNAPSHOT = {"snapshotType": "tickets_open", "actor": {"externalId": "u-1"}, "metrics": {"open": 3}}
+WRONG_SNAPSHOT = [
+    ("snapshotType", 1), ("snapshotType", None), ("actor", 1), ("timestamp", 5),
+    ("metrics", []), ("metrics", "3"), ("metrics", {"open": [3]}), ("metrics", {"open": None}),
+    ("metadata", [1]),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), WRONG_SNAPSHOT, ids=[f"{f}={v!r}" for f, v in WRONG_SNAPSHOT])
+def test_a_wrong_type_in_any_snapshot_field_is_400(server, field, value):
+    body = {**GOOD_SNAPSHOT, field: value}
+    response = _post(server, "/api/v1/ingest/snapshots", json.dumps(body).encode())
+    _assert_envelope(response, 400, "invalid_body")
+
+
+@pytest.mark.parametrize("body", [b'[]', b'"events"', b'{"events": {}}', b'{"events": "x"}', b'null'])
+def test_a_v1_request_that_is_not_an_events_object_is_400(server, body):
+    _assert_envelope(_post(server, "/api/v1/ingest/events", body), 400, "invalid_body")
+
+
+CONTROL_KEYS = {
+    "bare CR": b"abc\rX-Injected: yes",
+    "bare LF": b"abc\nX-Injected: yes",
+    "NUL": b"abc\x00def",
+    "DEL and escape": b"abc\x7f\x1b[31m",
+    "latin-1 bytes": b"caf\xe9",
+}
+
+
+@pytest.mark.parametrize("key", CONTROL_KEYS.values(), ids=CONTROL_KEYS.keys())
+def test_control_characters_in_idempotency_key_are_refused_without_splitting_headers(server, key):
+    body = b'{"status": "success", "message": "header injection"}'
+    head = _request_head(server, len(body), extra=b"Idempotency-Key: " + key + b"\r\n")
+    status, headers, answer = _raw(server["base"].port, head + body)
+    assert status in (201, 400), answer  # never a 500
+    assert b"X-Injected" not in headers and b"\x00" not in headers
+    for line in headers.split(b"\r\n")[1:]:
+        assert b":" in line and b"\r" not in line and b"\n" not in line
+    # Daphne itself may refuse a malformed header line before the app runs (no envelope then);
+    # when the app answers it is the envelope.
+    if status == 400 and b"x-request-id" in headers.lower():
+        assert json.loads(answer)["error"]["code"] == "invalid_body"
+
+
+HOSTILE = {
+    "message": "<script>alert('xss')</script>",
+    "description": "'; DROP TABLE ingest_event; -- \" OR 1=1 --",
+    "eventType": "<img src=x onerror=alert(1)>",
+    "externalId": "Robert'); DELETE FROM sources_key;--",
+    "metadata": {"html": "</script><script>alert(2)</script>", "sql": "1' OR '1'='1",
+                 "unicode": "ünïcødé ✓ \u202e"},
+}
+
+
+def test_sql_and_html_in_strings_are_stored_verbatim_and_shown_escaped(server):
+    response = _post(server, "/api/ingest", json.dumps({"status": "failure", **HOSTILE}).encode())
+    assert response.status_code == 201, response.text
+    event_id = response.json()["id"]
+    [(message, description, event_type, external_id, metadata)] = _rows(
+        server, "SELECT message, description, event_type, external_id, metadata FROM ingest_event "
+        "WHERE public_id = ?", event_id,
+    )
+    assert (message, description, event_type, external_id) == (
+        HOSTILE["message"], HOSTILE["description"], HOSTILE["eventType"], HOSTILE["externalId"])
+    assert (json.loads(metadata) if isinstance(metadata, str) else metadata) == HOSTILE["metadata"]
+    assert _rows(server, "SELECT count(*) FROM sources_key") == [(1,)]  # the "DELETE" did nothing
+
+    cookies = {server["cookie"]: server["session"]}
+    base, org = server["base"], server["org"]
+    detail = httpx.get(f"{base}/w/{org}/events/{event_id}/", cookies=cookies, timeout=30)
+    live = httpx.get(f"{base}/w/{org}/events/", cookies=cookies, timeout=30)
+    assert (detail.status_code, live.status_code) == (200, 200)
+    for page in (detail.text, live.text):
+        assert "<script>alert" not in page
+        assert "<img src=x" not in page
+    assert "&lt;script&gt;alert(&#x27;xss&#x27;)&lt;/script&gt;" in detail.text
+    assert "&lt;img src=x onerror=alert(1)&gt;" in detail.text
+    feed = httpx.get(f"{base}/w/{org}/events/feed.json", cookies=cookies, timeout=30)
+    assert feed.headers["Content-Type"].startswith("application/json")
+    assert feed.headers["X-Content-Type-Options"] == "nosniff"
+    [item] = [i for i in feed.json()["items"] if i["id"] == event_id]
+    assert item["message"] == HOSTILE["message"]
+
+
+def test_the_server_logged_no_unhandled_exception_during_the_catalogue(server):
+    """Runs last in this module: the server is alive and its log holds no 500 or traceback."""
+    _assert_healthy(server)
+    log = server["log"].read_text()
+    assert "Internal Server Error" not in log
+    assert "Traceback" not in log
