@@ -14,6 +14,10 @@ from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E40
 from django.conf import settings  # noqa: E402
 
 from ackly.routing import websocket_urlpatterns  # noqa: E402
+from ackly.shutdown import install as install_exit_guard  # noqa: E402
+
+# A SIGTERM must end the process even when request threads wait on the stopped loop.
+install_exit_guard()
 
 
 class BodyLimitGuard:

@@ -1,0 +1,157 @@
+"""A Daphne process under ingest load stops on SIGTERM, and the broadcast's wait is bounded.
+
+Before the fix a SIGTERM that arrived while request threads waited on Daphne's event loop
+(the broadcast's `async_to_sync`, Django's adapter around sync-only middleware) hung the
+process forever: the interpreter's exit joined threads that could never wake.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from asgiref.sync import async_to_sync
+from channels.layers import channel_layers, get_channel_layer
+from django.conf import settings
+
+from ingest import broadcast as broadcast_module
+from ingest.broadcast import broadcast, workspace_group
+
+ROOT = Path(__file__).resolve().parents[2]
+# A correctness bound (the process must end by itself), not a speed figure.
+EXIT_BOUND_SECONDS = 15
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
+    for name in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL"):
+        env.pop(name, None)
+    env.update(
+        DEBUG="0", SECRET_KEY="shutdown-test-" + "x" * 40, ALLOWED_HOSTS="127.0.0.1",
+        SECURE_SSL_REDIRECT="0", LOG_LEVEL="WARNING", SQLITE_PATH=str(tmp_path / "db.sqlite3"),
+        REDIS_URL=settings.REDIS_URL,
+    )
+    return env
+
+
+def _manage(env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip().splitlines()[-1].strip()
+
+
+@pytest.mark.server
+@pytest.mark.redis
+def test_daphne_exits_on_sigterm_while_ingest_requests_are_broadcasting(tmp_path):
+    env = _env(tmp_path)
+    _manage(env, "migrate", "--noinput")
+    org = _manage(env, "createworkspace", "Shutdown", "--plan", "pro")
+    key = _manage(env, "createsource", org, "shutdown")
+    port = _free_port()
+    base = f"http://127.0.0.1:{port}"
+    with open(tmp_path / "daphne.log", "w+") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+             "ackly.asgi:application"],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        stop = threading.Event()
+        created: list[int] = []
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    httpx.get(f"{base}/login/", timeout=1)
+                    break
+                except httpx.HTTPError:
+                    assert process.poll() is None and time.monotonic() < deadline, log.read()
+                    time.sleep(0.2)
+
+            def load() -> None:
+                with httpx.Client(timeout=30) as client:
+                    while not stop.is_set():
+                        try:
+                            r = client.post(
+                                f"{base}/api/ingest", content=b'{"status":"success","message":"m"}',
+                                headers={"Authorization": f"Bearer {key}",
+                                         "Content-Type": "application/json"},
+                            )
+                            if r.status_code == 201:
+                                created.append(1)
+                        except httpx.HTTPError:
+                            pass
+
+            senders = [threading.Thread(target=load, daemon=True) for _ in range(8)]
+            for sender in senders:
+                sender.start()
+            while len(created) < 30 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert len(created) >= 30, "the server accepted too few events to test a shutdown"
+
+            os.kill(process.pid, signal.SIGTERM)  # while 8 senders keep requests in flight
+            try:
+                process.wait(timeout=EXIT_BOUND_SECONDS)
+            except subprocess.TimeoutExpired:
+                pytest.fail(f"Daphne still running {EXIT_BOUND_SECONDS}s after SIGTERM")
+            assert process.returncode is not None
+        finally:
+            stop.set()
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+@pytest.fixture
+def redis_layer():
+    """The configured Redis channel layer, fresh, and the sender's state restored afterwards."""
+    channel_layers.backends.pop("default", None)
+    yield get_channel_layer()
+    channel_layers.backends.pop("default", None)
+
+
+@pytest.mark.redis
+def test_sync_code_broadcasts_through_the_sender_thread_to_the_group(redis_layer):
+    group = workspace_group("org_shutdown_test_sender")
+    channel = async_to_sync(redis_layer.new_channel)()
+    async_to_sync(redis_layer.group_add)(group, channel)
+    try:
+        broadcast("org_shutdown_test_sender", {"type": "events", "items": [{"id": "e1"}]})
+        message = async_to_sync(redis_layer.receive)(channel)
+    finally:
+        async_to_sync(redis_layer.group_discard)(group, channel)
+    assert message == {
+        "type": "ackly.message", "payload": {"type": "events", "items": [{"id": "e1"}]}
+    }
+    assert broadcast_module._sender is not None
+    assert broadcast_module._sender.thread.daemon
+
+
+@pytest.mark.redis
+def test_a_send_that_never_finishes_is_cut_off_and_logged(redis_layer, monkeypatch, caplog):
+    async def never(group, message):
+        await asyncio.sleep(3600)
+
+    monkeypatch.setattr(redis_layer, "group_send", never)
+    monkeypatch.setattr(broadcast_module, "SEND_TIMEOUT_SECONDS", 0.2)
+    with caplog.at_level(logging.WARNING, logger="ingest.broadcast"):
+        broadcast("org_shutdown_test_hang", {"type": "events", "items": []})
+    assert any("Broadcast to workspace" in r.getMessage() for r in caplog.records)
