@@ -18,6 +18,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
+from bench.run import die_with_parent
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -77,6 +79,7 @@ def daphne(env: dict[str, str], log_path: Path, timeout: float = 30) -> Iterator
             [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
              "ackly.asgi:application"],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+            preexec_fn=die_with_parent,  # a killed test run leaves no server behind
         )
         try:
             base = Server(f"http://127.0.0.1:{port}")
