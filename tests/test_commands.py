@@ -389,7 +389,7 @@ def _env_for_this_database() -> dict[str, str]:
     return env
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(
     "args, message",
     [

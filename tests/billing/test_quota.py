@@ -77,14 +77,14 @@ def test_the_plans_limit_applies_without_an_override(db):
     assert reserve(workspace, 10_001) == 10_000
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_a_reservation_outside_a_transaction_is_refused():
     workspace = create_workspace("Loose", "free")
     with pytest.raises(RuntimeError, match="inside transaction.atomic"):
         reserve_quota(limits_of(workspace), 1)
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_a_rolled_back_transaction_returns_its_reservation():
     workspace = create_workspace("Rollback", "free", event_limit=5)
     with pytest.raises(ZeroDivisionError), transaction.atomic():
@@ -130,14 +130,14 @@ def assert_exact_under_concurrency(limit: int) -> None:
     assert used(workspace) == sum(granted)
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("limit", [20, 1000])
 def test_concurrent_reservations_never_exceed_nor_waste_the_limit(limit):
     assert_exact_under_concurrency(limit)
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("limit", [7, 20, 50])
 def test_concurrent_reservations_are_exact_on_postgresql(limit):
     assert connection.vendor == "postgresql"
@@ -145,7 +145,7 @@ def test_concurrent_reservations_are_exact_on_postgresql(limit):
         assert_exact_under_concurrency(limit)
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_reservations_in_a_new_period_race_to_create_one_counter():
     workspace = create_workspace("Rollover", "free", event_limit=12)
     _, end = limits_of(workspace).period()

@@ -18,9 +18,9 @@ from ackly.asgi import application
 from ackly.routing import websocket_urlpatterns
 from ingest.broadcast import workspace_group
 
-# Transactional (the consumer reads from another thread); serialized_rollback keeps the plans.
+# Transactional: the consumer reads from another thread (plans come back after each flush).
 pytestmark = [
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+    pytest.mark.django_db(transaction=True),
     pytest.mark.asyncio,
 ]
 

@@ -133,18 +133,18 @@ def _identical_requests_store_one_event(secret: str) -> None:
     assert IdempotencyRecord.objects.count() == 1
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_identical_requests_at_the_same_moment_store_one_event(secret):
     _identical_requests_store_one_event(secret)
 
 
 @pytest.mark.postgres
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_identical_requests_at_the_same_moment_store_one_event_on_postgresql(secret):
     _identical_requests_store_one_event(secret)
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_concurrent_requests_never_exceed_the_quota(secret, workspace):
     workspace.event_limit_override = 5
     workspace.save()
@@ -153,7 +153,7 @@ def test_concurrent_requests_never_exceed_the_quota(secret, workspace):
     assert Event.objects.count() == 5
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_duplicates_racing_for_the_last_of_the_quota_replay_the_winner(secret, workspace):
     workspace.event_limit_override = 1
     workspace.save()
