@@ -55,23 +55,42 @@ def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return obj
 
 
-def _depth_exceeds(value: Any, max_depth: int) -> bool:
-    """True when containers nest deeper than max_depth (iterative: no recursion limit)."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if depth > max_depth:
-            return True
-        children = item.values() if isinstance(item, dict) else item
-        for child in children:
-            if isinstance(child, dict | list):
-                stack.append((child, depth + 1))
-    return False
+# Depth is read from the raw bytes, not the parsed value: walking every container of a 500-event
+# batch cost more CPU than the rest of the check (~0.8 ms of ~2 ms per batch). Everything below
+# runs in C (translate, replace, split) over the brackets and quotes only.
+_ESCAPED_BACKSLASH = b"\\\\"
+_ESCAPED_QUOTE = b'\\"'
+_OPEN_CLOSE = bytes.maketrans(b"[{]}", b"(())")
+_NOT_BRACKETS_OR_QUOTES = bytes(b for b in range(256) if b not in b'[]{}"')
+
+
+def _depth_exceeds(body: bytes, max_depth: int) -> bool:
+    """True when the containers of `body` (valid JSON) nest deeper than max_depth.
+
+    1. Drop escapes: escaped backslashes, then escaped quotes (a run of backslashes inside a
+       string starts an escape, so pairing from the left is right); every quote left is a
+       string delimiter. UTF-8 continuation bytes never look like ASCII, so bytes are safe.
+    2. Keep brackets (as "(" and ")") and quotes only, then drop adjacent quote pairs: that
+       keeps every later quote's parity, so strings with no bracket in them vanish for free,
+       and the few quotes left are split on to drop what lies inside strings.
+    3. Each pass of replace("()", "") removes exactly one level (it does not rescan what it
+       produced), so the brackets are gone after `depth` passes.
+    """
+    if b"\\" in body:
+        body = body.replace(_ESCAPED_BACKSLASH, b"").replace(_ESCAPED_QUOTE, b"")
+    shape = body.translate(_OPEN_CLOSE, _NOT_BRACKETS_OR_QUOTES).replace(b'""', b"")
+    if b'"' in shape:
+        shape = b"".join(shape.split(b'"')[::2])
+    for _ in range(max_depth):
+        shape = shape.replace(b"()", b"")
+        if not shape:
+            return False
+    return True
 
 
 def parse_strict_json(body: bytes, max_depth: int) -> Any:
     """The parsed body, or InvalidBody naming what is wrong with it."""
-    if not body.strip():
+    if not body or body.isspace():  # no copy of the body, unlike strip()
         raise InvalidBody("The body is empty; send a JSON object.")
     try:
         text = body.decode("utf-8")
@@ -92,9 +111,9 @@ def parse_strict_json(body: bytes, max_depth: int) -> Any:
     except ValueError:
         # int() refuses integers of more than sys.get_int_max_str_digits() (4,300) digits.
         raise InvalidBody("The body has an integer too long to read (over 4,300 digits).") from None
-    # A body with no more brackets than the limit cannot nest deeper: skip the walk (hot path).
+    # A body with no more opening brackets than the limit cannot nest deeper (the seed event).
     if isinstance(value, dict | list) and (
-        body.count(b"{") + body.count(b"[") > max_depth and _depth_exceeds(value, max_depth)
+        body.count(b"{") + body.count(b"[") > max_depth and _depth_exceeds(body, max_depth)
     ):
         raise InvalidBody(f"The body nests deeper than {max_depth} levels.")
     if b"\\u" in body:
