@@ -28,7 +28,7 @@ HEX24 = re.compile(r"[0-9a-f]{24}")
 LIMIT = 1024 * 1024
 
 
-@pytest.mark.django_db(transaction=True, serialized_rollback=True)
+@pytest.mark.django_db(transaction=True)
 def test_the_seed_example_works_against_a_live_server(live_server, secret):
     request = urllib.request.Request(
         f"{live_server.url}/api/ingest",
