@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 
 import pytest
 from django.conf import settings
@@ -54,6 +55,14 @@ def _fresh_caches():
     yield
     for alias in ("default", "auth"):
         caches[alias].clear()
+
+
+@pytest.fixture
+def frozen_rate_clock(monkeypatch):
+    """One fixed instant for django-ratelimit, so a burst never straddles a window boundary."""
+    instant = float(int(time.time())) + 0.5
+    monkeypatch.setattr("django_ratelimit.core.time.time", lambda: instant)
+    return instant
 
 
 @pytest.fixture

@@ -357,7 +357,7 @@ def test_a_body_of_exactly_1_mb_is_read(post):
 # --- headers of §10 ------------------------------------------------------------------------------
 
 
-def test_every_response_after_auth_carries_quota_and_rate_headers(post, workspace):
+def test_every_response_after_auth_carries_quota_and_rate_headers(post, workspace, frozen_rate_clock):
     ok = post(SEED)
     bad = post({"status": "nope"})
     for response in (ok, bad):

@@ -26,14 +26,6 @@ def send(client, secret: str, path: str = URL):
                        HTTP_AUTHORIZATION=f"Bearer {secret}")
 
 
-@pytest.fixture
-def frozen_rate_clock(monkeypatch):
-    """One fixed instant for django-ratelimit, so a burst never straddles a window boundary."""
-    instant = float(int(time.time())) + 0.5
-    monkeypatch.setattr("django_ratelimit.core.time.time", lambda: instant)
-    return instant
-
-
 # --- quota ---------------------------------------------------------------------------------------
 
 
