@@ -12,7 +12,6 @@ from django.contrib.admin.sites import site
 from django.urls import reverse
 from django.utils import timezone
 
-from ackly.errors import APIError
 from billing.models import Plan, Usage
 from billing.services import get_workspace_limits
 from ingest.models import (
@@ -26,20 +25,13 @@ from ingest.models import (
 from sources.auth import authenticate_key
 from sources.keys import digest_of
 from sources.models import Key, Source
+from tests.keys import refusal
 from workspaces.models import Membership, Worker
 
 pytestmark = pytest.mark.django_db
 SECRET = re.compile(r"ak_live_[0-9A-Za-z]{40}")
 ACTION_BOX = "_selected_action"
 
-
-
-def refusal(secret: str) -> str | None:
-    try:
-        authenticate_key(f"Bearer {secret}")
-    except APIError as error:
-        return error.code
-    return None
 
 
 def secrets_in(response) -> list[str]:

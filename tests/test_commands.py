@@ -16,13 +16,13 @@ from django.core.management.base import CommandError
 from django.db import connection
 from django.utils import timezone
 
-from ackly.errors import APIError
 from billing.services import get_workspace_limits
 from ingest.models import Event, IdempotencyRecord, Rejection, SnapshotHistory, TimelineEvent
 from sources.auth import authenticate_key
 from sources.keys import KEY_PATTERN, digest_of
 from sources.models import Key, Source
 from sources.services import create_source, revoke_key
+from tests.keys import refusal
 from workspaces.models import Membership, Role, Worker, Workspace
 
 pytestmark = pytest.mark.django_db
@@ -35,15 +35,6 @@ def run(*args: str) -> list[str]:
     call_command(*args, stdout=out, stderr=StringIO())
     return out.getvalue().rstrip("\n").splitlines()
 
-
-
-def refusal(secret: str) -> str | None:
-    """None when the key authenticates, else the error code it is refused with."""
-    try:
-        authenticate_key(f"Bearer {secret}")
-    except APIError as error:
-        return error.code
-    return None
 
 
 def counts() -> tuple[int, ...]:

@@ -13,16 +13,10 @@ from sources.auth import authenticate_key
 from sources.keys import KEY_PATTERN, digest_of, generate_secret
 from sources.models import Key, KeyStatus
 from sources.services import create_source, issue_key, revoke_key, rotate_key, touch_key
+from tests.keys import refusal
 
 pytestmark = pytest.mark.django_db
 
-
-def refusal(secret: str) -> str | None:
-    try:
-        authenticate_key(f"Bearer {secret}")
-    except APIError as error:
-        return error.code
-    return None
 
 
 def test_a_secret_is_ak_live_and_40_base62_characters():
