@@ -357,10 +357,6 @@ class Bench:
             raise BenchError(f"bench.setup_data {argv[0]} failed:\n{out.stdout}\n{out.stderr}")
         return out.stdout.strip().splitlines()
 
-    def has_command(self, name: str) -> bool:
-        """Whether some app ships this management command yet (others are building them)."""
-        return any(ROOT.glob(f"*/management/commands/{name}.py"))
-
     def prepare(self) -> None:
         log(f"fresh database {db_name(self.args.db_url)}, Redis {self.args.redis_url}")
         recreate_database(self.args.db_url)
@@ -377,35 +373,12 @@ class Bench:
             )
         owner = "bench-owner"
         self.session = self.setup_data("user", owner)[-1].strip()
-        made_by = "management commands"
-        if self.has_command("createworkspace"):
-            org = self.manage(
-                "createworkspace",
-                "Bench",
-                "--plan",
-                "pro",
-                "--owner",
-                owner,
-                "--event-limit",
-                str(10**12),
-            )[-1].strip()
-        else:
-            made_by = "bench.setup_data fallback (createworkspace/createsource not there yet)"
-            org = self.setup_data(
-                "workspace",
-                "Bench",
-                "--plan",
-                "pro",
-                "--owner",
-                owner,
-                "--event-limit",
-                str(10**12),
-            )[-1].strip()
+        org = self.manage(
+            "createworkspace", "Bench", "--plan", "pro", "--owner", owner,
+            "--event-limit", str(10**12),
+        )[-1].strip()
         # One source for every part: the ingest API ignores the whitelist, the v1 API needs it.
-        if self.has_command("createsource"):
-            lines = self.manage("createsource", org, "bench", "--allow", "bench.event")
-        else:
-            lines = self.setup_data("source", org, "bench", "--allow", "bench.event")
+        lines = self.manage("createsource", org, "bench", "--allow", "bench.event")
         self.org = org
         self.key = lines[-1].strip()
         self.workspace_pk = sql_scalar(
@@ -414,10 +387,9 @@ class Bench:
         self.prefilled = self.prefill(self.args.prefill) if self.args.prefill else 0
         self.results["setup"] = {
             "workspace": org,
-            "made_by": made_by,
             "prefilled_events": self.prefilled,
         }
-        log(f"workspace {org} and its source ({made_by})")
+        log(f"workspace {org} and its source (management commands)")
 
     def prefill(self, rows: int) -> int:
         """Grow the events table first (cost per event must stay flat from 10^4 to 10^6 rows)."""

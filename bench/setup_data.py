@@ -1,9 +1,7 @@
 """Bench fixtures that no management command makes: a dashboard user and a logged-in session.
 
-Run as `python -m bench.setup_data CMD ...` under the same settings as the servers. The
-workspace and sources come from the real management commands (bench/run.py); the `workspace`
-and `source` commands here are the fallback while those commands do not exist yet, and print
-the same last lines the commands do.
+Run as `python -m bench.setup_data user USERNAME` under the same settings as the servers; it
+prints the session key. The workspace and source come from the real management commands.
 """
 
 from __future__ import annotations
@@ -29,15 +27,6 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="bench.setup_data")
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("user").add_argument("username")
-    ws = sub.add_parser("workspace")
-    ws.add_argument("name")
-    ws.add_argument("--plan", default="pro")
-    ws.add_argument("--owner")
-    ws.add_argument("--event-limit", type=int)
-    src = sub.add_parser("source")
-    src.add_argument("org_id")
-    src.add_argument("name")
-    src.add_argument("--allow", default="")
     args = parser.parse_args(argv)
 
     user_model = get_user_model()
@@ -55,23 +44,6 @@ def main(argv: list[str] | None = None) -> int:
         store[HASH_SESSION_KEY] = user.get_session_auth_hash()
         store.create()
         print(store.session_key)
-    elif args.cmd == "workspace":
-        from workspaces.services import create_workspace
-
-        owner = user_model.objects.get(username=args.owner) if args.owner else None
-        workspace = create_workspace(
-            args.name, plan_code=args.plan, owner=owner, event_limit=args.event_limit
-        )
-        print(workspace.public_id)
-    elif args.cmd == "source":
-        from sources.services import create_source
-        from workspaces.models import Workspace
-
-        workspace = Workspace.objects.get(public_id=args.org_id)
-        allowed = [t for t in args.allow.split(",") if t]
-        source, issued = create_source(workspace, args.name, allowed_event_types=allowed)
-        print(source.public_id)
-        print(issued.secret)
     return 0
 
 
