@@ -2,10 +2,14 @@
 
 from django.http import HttpRequest, HttpResponse
 from django.views import defaults
+from django.views.decorators.csrf import csrf_exempt
 
 from ackly.errors import ERROR_CODES, error_response, is_api_path
 
 
+# API paths use bearer keys, never cookies: like the DRF views, the catch-all needs no CSRF
+# token, so a POST to an unknown path gets the 404 envelope, not Django's HTML 403.
+@csrf_exempt
 def api_not_found(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
     return error_response(request, "not_found", f"No API endpoint at {request.path}.", 404)
 

@@ -49,8 +49,11 @@ def test_put_and_delete_are_405_even_without_a_key(client, debug):
 
 
 @pytest.mark.parametrize("path", ["/api/nope", "/api/", "/api", "/api/ingest/extra"])
-def test_unknown_api_paths_are_a_404_envelope(client, debug, path):
+def test_unknown_api_paths_are_a_404_envelope(debug, path):
+    # CSRF checks on, as for a real client: no POST under /api/ may meet Django's HTML 403.
+    client = Client(enforce_csrf_checks=True)
     assert_envelope(client.post(path), "not_found", 404)
+    assert_envelope(client.put(path), "not_found", 404)
     assert_envelope(client.get(path), "not_found", 404)
 
 
