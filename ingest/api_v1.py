@@ -26,7 +26,6 @@ from ackly.errors import (
     WorkerNotFound,
 )
 from ingest.pipeline import IngestContext, IngestEndpoint
-from ingest.rejections import COUNTED_STATUSES
 from ingest.services import record_snapshot, record_timeline_events
 from ingest.validation_v1 import (
     EventRejection,
@@ -150,9 +149,7 @@ class EventsView(V1Endpoint):
             error.extra = extra
         else:
             error = _BATCH_ERRORS[first.code](message, extra=extra)
-        # The pipeline counts the raised error once; the rest are counted here.
-        if error.status_code in COUNTED_STATUSES:
-            counts[first.code] -= 1
+        # Every rejected event is counted here; the pipeline then does not count the error too.
         ctx.count_rejections(counts)
         return error
 

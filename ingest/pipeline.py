@@ -34,7 +34,8 @@ Extension points (class attributes and methods of a subclass):
     def store(self, validated, ctx: IngestContext) -> tuple[int, dict]
         # (status, body dict). Runs inside the transaction, or with ctx.dry_run = True outside
         # one (then write nothing). Raise an APIError to refuse the whole request (rolled back,
-        # counted). A returned status >= 400 is *not* counted by the pipeline: count it yourself.
+        # counted, unless `store` already counted per-event refusals with ctx.count_rejections:
+        # then those are the request's count). A returned status >= 400 is *not* counted.
 
 What `store` gets on `ctx` (IngestContext):
 
@@ -188,7 +189,14 @@ class IngestEndpoint(APIView):
             response = error_response(
                 request, exc.code, exc.message, exc.status_code, exc.headers, exc.extra
             )
-            if ctx is not None and not ctx.dry_run and exc.status_code in COUNTED_STATUSES:
+            # A request's refusals count once: per event when the endpoint counted them
+            # (an all-rejected v1 batch), else the error that answers it.
+            if (
+                ctx is not None
+                and not ctx.dry_run
+                and not ctx.rejections
+                and exc.status_code in COUNTED_STATUSES
+            ):
                 ctx.count_rejections({exc.code: 1})
         if ctx is not None:
             if ctx.rejections and not ctx.dry_run:
