@@ -155,7 +155,7 @@ REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "BACKEND": "ackly.cache.AcklyRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "ackly",
         },
