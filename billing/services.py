@@ -107,6 +107,20 @@ _RESERVE_ALL_SQL = (
 )
 
 
+def reservation_sql(
+    limits: WorkspaceLimits, requested: int, now: datetime
+) -> tuple[str, list, QuotaState]:
+    """`reserve_quota`'s fast path as SQL for a larger statement (a CTE): `UPDATE … RETURNING events`.
+
+    It returns one row (the new count) when all `requested` fit and this period's counter
+    exists, else none; the QuotaState is the one to report, with `used` still to fill in.
+    """
+    start, end = limits.period(now)
+    limit = limits.monthly_event_limit
+    params = [requested, limits.workspace_id, start, requested, limit]
+    return _RESERVE_ALL_SQL, params, QuotaState(limit=limit, used=0, granted=requested, period_end=end)
+
+
 def reserve_quota(limits: WorkspaceLimits, requested: int, now: datetime | None = None) -> QuotaState:
     """Reserve up to `requested` events of this period's quota; returns how many were granted.
 

@@ -15,9 +15,10 @@ from typing import Any
 from django.conf import settings
 
 from ackly.errors import InvalidBody, PayloadTooLarge
+from ingest.idempotency import Claim
 from ingest.models import EventStatus
 from ingest.pipeline import IngestContext, IngestEndpoint
-from ingest.services import record_event
+from ingest.services import record_event, record_event_at_once
 
 STATUSES = frozenset(EventStatus.values)
 _STATUS_LIST = ", ".join(f"'{s}'" for s in EventStatus.values)
@@ -116,3 +117,9 @@ class IngestView(IngestEndpoint):
             raise ctx.quota_exceeded()
         event = record_event(ctx, validated)
         return 201, {"id": event.public_id}
+
+    def store_at_once(
+        self, validated: dict[str, Any], ctx: IngestContext, claim: Claim | None
+    ) -> tuple[int, str] | None:
+        done = record_event_at_once(ctx, validated, claim)
+        return None if done is None else (201, done[1])

@@ -1,8 +1,10 @@
 """Idempotency-Key (SPEC §5): the first response to (source, key) is replayed for 10 minutes.
 
-The record is written in the same transaction as what it describes, so it exists exactly
-when the events do. The unique (source, key) index is the lock: a concurrent duplicate blocks
-on it until the first request commits, fails with IntegrityError, and then replays.
+The record is written in the same transaction (or the same statement) as what it describes,
+so it exists exactly when the events do. The unique (source, key) index is the lock and the
+look-up: a request does not look for a record first; a duplicate's INSERT blocks on the index
+until the first request commits, fails with IntegrityError, and only then is the record read
+and replayed.
 Only stored outcomes are recorded; a refused request (4xx raised before storing) leaves no
 record, so the client may fix the request and retry with the same key.
 """
@@ -11,9 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import connection
 from django.http import HttpResponse
 
 from ackly.errors import IdempotencyKeyReused, InvalidBody
@@ -91,15 +95,33 @@ def delete_expired(source_id: int, key: str, now: datetime) -> None:
     ).delete()
 
 
-def save_record(
-    source_id: int, key: str, hashed: str, status: int, body: str, now: datetime
-) -> None:
-    """Claim the key (IntegrityError when a concurrent request claimed it first)."""
-    IdempotencyRecord.objects.bulk_create(
-        [
-            IdempotencyRecord(
-                source_id=source_id, key=key, request_hash=hashed, status_code=status,
-                response_body=body, created_at=now,
-            )
-        ]
-    )
+_TABLE = IdempotencyRecord._meta.db_table
+_COLUMNS = ("source_id", "key", "request_hash", "status_code", "response_body", "created_at")
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A request's claim on (source, Idempotency-Key), saved with what the request stored."""
+
+    source_id: int
+    key: str
+    request_hash: str
+    now: datetime
+
+    def save(self, status: int, body: str) -> None:
+        """Write the record (IntegrityError when another request holds the key)."""
+        IdempotencyRecord.objects.bulk_create(
+            [
+                IdempotencyRecord(
+                    source_id=self.source_id, key=self.key, request_hash=self.request_hash,
+                    status_code=status, response_body=body, created_at=self.now,
+                )
+            ]
+        )
+
+    def insert_sql(self, status: int, body: str, when: str) -> tuple[str, list]:
+        """The record's INSERT as SQL for a larger statement: one row if `when` has rows."""
+        columns = ", ".join(connection.ops.quote_name(c) for c in _COLUMNS)
+        values = ", ".join(["%s"] * len(_COLUMNS))
+        sql = f"INSERT INTO {connection.ops.quote_name(_TABLE)} ({columns}) SELECT {values} FROM {when}"
+        return sql, [self.source_id, self.key, self.request_hash, status, body, self.now]

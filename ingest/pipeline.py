@@ -10,15 +10,19 @@
  4. idempotency    Idempotency-Key (<= IDEMPOTENCY_KEY_MAX_LENGTH else 400 invalid_body). A live
                    record for (source, key) replays the stored status and body bytes with
                    `Idempotent-Replayed: true`, or 409 idempotency_key_reused for another body.
+                   The record is not looked up first: claiming the key in step 8 fails when it
+                   is taken, and only then (or when steps 6-8 refuse the request) is it read.
  5. body           at most INGEST_MAX_BODY_BYTES, checked before parsing (Content-Length, and
                    chunked bodies read to limit + 1) -> 413 `too_large_error`'s code.
  6. JSON           strict, whatever the Content-Type (ingest.jsonbody) -> 400 invalid_body.
  7. validate       `validate(payload)` (subclass) -> 400 naming every offending field.
  8. store          `?dryRun=true|1`: `store(validated, ctx)` with ctx.dry_run True, no
-                   transaction; it must write nothing. Otherwise ONE transaction.atomic():
-                   `store` (reserves quota, inserts), the idempotency record, and the
-                   broadcast queued with on_commit. A concurrent duplicate (same key) fails on
-                   the record's unique index after the first commits and then replays.
+                   transaction; it must write nothing. Otherwise `store_at_once` (one
+                   statement, where an endpoint offers it: /api/ingest on PostgreSQL) or ONE
+                   transaction.atomic(): `store` (reserves quota, inserts) and the idempotency
+                   record; then the broadcast, queued with on_commit. A concurrent duplicate
+                   (same key) fails on the record's unique index after the first commits and
+                   then replays.
 
 Every response after step 1 carries X-Quota-Limit/-Remaining/-Reset (epoch seconds of the
 period's end) and RateLimit-Limit/-Remaining/-Reset (seconds; the tighter of key/workspace).
@@ -168,6 +172,16 @@ class IngestEndpoint(APIView):
         """Reserve quota and write (unless ctx.dry_run); return (status, body)."""
         raise NotImplementedError
 
+    def store_at_once(
+        self, validated: Any, ctx: IngestContext, claim: idempotency.Claim | None
+    ) -> tuple[int, str] | None:
+        """Optional: what `store` and `claim.save` write, in ONE autocommit statement.
+
+        (status, body text) when done; None when it cannot be done that way now (then `store`
+        runs in a transaction). A taken Idempotency-Key raises IntegrityError, as there.
+        """
+        return None
+
     # --- DRF plumbing ---------------------------------------------------------------------------
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         """Skip DRF's negotiation, auth, permission and throttle steps: `post` runs its own."""
@@ -237,7 +251,7 @@ class IngestEndpoint(APIView):
                 f"The workspace's {limits.plan_code} plan does not include the developer API; "
                 "upgrade to Starter or Pro."
             )
-        ctx.burst = burst = count_burst(request, key, limits)
+        ctx.burst = burst = count_burst(key, limits)
         if burst.exceeded:
             raise RateLimited(
                 f"More than {burst.limit} requests per {settings.RATELIMIT_WINDOW_SECONDS}s for "
@@ -250,54 +264,89 @@ class IngestEndpoint(APIView):
         self.admit(request, ctx)
         idem_key = idempotency.idempotency_key_of(request.META)
         body = read_body(request, settings.INGEST_MAX_BODY_BYTES, self.too_large_error)
-        hashed = stale = None
-        if idem_key is not None:
-            hashed = idempotency.request_hash(request.path, body)
-            record = idempotency.find_record(key.source_id, idem_key)
-            if record is not None:
-                if record.created_at >= idempotency.window_start(ctx.now):
-                    return self._replay(request, record, hashed)
-                stale = record
-        validated = self.validate(parse_strict_json(body, settings.JSON_MAX_DEPTH))
+        hashed = idempotency.request_hash(request.path, body) if idem_key is not None else None
         if ctx.dry_run:
-            status, payload = self.store(validated, ctx)
+            if idem_key is not None:
+                record = idempotency.find_record(key.source_id, idem_key)
+                if record is not None and record.created_at >= idempotency.window_start(ctx.now):
+                    return self._replay(request, record, hashed)
+            status, payload = self.store(self._parse(body), ctx)
             return _json_response(status, _dumps(payload))
-        return self._commit(request, ctx, validated, idem_key, hashed, stale is not None)
+        return self._commit(request, ctx, body, idem_key, hashed)
+
+    def _parse(self, body: bytes) -> Any:
+        return self.validate(parse_strict_json(body, settings.JSON_MAX_DEPTH))
 
     def _commit(
         self,
         request: HttpRequest,
         ctx: IngestContext,
+        body: bytes,
+        idem_key: str | None,
+        hashed: str | None,
+    ) -> HttpResponse:
+        """Validate and store; a request whose Idempotency-Key is taken replays the first answer.
+
+        No look-up of the key first: the record's unique index decides (IntegrityError when
+        the key is taken), and only a failed request looks the record up. A live record is
+        replayed (or 409 for another body); an expired one still holding the index is deleted
+        and the request stored once more.
+        """
+        key = ctx.key
+        free_expired = False
+        while True:
+            try:
+                status, text = self._store(ctx, self._parse(body), idem_key, hashed, free_expired)
+                return _json_response(status, text)
+            except (IntegrityError, APIError) as exc:
+                if idem_key is None:
+                    raise
+                record = idempotency.find_record(key.source_id, idem_key)
+                if record is None:
+                    raise
+                if record.created_at < idempotency.window_start(ctx.now):
+                    if free_expired or not isinstance(exc, IntegrityError):
+                        raise
+                    free_expired = True
+                else:
+                    # Answer as the first request did (it committed first, or its events used
+                    # the last of the quota): nothing of this one is stored, sent or counted.
+                    ctx.rejections.clear()
+                    ctx.quota = None
+                    return self._replay(request, record, hashed)
+                ctx.message = None
+                ctx.rejections.clear()
+                ctx.quota = None
+
+    def _store(
+        self,
+        ctx: IngestContext,
         validated: Any,
         idem_key: str | None,
         hashed: str | None,
-        has_stale_record: bool,
-    ) -> HttpResponse:
-        """Store in one transaction; a duplicate that lost the race replays the winner."""
+        free_expired: bool,
+    ) -> tuple[int, str]:
+        """Everything a request writes, atomically: (status, body text)."""
         key = ctx.key
-        try:
+        claim = (
+            idempotency.Claim(key.source_id, idem_key, hashed, ctx.now)
+            if idem_key is not None
+            else None
+        )
+        done = None if free_expired else self.store_at_once(validated, ctx, claim)
+        if done is not None:
+            status, text = done
+        else:
             with transaction.atomic():
-                if has_stale_record:
+                if free_expired:
                     idempotency.delete_expired(key.source_id, idem_key, ctx.now)
                 status, payload = self.store(validated, ctx)
                 text = _dumps(payload)
-                if idem_key is not None:
-                    idempotency.save_record(key.source_id, idem_key, hashed, status, text, ctx.now)
-                if ctx.message is not None:
-                    broadcast_on_commit(key.workspace_public_id, ctx.message)
-        except (IntegrityError, APIError):
-            # Another request with this key committed first (IntegrityError on the record, or
-            # its events used the last of the quota): answer as it did.
-            if idem_key is None:
-                raise
-            record = idempotency.find_record(key.source_id, idem_key)
-            if record is None or record.created_at < idempotency.window_start(ctx.now):
-                raise
-            ctx.message = None
-            ctx.rejections.clear()
-            ctx.quota = None
-            return self._replay(request, record, hashed)
-        return _json_response(status, text)
+                if claim is not None:
+                    claim.save(status, text)
+        if ctx.message is not None:
+            broadcast_on_commit(key.workspace_public_id, ctx.message)
+        return status, text
 
     def _replay(self, request: HttpRequest, record: Any, hashed: str) -> HttpResponse:
         response = idempotency.replay_or_conflict(record, hashed)
