@@ -45,3 +45,17 @@ class AcklyRedisCache(RedisCache):
     def __init__(self, server: str, params: dict[str, Any]) -> None:
         super().__init__(server, params)
         self._class = SharedRedisCacheClient
+
+    def incr_windows(self, keys: list[str], timeout: int) -> list[int]:
+        """Add one to each counter, giving new ones `timeout` seconds: ONE round trip.
+
+        INCR makes a missing counter at 1 and EXPIRE NX sets the expiry only where none is
+        set, so a counter's window never stretches. Counts are stored as plain integers, as
+        Django's serializer does, so `get` reads them back.
+        """
+        pipe = self._cache.get_client(write=True).pipeline(transaction=False)
+        for key in keys:
+            name = self.make_and_validate_key(key)
+            pipe.incr(name)
+            pipe.expire(name, timeout, nx=True)
+        return pipe.execute()[::2]

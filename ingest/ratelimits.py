@@ -1,17 +1,24 @@
-"""Burst limits per key and per workspace from the plan (django-ratelimit on the shared cache).
+"""Burst limits per key and per workspace from the plan, on the shared cache.
 
 Both counters are incremented on every authenticated request (refused ones too, as a client
 that keeps hammering must keep being refused). The tighter of the two is what the
 RateLimit-* headers report, in the IETF draft's delta-seconds form.
+
+The algorithm is django-ratelimit's fixed window (which still guards the dashboard login),
+done here so that both counters cost ONE cache round trip: with Redis, `incr_windows` of
+ackly.cache pipelines INCR + EXPIRE NX for both; django-ratelimit's `get_usage` made three
+round trips per counter (SET NX, EXISTS, INCR), six per request (profiled: 1.8 ms of the
+request's CPU). Other caches (locmem in development) take the add/incr fallback.
 """
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.http import HttpRequest
-from django_ratelimit.core import get_usage
+from django.core.cache import caches
 
 from billing.services import WorkspaceLimits
 from sources.keys import KeyContext
@@ -34,29 +41,47 @@ class BurstState:
         }
 
 
-def _count(request: HttpRequest, group: str, value: str, per_second: int) -> BurstState:
-    window = settings.RATELIMIT_WINDOW_SECONDS
-    limit = per_second * window
-    usage = get_usage(
-        request, group=group, key=lambda _group, _request: value, rate=(limit, window),
-        increment=True,
-    )
-    if usage is None:  # RATELIMIT_ENABLE = False
-        return BurstState(limit=limit, remaining=limit, reset_seconds=window, exceeded=False)
-    # A one-second window ends within the second: report 1, never 0 (clients would spin).
-    reset = max(1, usage["time_left"])
-    return BurstState(
-        limit=limit,
-        remaining=max(0, limit - usage["count"]),
-        reset_seconds=reset,
-        exceeded=usage["should_limit"],
-    )
+def incr_windows(keys: list[str], timeout: int) -> list[int]:
+    """Add one to each counter (made with `timeout` when new); the new counts."""
+    cache = caches["default"]
+    fast = getattr(cache, "incr_windows", None)
+    if fast is not None:
+        return fast(keys, timeout)
+    counts = []
+    for key in keys:
+        if cache.add(key, 1, timeout):
+            counts.append(1)
+            continue
+        try:
+            counts.append(cache.incr(key))
+        except ValueError:  # expired between add and incr
+            cache.set(key, 1, timeout)
+            counts.append(1)
+    return counts
 
 
-def count_burst(request: HttpRequest, key: KeyContext, limits: WorkspaceLimits) -> BurstState:
+def count_burst(key: KeyContext, limits: WorkspaceLimits) -> BurstState:
     """Count this request against both windows; the state of the one that binds."""
-    per_key = _count(request, "ingest-key", str(key.key_id), limits.burst_per_key)
-    per_ws = _count(request, "ingest-ws", str(limits.workspace_id), limits.burst_per_workspace)
+    window = settings.RATELIMIT_WINDOW_SECONDS
+    now = time.time()
+    start = int(now // window) * window
+    # A window ends within the second: report at least 1, never 0 (clients would spin).
+    reset = max(1, math.ceil(start + window - now))
+    counts = incr_windows(
+        [f"burst:key:{key.key_id}:{start}", f"burst:ws:{limits.workspace_id}:{start}"],
+        window + 1,
+    )
+    states = [
+        BurstState(
+            limit=limit, remaining=max(0, limit - count), reset_seconds=reset,
+            exceeded=count > limit,
+        )
+        for limit, count in zip(
+            (limits.burst_per_key * window, limits.burst_per_workspace * window), counts,
+            strict=True,
+        )
+    ]
+    per_key, per_ws = states
     if per_key.exceeded != per_ws.exceeded:
         return per_key if per_key.exceeded else per_ws
     return per_key if per_key.remaining <= per_ws.remaining else per_ws

@@ -95,11 +95,19 @@ def revoke_key(key: Key) -> Key:
     return key
 
 
+# When each key's last_used_at was last written by this process. In process memory on purpose:
+# N processes write at most N tiny UPDATEs a minute per key, and no request pays a cache
+# round trip to find out (the shared-cache marker it replaced cost one on every request).
+_last_touched: dict[int, datetime] = {}
+
+
 def touch_key(key_id: int, now: datetime | None = None) -> None:
     """Record use at most once a minute per key per process: one tiny UPDATE, not per request."""
     from django.conf import settings
-    from django.core.cache import cache
 
-    interval = settings.KEY_LAST_USED_INTERVAL_SECONDS
-    if cache.add(f"key-used:{key_id}", 1, interval):
-        Key.objects.filter(pk=key_id).update(last_used_at=now or timezone.now())
+    now = now or timezone.now()
+    last = _last_touched.get(key_id)
+    if last is not None and (now - last).total_seconds() < settings.KEY_LAST_USED_INTERVAL_SECONDS:
+        return
+    _last_touched[key_id] = now
+    Key.objects.filter(pk=key_id).update(last_used_at=now)

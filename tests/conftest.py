@@ -12,7 +12,7 @@ from django.contrib.auth import get_user_model
 from django.core.cache import caches
 from django.db import connection
 
-from sources.services import create_source
+from sources.services import _last_touched, create_source
 from workspaces.models import Membership, Role
 from workspaces.services import create_workspace
 
@@ -52,15 +52,18 @@ def _fresh_caches():
     """Rate-limit windows and cached look-ups never leak from one test into the next."""
     for alias in ("default", "auth"):
         caches[alias].clear()
+    _last_touched.clear()
     yield
     for alias in ("default", "auth"):
         caches[alias].clear()
+    _last_touched.clear()
 
 
 @pytest.fixture
 def frozen_rate_clock(monkeypatch):
-    """One fixed instant for django-ratelimit, so a burst never straddles a window boundary."""
+    """One fixed instant for the burst and login limits, so no burst straddles a window."""
     instant = float(int(time.time())) + 0.5
+    monkeypatch.setattr("ingest.ratelimits.time.time", lambda: instant)
     monkeypatch.setattr("django_ratelimit.core.time.time", lambda: instant)
     return instant
 

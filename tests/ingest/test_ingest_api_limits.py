@@ -143,7 +143,7 @@ def test_another_workspace_has_its_own_window(
 
 def test_the_window_resets(client, secret, tight_plan, monkeypatch):
     instant = [float(int(time.time())) + 0.5]
-    monkeypatch.setattr("django_ratelimit.core.time.time", lambda: instant[0])
+    monkeypatch.setattr("ingest.ratelimits.time.time", lambda: instant[0])
     for _ in range(2):
         send(client, secret)
     assert send(client, secret).status_code == 429
