@@ -155,14 +155,22 @@ REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "ackly.cache.AcklyRedisCache",
+            # A call on an unreachable Redis answers as a miss and logs (ackly/resilient_cache.py).
+            "BACKEND": "ackly.resilient_cache.ResilientRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "ackly",
+            # A dead or stalled Redis costs at most this per call, not redis-py's 5 s default.
+            "OPTIONS": {"socket_connect_timeout": 0.25, "socket_timeout": 0.5},
         },
     }
+    # Pub/sub: one PUBLISH per broadcast and one subscription per group per process, fanned
+    # out to the process's sockets in memory. The list-based RedisChannelLayer pushed a copy
+    # per socket and silently dropped them past 100 queued per socket (capacity): 38 % of
+    # deliveries were lost with 50 sockets in `make bench`. A socket that was not listening
+    # misses messages either way; the page catches up over HTTP (SPEC §6).
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {"hosts": [REDIS_URL], "prefix": "ackly:ch"},
         },
     }
