@@ -54,3 +54,10 @@ $(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+
+# The soak (docs/reliability.md): 10 minutes of steady mixed load on bench.run's server recipe,
+# then memory-growth and exact count checks. It makes and drops its own database (ackly_soak)
+# and uses Redis DB 13. Options: make soak SOAK_ARGS="--duration 120 --rate 30".
+.PHONY: soak
+soak: $(VENV)/.installed-bench
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
