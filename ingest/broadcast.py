@@ -4,33 +4,36 @@
 has already committed. Callers queue it with `transaction.on_commit`, so nothing is sent for
 a rolled-back transaction and a dashboard never shows an event that was not stored.
 
-Sync code (the ingest views) sends through one background thread per process that runs its
-own event loop (`_Sender`), and waits at most SEND_TIMEOUT_SECONDS for it:
+How a message leaves sync code (the ingest views):
 
-* Under Daphne, `async_to_sync` from a view's thread runs the send on the server's event loop.
-  A SIGTERM stops that loop; a thread waiting there never wakes, and the interpreter's exit
-  joins the executor's threads, so Daphne hung forever (reproduced 4 of 4 times under load).
-  The sender's loop is not the server's, keeps running until the process ends (daemon
-  thread), and the wait is bounded, so a shutdown never waits on a broadcast.
-* Without a running loop (the test client, WSGI servers) `async_to_sync` started a thread,
-  an event loop and a new Redis connection for every request; the sender reuses one loop and
-  its channel-layer connection pool.
+* With the Redis pub/sub layer (REDIS_URL): one PUBLISH on a synchronous Redis client made
+  once per process, on the request's own thread, with the layer's serializer and the channel
+  name its `group_send` publishes to, so every process's subscribed sockets receive it
+  exactly as from `group_send` (tests/ingest/test_broadcast_shutdown.py pins that). No event
+  loop is involved: `async_to_sync` ran the send on Daphne's loop (a SIGTERM that stopped the
+  loop while a thread waited there hung the process forever), and the private sender loop
+  that fixed it cost ~0.5 ms of CPU per request. Short socket timeouts bound the wait on a
+  dead or stalled Redis.
+* Any other layer (in memory: development and tests) is not thread-safe: its queues wake
+  receivers on the caller's loop. It gets `async_to_sync(layer.group_send)`.
 
-The in-memory layer (no REDIS_URL: development and tests) is not thread-safe: its queues wake
-receivers on the caller's loop. It keeps `async_to_sync` on the caller's loop.
+A failed send is logged as a warning at most once per WARN_INTERVAL_SECONDS (a Redis outage
+must not write one traceback per request); the dashboards catch up over HTTP.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import threading
-from collections.abc import Coroutine
+import time
 from typing import Any
 
+import redis
 from asgiref.sync import async_to_sync
-from channels.layers import InMemoryChannelLayer, get_channel_layer
+from channels.layers import get_channel_layer
+from channels_redis.pubsub import RedisPubSubChannelLayer
+from django.conf import settings
 from django.db import transaction
 
 logger = logging.getLogger(__name__)
@@ -38,9 +41,10 @@ logger = logging.getLogger(__name__)
 # The dashboard consumer's handler is `ackly_message`: it sends `payload` as JSON text.
 MESSAGE_TYPE = "ackly.message"
 
-# How long an ingest request waits for its broadcast; past it the send is cancelled and
-# logged (the dashboard catches up over HTTP). Bounds a SIGTERM's wait on a slow Redis too.
-SEND_TIMEOUT_SECONDS = 2.0
+# A broadcast waits at most this long for Redis (connect, then the PUBLISH's reply).
+CONNECT_TIMEOUT_SECONDS = 0.25
+SEND_TIMEOUT_SECONDS = 0.5
+WARN_INTERVAL_SECONDS = 10.0
 
 
 def workspace_group(workspace_public_id: str) -> str:
@@ -48,68 +52,64 @@ def workspace_group(workspace_public_id: str) -> str:
     return f"ws.{workspace_public_id}"
 
 
-class _Sender:
-    """A daemon thread running an event loop that only sends channel-layer messages."""
+class _Publisher:
+    """A synchronous Redis client for the pub/sub layer's first (only) host, per process."""
 
-    def __init__(self) -> None:
+    def __init__(self, layer_config: dict[str, Any]) -> None:
+        hosts = layer_config.get("hosts") or ["redis://127.0.0.1:6379"]
+        if len(hosts) != 1 or not isinstance(hosts[0], str):
+            raise ValueError("the pub/sub broadcast supports one Redis URL in CHANNEL_LAYERS")
         self.pid = os.getpid()
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(
-            target=self._run, name="ackly-broadcast-sender", daemon=True
+        self.prefix = layer_config.get("prefix", "asgi")
+        self.client = redis.Redis.from_url(
+            hosts[0],
+            socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            socket_timeout=SEND_TIMEOUT_SECONDS,
         )
-        self.thread.start()
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self.loop)
-        self.loop.run_forever()
-
-    def alive(self) -> bool:
-        """False in a forked child (the thread did not survive the fork) or after a crash."""
-        return self.pid == os.getpid() and self.thread.is_alive()
-
-    def run(self, coro: Coroutine[Any, Any, Any], timeout: float) -> None:
-        """Run `coro` on the sender's loop; wait at most `timeout` s, then cancel it and raise."""
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
-        try:
-            future.result(timeout)
-        except TimeoutError:
-            future.cancel()
-            raise
+    def publish(self, layer: RedisPubSubChannelLayer, group: str, event: dict[str, Any]) -> None:
+        # channels_redis.pubsub.RedisPubSubLoopLayer._get_group_channel_name
+        self.client.publish(f"{self.prefix}__group__{group}", layer.serialize(event))
 
 
-_sender: _Sender | None = None
-_sender_lock = threading.Lock()
+_publisher: _Publisher | None = None
+_publisher_lock = threading.Lock()
+_last_warning = float("-inf")
 
 
-def _get_sender() -> _Sender:
-    global _sender
-    sender = _sender
-    if sender is None or not sender.alive():
-        with _sender_lock:
-            if _sender is None or not _sender.alive():
-                _sender = _Sender()
-            sender = _sender
-    return sender
+def _get_publisher() -> _Publisher:
+    global _publisher
+    publisher = _publisher
+    if publisher is None or publisher.pid != os.getpid():
+        with _publisher_lock:
+            if _publisher is None or _publisher.pid != os.getpid():
+                _publisher = _Publisher(settings.CHANNEL_LAYERS["default"].get("CONFIG", {}))
+            publisher = _publisher
+    return publisher
 
 
 def broadcast(workspace_public_id: str, message: dict[str, Any]) -> None:
     """Send one message to the workspace's group now; log a warning if the layer fails."""
+    global _last_warning
     try:
         layer = get_channel_layer()
         if layer is None:
             return
         group = workspace_group(workspace_public_id)
         event = {"type": MESSAGE_TYPE, "payload": message}
-        if isinstance(layer, InMemoryChannelLayer):
-            async_to_sync(layer.group_send)(group, event)
+        if isinstance(layer, RedisPubSubChannelLayer):
+            _get_publisher().publish(layer, group, event)
         else:
-            _get_sender().run(layer.group_send(group, event), SEND_TIMEOUT_SECONDS)
-    except Exception:  # noqa: BLE001 - any layer failure (Redis down, full channel) is non-fatal
-        logger.warning(
-            "Broadcast to workspace %s failed; live sessions will catch up over HTTP",
-            workspace_public_id,
-            exc_info=True,
-        )
+            async_to_sync(layer.group_send)(group, event)
+    except Exception:  # noqa: BLE001 - any layer failure (Redis down) is non-fatal
+        now = time.monotonic()
+        if now - _last_warning >= WARN_INTERVAL_SECONDS:
+            _last_warning = now
+            logger.warning(
+                "Broadcast to workspace %s failed; live sessions will catch up over HTTP "
+                "(further failures within %.0fs are not logged)",
+                workspace_public_id, WARN_INTERVAL_SECONDS, exc_info=True,
+            )
 
 
 def broadcast_on_commit(workspace_public_id: str, message: dict[str, Any]) -> None:
