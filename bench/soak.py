@@ -267,7 +267,12 @@ class Load:
             }
         )
 
-    def pick_replayable(self) -> dict[str, Any] | None:
+    async def pick_replayable(self) -> dict[str, Any] | None:
+        """A recent keyed request to repeat; at the very start, wait up to 5 s for the first."""
+        for _ in range(50):
+            if self.replayable:
+                break
+            await asyncio.sleep(0.1)
         cutoff = time.monotonic() - REPLAY_WINDOW_S
         while self.replayable and self.replayable[0]["t"] < cutoff:
             self.replayable.pop(0)
@@ -379,7 +384,7 @@ class Load:
 
     async def do_replay(self) -> None:
         kind = "replay"
-        record = self.pick_replayable()
+        record = await self.pick_replayable()
         if record is None:
             await self.do_single()
             return
@@ -404,7 +409,7 @@ class Load:
 
     async def do_conflict(self) -> None:
         kind = "conflict"
-        record = self.pick_replayable()
+        record = await self.pick_replayable()
         if record is None:
             await self.do_single()
             return
