@@ -14,6 +14,8 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
+from ackly.errors import is_api_path  # noqa: E402
+from ackly.handlers import ApiASGIHandler  # noqa: E402
 from ackly.routing import websocket_urlpatterns  # noqa: E402
 from ackly.shutdown import install as install_exit_guard  # noqa: E402
 
@@ -61,9 +63,23 @@ class BodyLimitGuard:
         return await self.app(scope, capped_receive, send)
 
 
+class ApiRouter:
+    """API paths to the lean API handler (ackly/handlers.py), the rest to Django's own."""
+
+    def __init__(self, api, default) -> None:
+        self.api = api
+        self.default = default
+
+    async def __call__(self, scope, receive, send):
+        app = self.api if is_api_path(scope["path"]) else self.default
+        return await app(scope, receive, send)
+
+
 application = ProtocolTypeRouter(
     {
-        "http": BodyLimitGuard(django_asgi_app, settings.INGEST_MAX_BODY_BYTES),
+        "http": BodyLimitGuard(
+            ApiRouter(ApiASGIHandler(), django_asgi_app), settings.INGEST_MAX_BODY_BYTES
+        ),
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
         ),

@@ -96,6 +96,15 @@ MIDDLEWARE = [
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 
+# What API paths run through instead (ackly/handlers.py): request ids, the JSON envelope for
+# any exception, the security headers. Bearer keys and csrf_exempt views need nothing else.
+API_MIDDLEWARE = [
+    "ackly.requestid.RequestIdMiddleware",
+    "ackly.middleware.ApiExceptionMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
 ROOT_URLCONF = "ackly.urls"
 WSGI_APPLICATION = "ackly.wsgi.application"
 ASGI_APPLICATION = "ackly.asgi.application"

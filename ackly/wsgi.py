@@ -1,7 +1,24 @@
+"""WSGI entry point (the HTTP API's server in the production recipe: docs/deployment.md).
+
+API paths go to a handler with the lean API middleware (ackly/handlers.py), every other path
+to Django's own.
+"""
+
 import os
 
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ackly.settings")
 
-application = get_wsgi_application()
+django_application = get_wsgi_application()
+
+from ackly.errors import is_api_path  # noqa: E402
+from ackly.handlers import ApiWSGIHandler  # noqa: E402
+
+api_application = ApiWSGIHandler()
+
+
+def application(environ, start_response):
+    if is_api_path(environ.get("PATH_INFO", "")):
+        return api_application(environ, start_response)
+    return django_application(environ, start_response)
