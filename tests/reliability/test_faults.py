@@ -1,0 +1,459 @@
+"""Faults (issue 7, item 2): Redis and PostgreSQL stop under a running Daphne, then come back.
+
+The server runs the production configuration on a PRIVATE PostgreSQL cluster and a PRIVATE
+Redis (tests/faults.py), which these tests kill and restart; the machine's shared servers are
+never touched. So the module runs the same way in both CI passes, and is skipped with the reason
+where redis-server or PostgreSQL's server binaries are missing.
+
+* Redis killed: both APIs keep answering 201/202 and store exactly what they answered, the
+  skipped broadcast is logged, a dashboard socket that missed messages is closed (the page
+  then reconnects and fetches what it missed); once Redis is back a new socket is live and
+  `feed.json?after=` returns everything ingested during the outage.
+* PostgreSQL stopped (immediate shutdown) under concurrent load: every answer is 201/202 or
+  the JSON `internal_error` envelope, never HTML; no request is half-stored, the quota counter
+  equals the stored rows, and service resumes without restarting the server.
+
+Measurements are printed (`-s`), never asserted: latency with Redis down, recovery times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from ackly import resilient_cache
+from tests.faults import PrivateCluster, PrivateRedis, private_services
+from tests.servers import Server, daphne, free_port, manage, server_env
+
+pytestmark = pytest.mark.server
+
+# How long a request may wait for a pooled PostgreSQL connection. The default (10 s) is what a
+# request hangs while the database is down; this bounds the test's own wall time.
+POOL_TIMEOUT_SECONDS = 3
+BATCH = 3
+
+# Run in the server's environment: the schema, a member with a logged-in session, a Pro
+# workspace whose source allows the v1 event type; printed as one JSON line.
+SETUP = """
+import json
+from importlib import import_module
+from django.conf import settings
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.core.management import call_command
+call_command("migrate", interactive=False, verbosity=0)
+from billing.models import Plan
+from sources.services import create_source
+from workspaces.services import create_workspace
+
+Plan.objects.filter(code="pro").update(burst_per_key=100000, burst_per_workspace=100000)
+user = get_user_model().objects.create_user("fran-faults", "fran@example.com", "a-long-passphrase")
+session = import_module(settings.SESSION_ENGINE).SessionStore()
+session[SESSION_KEY] = str(user.pk)
+session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+session.create()
+ws = create_workspace("Faults", "pro", owner=user)
+source, issued = create_source(ws, "Faulty", slug="faulty", allowed_event_types=["fault.check"])
+print(json.dumps({"key": issued.secret, "org": ws.public_id, "session": session.session_key,
+                  "cookie": settings.SESSION_COOKIE_NAME}))
+"""
+
+
+@dataclass
+class Stack:
+    base: Server
+    log: Path
+    cluster: PrivateCluster
+    redis: PrivateRedis
+    dsn: str
+    key: str
+    org: str
+    session: str
+    cookie: str
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Iterator[Stack]:
+    """Daphne on a private PostgreSQL cluster and a private Redis, all stopped afterwards."""
+    work = tmp_path_factory.mktemp("faults")
+    started = time.monotonic()
+    with private_services(work) as (cluster, redis_server):
+        services_up = time.monotonic() - started
+        cluster.execute("CREATE DATABASE ackly")
+        env = server_env(
+            DATABASE_URL=cluster.url("ackly"), REDIS_URL=redis_server.url(0),
+            DB_POOL_TIMEOUT=str(POOL_TIMEOUT_SECONDS), LOG_LEVEL="WARNING",
+        )
+        data = json.loads(manage(env, "shell", "-c", SETUP).strip().splitlines()[-1])
+        with daphne(env, work / "daphne.log") as base:
+            print(f"\n[faults] private PostgreSQL (initdb + start) and Redis up in {services_up:.1f} s; "
+                  f"migrated, seeded and serving after {time.monotonic() - started:.1f} s")
+            yield Stack(base=base, log=work / "daphne.log", cluster=cluster, redis=redis_server,
+                        dsn=cluster.url("ackly"), **data)
+
+
+def _sql(stack: Stack, query: str, *params) -> list[tuple]:
+    import psycopg
+
+    with psycopg.connect(stack.dsn) as conn:
+        return conn.execute(query, params).fetchall()
+
+
+def _post(stack: Stack, path: str, body: dict, **headers: str) -> httpx.Response:
+    return httpx.post(
+        f"{stack.base}{path}", content=json.dumps(body).encode(), timeout=60,
+        headers={"Authorization": f"Bearer {stack.key}", "Content-Type": "application/json", **headers},
+    )
+
+
+def _event(marker: str) -> dict:
+    return {"status": "success", "message": marker}
+
+
+def _batch(marker: str) -> dict:
+    return {"events": [
+        {"eventType": "fault.check", "category": "operations", "actor": {"externalId": "fault-bot"},
+         "metadata": {"batch": marker, "n": n}}
+        for n in range(BATCH)
+    ]}
+
+
+def _events_with(stack: Stack, marker: str) -> int:
+    return _sql(stack, "SELECT count(*) FROM ingest_event WHERE message = %s", marker)[0][0]
+
+
+def _timeline_with(stack: Stack, marker: str) -> int:
+    return _sql(stack, "SELECT count(*) FROM ingest_timelineevent WHERE metadata->>'batch' = %s",
+                marker)[0][0]
+
+
+def _assert_internal_error(response: httpx.Response) -> None:
+    """The JSON envelope a client can parse and retry on: never Django's HTML error page."""
+    assert response.status_code == 500, response.text[:300]
+    assert response.headers["Content-Type"] == "application/json", response.text[:300]
+    error = response.json()["error"]
+    assert error["code"] == "internal_error"
+    assert error["requestId"] == response.headers["X-Request-Id"]
+    assert error["docsUrl"].startswith("http")
+
+
+# --- the cache backend on its own ---------------------------------------------------------------
+
+@pytest.fixture
+def fresh_health(monkeypatch):
+    """Each test sees the process's Redis health from scratch (it is one per process)."""
+    monkeypatch.setattr(resilient_cache, "_health", resilient_cache._Health())
+
+
+def _backend(url: str) -> resilient_cache.ResilientRedisCache:
+    return resilient_cache.ResilientRedisCache(
+        url, {"KEY_PREFIX": "t", "OPTIONS": {"socket_connect_timeout": 0.25, "socket_timeout": 0.5}},
+    )
+
+
+def test_every_cache_call_on_an_unreachable_redis_answers_as_a_miss(fresh_health, caplog):
+    cache = _backend(f"redis://127.0.0.1:{free_port()}/0")  # nothing listens there
+    secret_key = "key:digest-that-must-not-be-logged"
+    with caplog.at_level(logging.WARNING, logger="ackly.resilient_cache"):
+        assert cache.get(secret_key, "fallback") == "fallback"
+        assert cache.add(secret_key, 1, 5) is False
+        with pytest.raises(ValueError):
+            cache.incr(secret_key)
+        assert cache.incr_windows([secret_key, "other"], 2) == [1, 1]
+        cache.set(secret_key, "value", 5)
+        assert cache.set_many({secret_key: 1}, 5) == [secret_key]
+        assert cache.delete(secret_key) is False
+        cache.delete_many([secret_key])
+        assert cache.get_many([secret_key]) == {}
+        assert cache.has_key(secret_key) is False
+        assert cache.touch(secret_key, 5) is False
+        assert cache.clear() is False
+    warnings = [r for r in caplog.records if r.name == "ackly.resilient_cache"]
+    # Twelve failed calls, one warning: an outage does not flood the log.
+    assert len(warnings) == 1
+    assert "Cache unreachable (ConnectionError" in warnings[0].getMessage()
+    assert "digest-that-must-not-be-logged" not in caplog.text
+
+
+def test_the_cache_says_once_when_redis_answers_again_and_still_raises_real_errors(
+    fresh_health, caplog, tmp_path
+):
+    server = PrivateRedis(tmp_path)
+    cache = _backend(server.url(0))
+    with caplog.at_level(logging.WARNING, logger="ackly.resilient_cache"):
+        assert cache.get("k") is None  # not started yet: a miss
+        server.start()
+        try:
+            assert cache.add("k", "text", 30) is True
+            assert cache.get("k") == "text"
+            assert cache.incr_windows(["w"], 2) == [1]
+            # A wrong reply is a bug, not an outage: it is not absorbed.
+            import redis
+
+            with pytest.raises(redis.ResponseError):
+                cache.incr("k")
+        finally:
+            server.kill()
+    messages = [r.getMessage() for r in caplog.records if r.name == "ackly.resilient_cache"]
+    assert len(messages) == 2
+    assert messages[0].startswith("Cache unreachable")
+    assert messages[1] == "Cache reachable again (0 failed call(s) since the last warning)"
+
+
+# --- Redis killed mid-run -----------------------------------------------------------------------
+
+def _socket_url(stack: Stack) -> tuple[str, dict[str, str]]:
+    host = urlsplit(stack.base).netloc
+    headers = {"Cookie": f"{stack.cookie}={stack.session}", "Origin": f"http://{host}"}
+    return f"ws://{host}/ws/workspaces/{stack.org}/", headers
+
+
+async def _next_events(ws, timeout: float) -> list[dict] | None:
+    """The items of the next `events`/`timeline` message: None when the socket closes first,
+    [] when nothing comes within `timeout` seconds."""
+    import aiohttp
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            message = await ws.receive(timeout=max(0.01, deadline - time.monotonic()))
+        except TimeoutError:
+            return []
+        if message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED,
+                            aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.ERROR):
+            return None
+        payload = json.loads(message.data)
+        if payload["type"] in ("events", "timeline"):
+            return payload["items"]
+
+
+async def _connect_when_accepted(session, url: str, headers: dict[str, str]):
+    """Open a dashboard socket, retrying every 0.2 s as the page does (15 s at most)."""
+    import aiohttp
+
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            return await session.ws_connect(url, headers=headers)
+        except aiohttp.WSServerHandshakeError:
+            assert time.monotonic() < deadline, "no dashboard socket accepted within 15 s"
+            await asyncio.sleep(0.2)
+
+
+def test_with_redis_killed_both_apis_store_exactly_and_dashboards_catch_up_when_it_returns(stack):
+    import aiohttp
+
+    url, headers = _socket_url(stack)
+    run = secrets.token_hex(4)
+    outage_events = [f"redis-down-{run}-{i}" for i in range(3)]
+    outage_batch = f"redis-down-{run}-batch"
+
+    async def scenario() -> dict:
+        out: dict = {}
+        async with aiohttp.ClientSession() as session:
+            async with session.ws_connect(url, headers=headers) as before:
+                response = await asyncio.to_thread(_post, stack, "/api/ingest", _event(f"before-{run}"))
+                assert response.status_code == 201, response.text
+                [seen] = await _next_events(before, timeout=10)
+                assert seen["id"] == response.json()["id"]
+                # What the page remembers as its newest row.
+                out["last_seen"] = seen["receivedAt"]
+
+            stack.redis.kill()
+            latencies = []
+            for marker in outage_events:
+                started = time.monotonic()
+                response = await asyncio.to_thread(_post, stack, "/api/ingest", _event(marker))
+                latencies.append(time.monotonic() - started)
+                assert response.status_code == 201, response.text
+            started = time.monotonic()
+            response = await asyncio.to_thread(_post, stack, "/api/v1/ingest/events", _batch(outage_batch))
+            latencies.append(time.monotonic() - started)
+            assert response.status_code == 202, response.text
+            out["batch_request_id"] = response.json()["requestId"]
+            out["latencies"] = latencies
+
+            stack.redis.start()
+            back = time.monotonic()
+            async with await _connect_when_accepted(session, url, headers) as after:
+                out["socket_after"] = time.monotonic() - back
+                response = await asyncio.to_thread(_post, stack, "/api/ingest", _event(f"after-{run}"))
+                assert response.status_code == 201, response.text
+                items = await _next_events(after, timeout=10)
+                assert items and [i["id"] for i in items] == [response.json()["id"]]
+                out["live_after"] = time.monotonic() - back
+        return out
+
+    try:
+        got = asyncio.run(scenario())
+    finally:
+        if not stack.redis.running():
+            stack.redis.start()
+
+    # Stored exactly as answered.
+    for marker in outage_events:
+        assert _events_with(stack, marker) == 1
+    assert _timeline_with(stack, outage_batch) == BATCH
+
+    # What the page fetches when its socket reopens: everything since the newest row it had.
+    feed = httpx.get(
+        f"{stack.base}/w/{stack.org}/events/feed.json", params={"after": got["last_seen"]},
+        headers={"Cookie": f"{stack.cookie}={stack.session}"}, timeout=30,
+    )
+    assert feed.status_code == 200, feed.text[:300]
+    items = feed.json()["items"]
+    assert {i["message"] for i in items if i["kind"] == "event"} >= {*outage_events, f"after-{run}"}
+    batch_items = [i for i in items if i["kind"] == "timeline" and i["requestId"] == got["batch_request_id"]]
+    assert sorted(i["metadata"]["n"] for i in batch_items) == list(range(BATCH))
+
+    log = stack.log_text()
+    assert "Broadcast to workspace" in log and "live sessions will catch up over HTTP" in log
+    assert "Cache unreachable (ConnectionError" in log
+    assert "Internal Server Error" not in log
+    latencies = ", ".join(f"{s * 1000:.0f}" for s in got["latencies"])
+    print(f"\n[faults] Redis down: request latency {latencies} ms; after the restart a socket was "
+          f"accepted in {got['socket_after']:.2f} s and live in {got['live_after']:.2f} s")
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "with the pub/sub channel layer a socket stays open through a Redis outage and silently "
+    "misses messages; needs the consumer heartbeat proposed in the faults report (remove this "
+    "mark with it)"
+))
+def test_a_dashboard_socket_that_missed_messages_while_redis_was_down_is_closed(stack):
+    """The page fetches what it missed only when its socket reopens, so the server must close it."""
+    import aiohttp
+
+    url, headers = _socket_url(stack)
+    run = secrets.token_hex(4)
+
+    async def scenario() -> float:
+        async with aiohttp.ClientSession() as session, session.ws_connect(url, headers=headers) as socket:
+            stack.redis.kill()
+            killed = time.monotonic()
+            response = await asyncio.to_thread(_post, stack, "/api/ingest", _event(f"missed-{run}"))
+            assert response.status_code == 201, response.text
+            items = await _next_events(socket, timeout=15)
+            assert items is None, f"the socket stayed open 15 s after Redis died (then got {items})"
+            return time.monotonic() - killed
+
+    try:
+        closed_after = asyncio.run(scenario())
+    finally:
+        if not stack.redis.running():
+            stack.redis.start()
+    print(f"\n[faults] the socket was closed {closed_after:.1f} s after Redis was killed")
+
+
+# --- PostgreSQL stopped mid-run -------------------------------------------------------------------
+
+@dataclass
+class Sent:
+    path: str
+    marker: str
+    status: int
+
+
+def test_with_postgresql_stopped_the_apis_answer_json_errors_store_nothing_half_and_resume(stack):
+    run = secrets.token_hex(4)
+    sent: list[Sent] = []
+    sent_lock = threading.Lock()
+    stop = threading.Event()
+    database_back = threading.Event()
+    recovered_at: list[float] = []
+
+    def client(worker: int) -> None:
+        with httpx.Client(timeout=60) as http:
+            n = 0
+            while not stop.is_set():
+                n += 1
+                marker = f"pg-{run}-{worker}-{n}"
+                path, body = (("/api/ingest", _event(marker)) if n % 2 else
+                              ("/api/v1/ingest/events", _batch(marker)))
+                response = http.post(
+                    f"{stack.base}{path}", content=json.dumps(body).encode(),
+                    headers={"Authorization": f"Bearer {stack.key}", "Content-Type": "application/json",
+                             "Idempotency-Key": marker},
+                )
+                if response.status_code == 500:
+                    _assert_internal_error(response)
+                else:
+                    assert response.status_code == (201 if path == "/api/ingest" else 202), response.text
+                    if database_back.is_set() and not recovered_at:
+                        recovered_at.append(time.monotonic())
+                with sent_lock:
+                    sent.append(Sent(path, marker, response.status_code))
+
+    with ThreadPoolExecutor(3) as pool:
+        clients = [pool.submit(client, worker) for worker in range(3)]
+        try:
+            time.sleep(1.0)
+            stack.cluster.stop()  # immediate: in-flight transactions are cut
+            stopped = time.monotonic()
+            time.sleep(POOL_TIMEOUT_SECONDS + 1.5)
+            starting = time.monotonic()
+            stack.cluster.start()
+            restarted = time.monotonic()
+            database_back.set()
+            deadline = restarted + 30
+            while not recovered_at and time.monotonic() < deadline:
+                time.sleep(0.05)
+            time.sleep(0.5)
+        finally:
+            stop.set()
+            if not stack.cluster.running():
+                stack.cluster.start()
+        for future in clients:
+            future.result()
+    assert recovered_at, "no request succeeded within 30 s of PostgreSQL's restart"
+
+    failed = [s for s in sent if s.status == 500]
+    answered = [s for s in sent if s.status != 500]
+    assert failed, "no request met the outage"
+    assert answered
+
+    # A 500 may hide a commit whose acknowledgement was lost with the connection: the client
+    # retries with the same Idempotency-Key, and gets either the stored answer or a fresh store.
+    replays = 0
+    for s in failed:
+        body = _event(s.marker) if s.path == "/api/ingest" else _batch(s.marker)
+        response = _post(stack, s.path, body, **{"Idempotency-Key": s.marker})
+        assert response.status_code == (201 if s.path == "/api/ingest" else 202), response.text
+        replays += response.headers.get("Idempotent-Replayed") == "true"
+
+    # Nothing half-written: every request is stored exactly once and whole (a batch all or none).
+    for s in sent:
+        if s.path == "/api/ingest":
+            assert _events_with(stack, s.marker) == 1, s
+        else:
+            assert _timeline_with(stack, s.marker) == BATCH, s
+    # Nothing else from this run, and the quota counter moved with exactly the stored rows.
+    events = _sql(stack, "SELECT count(*) FROM ingest_event WHERE message LIKE %s", f"pg-{run}-%")[0][0]
+    timeline = _sql(stack, "SELECT count(*) FROM ingest_timelineevent WHERE metadata->>'batch' LIKE %s",
+                    f"pg-{run}-%")[0][0]
+    assert events == sum(s.path == "/api/ingest" for s in sent)
+    assert timeline == BATCH * sum(s.path != "/api/ingest" for s in sent)
+    assert _sql(stack, "SELECT sum(events) FROM billing_usage")[0][0] == (
+        _sql(stack, "SELECT count(*) FROM ingest_event")[0][0]
+        + _sql(stack, "SELECT count(*) FROM ingest_timelineevent")[0][0]
+    )
+    assert "<html" not in stack.log_text().lower()
+    print(f"\n[faults] PostgreSQL down {restarted - stopped:.1f} s: {len(failed)} of {len(sent)} requests "
+          f"answered 500 internal_error ({replays} of them had committed, replayed on retry); first "
+          f"success {recovered_at[0] - restarted:.2f} s after the restart (which took "
+          f"{restarted - starting:.2f} s, crash recovery included)")
