@@ -118,9 +118,8 @@ _TIMELINE_COLUMNS = (
     "public_id", "workspace_id", "source_id", "worker_id", "event_type", "category",
     "timestamp", "duration", "metadata", "request_id", "received_at",
 )
-_TIMELINE_INSERT = (
-    f"INSERT INTO {_q(TimelineEvent._meta.db_table)} "
-    f"({', '.join(_q(c) for c in _TIMELINE_COLUMNS)}) VALUES "
+_TIMELINE_TABLE_COLUMNS = (
+    f"{_q(TimelineEvent._meta.db_table)} ({', '.join(_q(c) for c in _TIMELINE_COLUMNS)})"
 )
 
 
@@ -178,7 +177,7 @@ def record_timeline_events(
             )
         )
         results.append((event.index, event.event_type, moment_iso))
-    _insert_rows(_TIMELINE_INSERT, len(_TIMELINE_COLUMNS), params, json_column=8)
+    _insert_rows(_TIMELINE_TABLE_COLUMNS, len(_TIMELINE_COLUMNS), params)
     ctx.broadcast(timeline_message(items))
     return results
 
@@ -197,10 +196,25 @@ def _json_dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def _insert_rows(head: str, width: int, params: list[Any], json_column: int) -> None:
-    """Run `head` + VALUES rows, in as few statements as the backend's parameter limit allows."""
-    cast = "::jsonb" if connection.vendor == "postgresql" else ""
-    row = "(" + ", ".join(f"%s{cast}" if i == json_column else "%s" for i in range(width)) + ")"
+def _insert_rows(table_columns: str, width: int, params: list[Any]) -> None:
+    """Insert the rows of `params` (`width` values each) into `table (columns)`.
+
+    PostgreSQL: COPY. A 500-row multi-row INSERT spent half of a batch's CPU in psycopg's
+    client-side binding, which scans the 5,500-placeholder query with a regex and adapts
+    each value in Python (profiled: 80 ms of 160 per batch, under cProfile); COPY streams
+    the rows, formatted in C. Elsewhere: INSERT … VALUES rows, in as few statements as the
+    backend's parameter limit allows.
+    """
+    if connection.vendor == "postgresql":
+        with (
+            connection.cursor() as cursor,
+            cursor.cursor.copy(f"COPY {table_columns} FROM STDIN") as copy,
+        ):
+            for start in range(0, len(params), width):
+                copy.write_row(params[start : start + width])
+        return
+    head = f"INSERT INTO {table_columns} VALUES "
+    row = "(" + ", ".join("%s" for _ in range(width)) + ")"
     limit = connection.features.max_query_params or 65535
     per_statement = max(1, limit // width)
     total = len(params) // width
