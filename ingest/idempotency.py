@@ -119,9 +119,14 @@ class Claim:
             ]
         )
 
-    def insert_sql(self, status: int, body: str, when: str) -> tuple[str, list]:
-        """The record's INSERT as SQL for a larger statement: one row if `when` has rows."""
-        columns = ", ".join(connection.ops.quote_name(c) for c in _COLUMNS)
-        values = ", ".join(["%s"] * len(_COLUMNS))
-        sql = f"INSERT INTO {connection.ops.quote_name(_TABLE)} ({columns}) SELECT {values} FROM {when}"
-        return sql, [self.source_id, self.key, self.request_hash, status, body, self.now]
+    def insert_sql(self, status: int, body: str) -> tuple[str, list]:
+        """The record's INSERT for a larger statement: `… SELECT … FROM ` + a CTE's name to
+        follow (one row per row of it)."""
+        return _INSERT_SELECT, [self.source_id, self.key, self.request_hash, status, body, self.now]
+
+
+_INSERT_SELECT = (
+    f"INSERT INTO {connection.ops.quote_name(_TABLE)} "
+    f"({', '.join(connection.ops.quote_name(c) for c in _COLUMNS)}) "
+    f"SELECT {', '.join(['%s'] * len(_COLUMNS))} FROM "
+)

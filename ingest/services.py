@@ -55,10 +55,14 @@ def record_event(ctx: IngestContext, fields: dict[str, Any]) -> Event:
     return event
 
 
-_EVENT_TABLE = Event._meta.db_table
 _EVENT_COLUMNS = (
     "public_id", "workspace_id", "source_id", "status", "message", "description", "event_type",
     "external_id", "duration_ms", "metadata", "received_at",
+)
+# `q` is the quota reservation (one row when it was granted): the event is inserted per row.
+_EVENT_FROM_QUOTA = (
+    f"e AS (INSERT INTO {_q(Event._meta.db_table)} ({', '.join(_q(c) for c in _EVENT_COLUMNS)}) "
+    f"SELECT {', '.join('%s::jsonb' if c == 'metadata' else '%s' for c in _EVENT_COLUMNS)} FROM q)"
 )
 
 
@@ -80,23 +84,18 @@ def record_event_at_once(
         workspace_id=ctx.key.workspace_id, source_id=ctx.key.source_id, received_at=ctx.now,
         **fields,
     )
-    quota_sql, quota_params, quota = reservation_sql(ctx.limits, 1, ctx.now)
+    body = f'{{"id":"{event.public_id}"}}'
+    quota_sql, params, quota = reservation_sql(ctx.limits, 1, ctx.now)
     metadata = event.metadata
-    values = [
+    params += (
         event.public_id, event.workspace_id, event.source_id, event.status, event.message,
         event.description, event.event_type, event.external_id, event.duration_ms,
         None if metadata is None else _json_dumps(metadata), event.received_at,
-    ]
-    placeholders = ", ".join("%s::jsonb" if c == "metadata" else "%s" for c in _EVENT_COLUMNS)
-    sql = (
-        f"WITH q AS ({quota_sql}), e AS (INSERT INTO {_q(_EVENT_TABLE)} "
-        f"({', '.join(_q(c) for c in _EVENT_COLUMNS)}) SELECT {placeholders} FROM q)"
     )
-    params = [*quota_params, *values]
-    body = f'{{"id":"{event.public_id}"}}'
+    sql = f"WITH q AS ({quota_sql}), {_EVENT_FROM_QUOTA}"
     if claim is not None:
-        claim_sql, claim_params = claim.insert_sql(201, body, "q")
-        sql += f", r AS ({claim_sql})"
+        claim_sql, claim_params = claim.insert_sql(201, body)
+        sql += f", r AS ({claim_sql}q)"
         params += claim_params
     # Autocommit: the statement is its own transaction. Inside an outer transaction (tests),
     # a savepoint keeps a failed statement from poisoning it.
