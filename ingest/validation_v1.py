@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from json.encoder import c_make_encoder, encode_basestring
 from typing import Any, NamedTuple
 
@@ -175,7 +175,11 @@ def _check_timestamp(
     if moment > latest:
         problems.append(f"{where}: must be at most 24 hours in the future")
         return None
-    return moment
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        problems.append(f"{where}: must fall on or after 0001-01-01T00:00:00Z")
+        return None
 
 
 def _check_metadata(
@@ -273,7 +277,9 @@ def validate_event_list(
                 try:
                     timestamp = datetime.fromisoformat(timestamp)
                     ok = timestamp.tzinfo is not None and timestamp <= latest
-                except ValueError:
+                    # In UTC before it is stored: 0001-01-01T00:00+05:30 falls before year 1 there.
+                    timestamp = timestamp.astimezone(UTC) if ok else None
+                except (ValueError, OverflowError):
                     ok = False
         metadata_json = None
         if ok and metadata is not None:
