@@ -1,24 +1,35 @@
 """The dashboard's live feed: one push-only websocket per page, one group per workspace.
 
-Every ingest request sends one message to the workspace's group (SPEC §6). A socket relays
-them as they come while it is quiet; when they come faster than one per FLUSH_INTERVAL, the
-list messages of one kind (`events`, `timeline`, `rejections`) that arrive within the
-interval go out as ONE frame of the same shape carrying all their items, so a busy workspace
-costs each socket ~1/FLUSH_INTERVAL frames a second, not one per request. `snapshot`
-messages are relayed alone, in order (anything pending goes first). The pages handle a
-frame's `items` as a list already: they cannot tell a merged frame from a single one.
+Every ingest request sends one message to the workspace's group (SPEC §6). In each process
+a `Room` per workspace listens to that group ONCE for all of the process's sockets of that
+workspace: it hears each message once, and sends each frame's JSON text, made once, to
+every socket. A socket per subscriber made the process decode and handle every message once
+per socket (50 sockets: 50 times).
+
+While a workspace is quiet, a message goes out at once, in a frame of its own. When messages
+come faster than one per FLUSH_INTERVAL, the list messages of one kind (`events`, `timeline`,
+`rejections`) that arrive within the interval go out as ONE frame of the same shape carrying
+all their items, so a busy workspace costs ~1/FLUSH_INTERVAL frames a second per socket,
+not one per request. `snapshot` messages go out alone, in order (anything pending first).
+The pages handle a frame's `items` as a list already: a merged frame looks like any other.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import weakref
+from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
+from channels.layers import get_channel_layer
 
-from ingest.broadcast import workspace_group
+from ingest.broadcast import MESSAGE_TYPE, workspace_group
 from workspaces.models import Membership
+
+logger = logging.getLogger(__name__)
 
 # Close codes before accept (SPEC §6): the page stops retrying on these.
 NOT_LOGGED_IN = 4401
@@ -30,16 +41,109 @@ FLUSH_INTERVAL = 0.02
 MERGEABLE = frozenset({"events", "timeline", "rejections"})
 
 
+class Room:
+    """One workspace's sockets in this process, and the one channel that hears its group."""
+
+    def __init__(self, layer: Any, group: str) -> None:
+        self.layer = layer
+        self.group = group
+        self.sockets: set[WorkspaceConsumer] = set()
+        self.pending: dict[str, list] = {}
+        self.last_frame = float("-inf")
+        self.timer: asyncio.TimerHandle | None = None
+        self.channel: str | None = None
+        self.listener: asyncio.Task | None = None
+
+    async def open(self) -> None:
+        self.channel = await self.layer.new_channel()
+        await self.layer.group_add(self.group, self.channel)
+        self.listener = asyncio.get_running_loop().create_task(self._listen())
+
+    async def close(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+        if self.listener is not None:
+            self.listener.cancel()
+        if self.channel is not None:
+            await self.layer.group_discard(self.group, self.channel)
+
+    async def _listen(self) -> None:
+        while True:
+            message = await self.layer.receive(self.channel)
+            if message.get("type") == MESSAGE_TYPE:
+                try:
+                    await self.add(message["payload"])
+                except Exception:  # noqa: BLE001 - one bad message must not end the feed
+                    logger.exception("Dropped a live message for %s", self.group)
+
+    async def add(self, payload: dict[str, Any]) -> None:
+        kind, items = payload.get("type"), payload.get("items")
+        if kind not in MERGEABLE or not isinstance(items, list):
+            await self.flush()
+            await self._send(payload)
+            return
+        self.pending.setdefault(kind, []).extend(items)
+        if self.timer is not None:
+            return  # a flush is due already
+        loop = asyncio.get_running_loop()
+        wait = self.last_frame + FLUSH_INTERVAL - loop.time()
+        if wait <= 0:
+            await self.flush()
+        else:
+            self.timer = loop.call_later(wait, lambda: loop.create_task(self.flush()))
+
+    async def flush(self) -> None:
+        """Send what is pending: one frame per kind."""
+        self.timer = None
+        pending, self.pending = self.pending, {}
+        for kind, items in pending.items():
+            await self._send({"type": kind, "items": items})
+
+    async def _send(self, payload: dict[str, Any]) -> None:
+        self.last_frame = asyncio.get_running_loop().time()
+        text = json.dumps(payload, separators=(",", ":"))
+        for socket in list(self.sockets):
+            if not socket.live:
+                continue  # not accepted yet: its page catches up over HTTP once it opens
+            try:
+                await socket.send(text_data=text)
+            except Exception:  # noqa: BLE001 - a socket closing under us; its disconnect follows
+                self.sockets.discard(socket)
+
+
+# Rooms per event loop (a server has one; tests make one per test) and workspace group.
+_rooms: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Room]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def join(group: str, socket: WorkspaceConsumer) -> None:
+    rooms = _rooms.setdefault(asyncio.get_running_loop(), {})
+    room = rooms.get(group)
+    if room is None:
+        room = rooms[group] = Room(get_channel_layer(), group)
+        room.sockets.add(socket)
+        await room.open()
+    else:
+        room.sockets.add(socket)
+
+
+async def leave(group: str, socket: WorkspaceConsumer) -> None:
+    rooms = _rooms.get(asyncio.get_running_loop(), {})
+    room = rooms.get(group)
+    if room is None:
+        return
+    room.sockets.discard(socket)
+    if not room.sockets:
+        del rooms[group]
+        await room.close()
+
+
 class WorkspaceConsumer(AsyncWebsocketConsumer):
     """Accepts only a logged-in member of the workspace in the URL, then relays its broadcasts."""
 
     group: str | None = None
-    _last_frame = float("-inf")
-    _flush_timer: asyncio.TimerHandle | None = None
-
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
-        self._pending: dict[str, list] = {}
+    live = False  # accepted: frames may be sent
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -51,46 +155,18 @@ class WorkspaceConsumer(AsyncWebsocketConsumer):
             await self.close(code=NOT_A_MEMBER)
             return
         self.group = workspace_group(org_id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
+        # In the room before the page hears "open": whatever commits after the page's
+        # catch-up fetch (sent on open) reaches it live.
+        await join(self.group, self)
         await self.accept()
+        self.live = True
 
     async def disconnect(self, code: int) -> None:
-        if self._flush_timer is not None:
-            self._flush_timer.cancel()
         if self.group is not None:
-            await self.channel_layer.group_discard(self.group, self.channel_name)
+            await leave(self.group, self)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Push-only: whatever the page sends is ignored."""
-
-    async def ackly_message(self, event: dict) -> None:
-        """A broadcast from ingest: `{"type": "ackly.message", "payload": {...}}`."""
-        payload = event["payload"]
-        kind, items = payload.get("type"), payload.get("items")
-        if kind not in MERGEABLE or not isinstance(items, list):
-            await self._flush()
-            await self._send(payload)
-            return
-        self._pending.setdefault(kind, []).extend(items)
-        if self._flush_timer is not None:
-            return  # a flush is due already
-        loop = asyncio.get_running_loop()
-        wait = self._last_frame + FLUSH_INTERVAL - loop.time()
-        if wait <= 0:
-            await self._flush()
-        else:
-            self._flush_timer = loop.call_later(wait, lambda: loop.create_task(self._flush()))
-
-    async def _flush(self) -> None:
-        """Send what is pending: one frame per kind."""
-        self._flush_timer = None
-        pending, self._pending = self._pending, {}
-        for kind, items in pending.items():
-            await self._send({"type": kind, "items": items})
-
-    async def _send(self, payload: dict) -> None:
-        self._last_frame = asyncio.get_running_loop().time()
-        await self.send(text_data=json.dumps(payload, separators=(",", ":")))
 
     @database_sync_to_async
     def _is_member(self, user_id: int, org_id: str) -> bool:

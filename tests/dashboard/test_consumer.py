@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 from channels.db import database_sync_to_async
-from channels.layers import get_channel_layer
+from channels.layers import InMemoryChannelLayer, get_channel_layer
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
@@ -148,6 +148,57 @@ async def test_a_closed_socket_leaves_the_group(member, workspace):
     layer = get_channel_layer()
     if hasattr(layer, "groups"):  # the in-memory layer exposes its membership
         assert not layer.groups.get(workspace_group(workspace.public_id))
+
+
+async def test_a_processs_sockets_of_one_workspace_share_one_subscription(
+    member, owner, workspace
+):
+    first, second = routed(path_for(workspace), member), routed(path_for(workspace), owner)
+    assert (await first.connect())[0] and (await second.connect())[0]
+    layer = get_channel_layer()
+    if isinstance(layer, InMemoryChannelLayer):  # it exposes its membership
+        assert len(layer.groups[workspace_group(workspace.public_id)]) == 1
+    await broadcast(workspace, {"type": "events", "items": [{"id": "e1"}]})
+    assert (await first.receive_json_from(timeout=2))["items"] == [{"id": "e1"}]
+    assert (await second.receive_json_from(timeout=2))["items"] == [{"id": "e1"}]
+    await first.disconnect()
+    # The other socket still hears the workspace.
+    await broadcast(workspace, {"type": "events", "items": [{"id": "e2"}]})
+    assert (await second.receive_json_from(timeout=2))["items"] == [{"id": "e2"}]
+    await second.disconnect()
+
+
+async def test_messages_within_the_flush_interval_share_one_frame_in_order(
+    member, workspace, monkeypatch
+):
+    monkeypatch.setattr("workspaces.consumers.FLUSH_INTERVAL", 0.5)
+    communicator = routed(path_for(workspace), member)
+    assert (await communicator.connect())[0]
+    await broadcast(workspace, {"type": "events", "items": [{"id": "e1"}]})
+    # Quiet before: the first goes out at once, alone.
+    assert await communicator.receive_json_from(timeout=2) == {
+        "type": "events", "items": [{"id": "e1"}]
+    }
+    for name in ("e2", "e3"):
+        await broadcast(workspace, {"type": "events", "items": [{"id": name}]})
+    await broadcast(workspace, {"type": "timeline", "items": [{"id": "t1"}]})
+    await broadcast(workspace, {"type": "events", "items": [{"id": "e4"}]})
+    await broadcast(workspace, {"type": "snapshot", "item": {"snapshotType": "s"}})
+    # The snapshot goes alone, after what was pending (one frame per kind, items in order).
+    assert await communicator.receive_json_from(timeout=2) == {
+        "type": "events", "items": [{"id": "e2"}, {"id": "e3"}, {"id": "e4"}]
+    }
+    assert await communicator.receive_json_from(timeout=2) == {
+        "type": "timeline", "items": [{"id": "t1"}]
+    }
+    assert await communicator.receive_json_from(timeout=2) == {
+        "type": "snapshot", "item": {"snapshotType": "s"}
+    }
+    await broadcast(workspace, {"type": "events", "items": [{"id": "e5"}]})
+    # Within the interval of the last frame: it waits for the timer, then goes.
+    assert await communicator.receive_nothing(timeout=0.2)
+    assert (await communicator.receive_json_from(timeout=2))["items"] == [{"id": "e5"}]
+    await communicator.disconnect()
 
 
 class TestThroughTheFullStack:
