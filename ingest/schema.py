@@ -11,7 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.conf import settings
-from drf_spectacular.extensions import OpenApiAuthenticationExtension, OpenApiViewExtension
+from drf_spectacular.extensions import (
+    OpenApiAuthenticationExtension,
+    OpenApiSerializerExtension,
+    OpenApiViewExtension,
+)
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiExample,
@@ -68,6 +72,7 @@ class ErrorEnvelopeSerializer(serializers.Serializer):
 @extend_schema_field(
     {
         "type": "object",
+        "nullable": True,
         "additionalProperties": {},
         "description": "Any JSON object, at most 16,384 bytes as compact UTF-8 JSON.",
         "example": {"ticket_id": "SUP-431"},
@@ -81,8 +86,9 @@ class MetadataField(serializers.JSONField):
     {
         "type": "string",
         "format": "date-time",
-        "description": "ISO 8601 with an offset or Z; at most 24 hours in the future. "
-        "Defaults to the time received.",
+        "nullable": True,
+        "description": "ISO 8601 with an offset or Z, on or after 0001-01-01T00:00:00Z and at most "
+        "24 hours in the future. Defaults to the time received.",
         "example": "2026-04-19T12:05:00Z",
     }
 )
@@ -94,14 +100,31 @@ class ActorSerializer(serializers.Serializer):
     """At least one identifier; resolved in the order workerId, externalId, email."""
 
     workerId = serializers.CharField(
-        required=False, max_length=40, help_text="wrk_… of a worker of this workspace."
+        required=False, allow_null=True, min_length=1, max_length=40,
+        help_text="wrk_… of a worker of this workspace.",
     )
     externalId = serializers.CharField(
-        required=False, max_length=255, help_text="Your id for the person; unknown ids create one."
+        required=False, allow_null=True, min_length=1, max_length=255,
+        help_text="Your id for the person; unknown ids create one.",
     )
     email = serializers.EmailField(
-        required=False, help_text="Matched case-insensitively; unknown emails create a worker."
+        required=False, allow_null=True, max_length=254,
+        help_text="Matched case-insensitively; unknown emails create a worker.",
     )
+
+
+class ActorSchema(OpenApiSerializerExtension):
+    """An actor names at least one identifier (null is absent): without one, `missing_actor`."""
+
+    target_class = ActorSerializer
+
+    def map_serializer(self, auto_schema: Any, direction: Any) -> dict[str, Any]:
+        schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
+        schema["anyOf"] = [
+            {"required": [name], "properties": {name: {"type": "string"}}}
+            for name in ("workerId", "externalId", "email")
+        ]
+        return schema
 
 
 class SourceRefSerializer(serializers.Serializer):
@@ -146,12 +169,14 @@ class PingSerializer(serializers.Serializer):
 
 
 class TimelineEventSerializer(serializers.Serializer):
-    eventType = serializers.CharField(max_length=100, help_text="Must be whitelisted for the app.")
+    eventType = serializers.CharField(
+        min_length=1, max_length=100, help_text="Must be whitelisted for the app."
+    )
     category = serializers.ChoiceField(choices=Category.choices)
     actor = ActorSerializer()
     timestamp = TimestampField(required=False)
     duration = serializers.IntegerField(
-        required=False, min_value=0, max_value=86400, help_text="Whole seconds."
+        required=False, allow_null=True, min_value=0, max_value=86400, help_text="Whole seconds."
     )
     metadata = MetadataField(required=False)
 
@@ -205,8 +230,8 @@ _METRIC_SCHEMA = {
             "type": "object",
             "properties": {
                 "value": {"oneOf": [{"type": "number"}, {"type": "string", "maxLength": 200}]},
-                "unit": {"type": "string", "maxLength": 50},
-                "label": {"type": "string", "maxLength": 200},
+                "unit": {"type": "string", "maxLength": 50, "nullable": True},
+                "label": {"type": "string", "maxLength": 200, "nullable": True},
             },
             "required": ["value"],
             "additionalProperties": False,
@@ -230,7 +255,9 @@ class MetricsField(serializers.JSONField):
 
 
 class SnapshotRequestSerializer(serializers.Serializer):
-    snapshotType = serializers.CharField(max_length=100, help_text="Stable id of the card kind.")
+    snapshotType = serializers.CharField(
+        min_length=1, max_length=100, help_text="Stable id of the card kind."
+    )
     actor = ActorSerializer()
     timestamp = TimestampField(required=False)
     metrics = MetricsField()
