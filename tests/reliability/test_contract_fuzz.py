@@ -80,6 +80,9 @@ hooks = "{hooks}"
 [generation]
 allow-x00 = false
 database = "none"
+
+[cache]
+enabled = false
 """
 
 
