@@ -81,10 +81,17 @@ def limits_of(workspace) -> WorkspaceLimits:
 
 
 def forget_workspace_limits(*workspace_ids: int) -> None:
-    """Drop cached limits now and again after commit (so no request re-caches the old plan)."""
+    """Drop cached limits now and again after commit (so no request re-caches the old plan):
+    this cache's entries, and the key look-ups, which carry their workspace's limits."""
+    from sources.keys import forget_keys
+    from sources.models import Key
+
     keys = [_limits_cache_key(pk) for pk in workspace_ids]
     caches["auth"].delete_many(keys)
     transaction.on_commit(lambda: caches["auth"].delete_many(keys))
+    forget_keys(
+        *Key.objects.filter(source__workspace_id__in=workspace_ids).values_list("digest", flat=True)
+    )
 
 
 def get_plan(code: str) -> Plan:

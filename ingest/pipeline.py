@@ -80,7 +80,7 @@ from ackly.errors import (
     error_response,
 )
 from ackly.requestid import current_request_id, get_request_id
-from billing.services import QuotaState, WorkspaceLimits, get_workspace_limits, quota_state
+from billing.services import QuotaState, WorkspaceLimits, quota_state
 from billing.services import reserve_quota as reserve_workspace_quota
 from ingest import idempotency
 from ingest.broadcast import broadcast_on_commit
@@ -244,7 +244,7 @@ class IngestEndpoint(APIView):
     def admit(self, request: HttpRequest, ctx: IngestContext) -> None:
         """Steps 2-3, plan and burst, for an authenticated request (v1 ping stops here)."""
         key = ctx.key
-        ctx.limits = limits = get_workspace_limits(key.workspace_id)
+        ctx.limits = limits = key.limits
         touch_key(key.key_id, ctx.now)
         if self.requires_developer_api and not limits.developer_api:
             raise PlanDisabled(

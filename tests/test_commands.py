@@ -239,6 +239,27 @@ def test_setplan_takes_effect_on_the_next_request(free_workspace, shared_auth_ca
     assert (limits.plan_code, limits.monthly_event_limit) == ("starter", 250_000)
 
 
+def test_setplan_reaches_a_cached_key_on_its_next_request(client, free_workspace, shared_auth_cache):
+    """A key's cached look-up carries its plan's limits: the plan change must drop it."""
+    _, issued = create_source(free_workspace, "Free jobs")
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {issued.secret}"}
+    assert client.get("/api/v1/ingest/ping", **headers).status_code == 402  # cached with Free
+    run("setplan", free_workspace.public_id, "starter")
+    assert client.get("/api/v1/ingest/ping", **headers).status_code == 200
+
+
+def test_editing_a_plan_reaches_the_cached_keys_of_its_workspaces(
+    client, free_workspace, shared_auth_cache
+):
+    _, issued = create_source(free_workspace, "Free jobs")
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {issued.secret}"}
+    assert client.get("/api/v1/ingest/ping", **headers).status_code == 402  # cached with Free
+    plan = free_workspace.plan
+    plan.developer_api = True
+    plan.save()
+    assert client.get("/api/v1/ingest/ping", **headers).status_code == 200
+
+
 def test_setplan_refuses_an_unknown_plan_or_workspace(free_workspace):
     refused_without_change("setplan", free_workspace.public_id, "gold", match="unknown plan 'gold'")
     refused_without_change("setplan", "org_NOPE", "pro", match="unknown workspace 'org_NOPE'")
