@@ -27,6 +27,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +35,8 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+
+from bench import wrk as wrk_client
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = sys.executable
@@ -489,28 +492,57 @@ class Bench:
 
     def loadgen(self, name: str, *argv: str, timeout: float) -> dict[str, Any]:
         out_path = self.workdir / f"{name}.json"
+
+        def run_client() -> dict[str, Any]:
+            proc = subprocess.Popen(
+                [PYTHON, "-m", "bench.loadgen", "http", *argv, "--out", str(out_path)],
+                cwd=ROOT,
+                start_new_session=True,
+                preexec_fn=die_with_parent,
+            )
+            self.sup.others.append(proc)
+            try:
+                proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                stop_process(proc)
+                raise BenchError(f"load generator {name} overran {timeout:.0f}s") from None
+            finally:
+                self.sup.others.remove(proc)
+            if proc.returncode != 0:
+                raise BenchError(f"load generator {name} failed (exit {proc.returncode})")
+            return json.loads(out_path.read_text())
+
+        return self.measure(run_client)
+
+    def wrk(self, name: str, urls: list[str], path: str, kind: str) -> dict[str, Any]:
+        """Parts (a) and (e) with --client wrk: the same load, measured the same way."""
+        a = self.args
+        return self.measure(
+            lambda: wrk_client.run(
+                urls=urls,
+                path=path,
+                kind=kind,
+                key=self.key if kind == "single" else "",
+                concurrency=a.concurrency,
+                duration=a.duration,
+                max_requests=a.max_requests,
+                idempotency=kind == "single",
+                workdir=self.workdir,
+                name=name,
+                preexec_fn=die_with_parent,
+            )
+        )
+
+    def measure(self, run_client: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """Run one client and account for who used the CPU meanwhile."""
         servers_before, machine_before, t0 = self.server_cpu(), machine_busy(), time.monotonic()
         db_before = self.db_backend_cpu()
         sampler = WaitSampler(self.args.db_url)
         sampler.start()
-        proc = subprocess.Popen(
-            [PYTHON, "-m", "bench.loadgen", "http", *argv, "--out", str(out_path)],
-            cwd=ROOT,
-            start_new_session=True,
-            preexec_fn=die_with_parent,
-        )
-        self.sup.others.append(proc)
         try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            stop_process(proc)
-            raise BenchError(f"load generator {name} overran {timeout:.0f}s") from None
+            result = run_client()
         finally:
-            self.sup.others.remove(proc)
             sampler.stop()
-        if proc.returncode != 0:
-            raise BenchError(f"load generator {name} failed (exit {proc.returncode})")
-        result = json.loads(out_path.read_text())
         result["postgres_waits"] = sampler.summary()
         # Who used the 2 cores during the part: on a shared machine the rest is other work.
         wall = time.monotonic() - t0
@@ -555,6 +587,8 @@ class Bench:
             return {"status": SKIPPED}
         a = self.args
         log(f"(a) single events: POST /api/ingest, {a.concurrency} connections, {a.duration:g}s")
+        if a.client == "wrk":
+            return {"status": "ran", **self.wrk("a", http, "/api/ingest", "single")}
         result = self.loadgen(
             "a",
             "--urls",
@@ -702,23 +736,26 @@ class Bench:
         env = dict(self.env, DJANGO_SETTINGS_MODULE="bench.ceiling_settings", ACKLY_BENCH_CEILING="1")
         http, _ = self.start_servers(env, "/bench/ping")
         log(f"(e) ceiling: POST /bench/ceiling, {a.concurrency} connections, {a.duration:g}s")
-        result = self.loadgen(
-            "e",
-            "--urls",
-            ",".join(http),
-            "--path",
-            "/bench/ceiling",
-            "--kind",
-            "ceiling",
-            "--no-idempotency",
-            "--concurrency",
-            str(a.concurrency),
-            "--duration",
-            str(a.duration),
-            "--max-requests",
-            str(a.max_requests),
-            timeout=a.duration + 120,
-        )
+        if a.client == "wrk":
+            result = self.wrk("e", http, "/bench/ceiling", "ceiling")
+        else:
+            result = self.loadgen(
+                "e",
+                "--urls",
+                ",".join(http),
+                "--path",
+                "/bench/ceiling",
+                "--kind",
+                "ceiling",
+                "--no-idempotency",
+                "--concurrency",
+                str(a.concurrency),
+                "--duration",
+                str(a.duration),
+                "--max-requests",
+                str(a.max_requests),
+                timeout=a.duration + 120,
+            )
         memory = self.memory()
         self.sup.stop_servers()
         rows = sql_scalar(a.db_url, "SELECT count(*) FROM bench_ceiling")
@@ -976,6 +1013,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--procs", type=int, default=2, help="server processes (gunicorn: workers)")
     p.add_argument("--duration", type=float, default=20.0, help="seconds per part (a), (b), (e)")
     p.add_argument("--concurrency", type=int, default=32, help="connections for (a) and (e)")
+    p.add_argument(
+        "--client",
+        choices=["wrk", "aiohttp"],
+        default="wrk" if wrk_client.available() else "aiohttp",
+        help="load generator for (a) and (e); default wrk when /usr/bin/wrk is installed",
+    )
     p.add_argument("--batch-concurrency", type=int, default=4, help="connections for (b)")
     p.add_argument("--batch-size", type=int, default=500)
     p.add_argument("--ws-sockets", type=int, default=50)
