@@ -2,7 +2,8 @@
 
 It asserts what the bench counted, never how fast anything was. It runs the real runner
 (`python -m bench.run`): its own PostgreSQL database (ackly_bench) and Redis DB 7, a real
-Daphne process, the separate load-generator processes.
+Daphne process, the separate load-generator processes. Once with each client for (a) and (e):
+the aiohttp load generator, and wrk when /usr/bin/wrk is installed.
 """
 
 from __future__ import annotations
@@ -15,22 +16,28 @@ from pathlib import Path
 
 import pytest
 
+from bench import wrk
+
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.server]
 
 
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory) -> tuple[int, dict]:
-    """One short run shared by the tests below (40-60 s on a busy 2-core machine)."""
+@pytest.fixture(scope="module", params=["aiohttp", "wrk"])
+def smoke_run(request, tmp_path_factory) -> tuple[int, dict]:
+    """One short run per client, shared by the tests below (40-60 s each on a busy 2 cores)."""
+    # (b) and (c) always use the aiohttp load generator, whichever client drives (a) and (e).
     pytest.importorskip("aiohttp", reason="the load generator needs aiohttp (dev/bench extra)")
+    client = request.param
+    if client == "wrk" and not wrk.available():
+        pytest.skip(f"{wrk.WRK} is not installed (Debian package wrk): the bench uses aiohttp")
     out = tmp_path_factory.mktemp("bench") / "latest.json"
     # Tiny and bounded: 1 Daphne process, 2 s per part, 2 sockets; the runner's own hard stop
     # (--max-total) ends it long before the test's timeout.
     options = shlex.split(
         "--procs 1 --duration 2 --concurrency 4 --batch-concurrency 1 --batch-size 20 "
         "--ws-sockets 2 --ws-rate 20 --ws-grace 1 --max-requests 400 --max-total 200 "
-        "--lock-wait 120"
+        f"--lock-wait 120 --client {client}"
     )
     command = [sys.executable, "-m", "bench.run", *options, "--out", str(out)]
     proc = subprocess.Popen(
@@ -55,6 +62,20 @@ def test_it_writes_the_results_json_and_exits_cleanly(smoke_run):
     assert results["passed"] is True
     for part in ("a", "b", "c", "d", "e", "verification", "goals", "machine"):
         assert part in results
+
+
+def test_it_records_which_client_drove_a_and_e(smoke_run, request):
+    _, results = smoke_run
+    client = request.node.callspec.params["smoke_run"]
+    assert results["options"]["client"] == client
+    for part in ("a", "e"):
+        # Only the wrk client labels its result; aiohttp's is bench.loadgen's as it always was.
+        assert results[part].get("client", "aiohttp") == client
+        assert results[part]["client_cpu_s"] is not None
+    if client == "wrk":
+        # Every connection was drained at the deadline: nothing was in flight when wrk stopped.
+        assert results["a"]["wrk"]["threads_drained"] == results["a"]["wrk"]["threads"]
+        assert results["a"]["wrk"]["sent"] == results["a"]["requests"]
 
 
 def test_every_part_ran_against_real_endpoints_and_stored_something(smoke_run):
