@@ -267,7 +267,7 @@ def run(
         raise WrkError(f"{WRK} is not installed (apt-get install wrk, or --client aiohttp)")
     loopback_only(urls)
     ports = [urlsplit(u).port or 80 for u in urls]
-    threads = thread_count(len(ports))
+    threads = max(1, min(thread_count(len(ports)), concurrency))
     per_thread = max(1, concurrency // threads)
     # wrk gives each thread connections // threads, so ask for a multiple of the thread count.
     connections = per_thread * threads
