@@ -761,10 +761,18 @@ class RssSampler(threading.Thread):
 
     def sample(self) -> None:
         t = round(time.monotonic() - self.t0, 1)
+        mains = {server.proc.pid for server in self.bench.sup.servers}
         for info in self.bench.memory():
+            role = "main" if info["pid"] in mains else "worker"  # gunicorn forks workers
             proc = self.samples.setdefault(
                 info["pid"],
-                {"server": info["server"], "cmd": info["cmd"], "series": [], "peak": 0.0},
+                {
+                    "server": info["server"],
+                    "role": role,
+                    "cmd": info["cmd"],
+                    "series": [],
+                    "peak": 0.0,
+                },
             )
             proc["series"].append((t, info["rss_mb"]))
             proc["peak"] = max(proc["peak"], info["peak_rss_mb"])
@@ -819,6 +827,7 @@ def memory_report(
             {
                 "pid": pid,
                 "server": proc["server"],
+                "role": proc.get("role", "main"),
                 "cmd": proc["cmd"],
                 "samples": len(series),
                 "start_rss_mb": series[0][1],
@@ -1242,7 +1251,8 @@ def summary(r: dict[str, Any]) -> str:
         ),
         "RSS (MB) start/peak/end, growth over the second half: "
         + "; ".join(
-            f"{p['server']}[{p['pid']}] {p['start_rss_mb']}/{p['peak_rss_mb']}/{p['end_rss_mb']}, "
+            f"{p['server']}{' worker' if p['role'] == 'worker' else ''}[{p['pid']}] "
+            f"{p['start_rss_mb']}/{p['peak_rss_mb']}/{p['end_rss_mb']}, "
             f"{p['second_half_growth_pct']}% ({p['second_half_slope_mb_per_min']} MB/min)"
             for p in mem["processes"]
         )
