@@ -429,8 +429,7 @@ class Bench:
             f"127.0.0.1:{port}",
             "-w",
             str(self.args.procs),
-            "--access-logfile",
-            "-",
+            # As docs/deployment.md runs it: no access log (the load balancer keeps one).
             "--log-level",
             "warning",
         ]
@@ -441,6 +440,9 @@ class Bench:
         if kind != "daphne" and shutil.which(str(BIN / kind)) is None:
             raise BenchError(f"{kind} is not installed: .venv/bin/pip install -e '.[bench]'")
         count = 1 if kind == "gunicorn" else self.args.procs  # gunicorn forks its own workers
+        if kind == "gunicorn":
+            # A sync worker uses one connection at a time (docs/deployment.md).
+            env = dict(env, DB_POOL_MIN="1", DB_POOL_MAX="2")
         http, ws = [], []
         for _ in range(count):
             port = free_port()
@@ -954,6 +956,7 @@ def summary(r: dict[str, Any]) -> str:
 
     lines = [
         f"Ackly bench ({r['options']['procs']} x {r['options']['server']}, "
+        f"client {r['options'].get('client', 'aiohttp')}, "
         f"{r['machine']['nproc']} cores, load {r['machine']['loadavg_at_start'][0]:.2f})"
     ]
     a, b, c, e = r["a"], r["b"], r["c"], r["e"]
@@ -1009,8 +1012,13 @@ def summary(r: dict[str, Any]) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="bench.run", description=__doc__.split("\n")[0])
-    p.add_argument("--server", choices=["daphne", "uvicorn", "gunicorn"], default="daphne")
-    p.add_argument("--procs", type=int, default=2, help="server processes (gunicorn: workers)")
+    # The default is the production recipe (docs/deployment.md): gunicorn's sync workers for
+    # HTTP, one Daphne for the websockets.
+    p.add_argument("--server", choices=["daphne", "uvicorn", "gunicorn"], default="gunicorn")
+    p.add_argument(
+        "--procs", type=int, default=None,
+        help="server processes (gunicorn: workers); default 4 for gunicorn, else 2",
+    )
     p.add_argument("--duration", type=float, default=20.0, help="seconds per part (a), (b), (e)")
     p.add_argument("--concurrency", type=int, default=32, help="connections for (a) and (e)")
     p.add_argument(
@@ -1056,6 +1064,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.ws_duration is None:
         args.ws_duration = args.duration
+    if args.procs is None:
+        args.procs = 4 if args.server == "gunicorn" else 2
     return args
 
 

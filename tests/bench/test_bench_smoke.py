@@ -1,8 +1,9 @@
 """The benchmark's own correctness: a tiny run writes its JSON and its count check passes.
 
 It asserts what the bench counted, never how fast anything was. It runs the real runner
-(`python -m bench.run`): its own PostgreSQL database (ackly_bench) and Redis DB 7, a real
-Daphne process, the separate load-generator processes. Once with each client for (a) and (e):
+(`python -m bench.run`): its own PostgreSQL database (ackly_bench) and Redis DB 7, the
+production recipe's servers (one gunicorn worker, one Daphne for websockets), the separate
+load-generator processes. Once with each client for (a) and (e):
 the aiohttp load generator, and wrk when /usr/bin/wrk is installed.
 """
 
@@ -32,7 +33,7 @@ def smoke_run(request, tmp_path_factory) -> tuple[int, dict]:
     if client == "wrk" and not wrk.available():
         pytest.skip(f"{wrk.WRK} is not installed (Debian package wrk): the bench uses aiohttp")
     out = tmp_path_factory.mktemp("bench") / "latest.json"
-    # Tiny and bounded: 1 Daphne process, 2 s per part, 2 sockets; the runner's own hard stop
+    # Tiny and bounded: 1 gunicorn worker, 2 s per part, 2 sockets; the runner's own hard stop
     # (--max-total) ends it long before the test's timeout.
     options = shlex.split(
         "--procs 1 --duration 2 --concurrency 4 --batch-concurrency 1 --batch-size 20 "
@@ -123,5 +124,7 @@ def test_the_ceiling_stores_exactly_the_requests_it_answered_201(smoke_run):
 def test_it_reports_peak_memory_for_every_server_process(smoke_run):
     _, results = smoke_run
     processes = results["d"]["processes"]
-    assert len(processes) == 1
-    assert processes[0]["peak_rss_mb"] > 0
+    # The recipe's servers (gunicorn's master and worker, the websockets' Daphne): each one.
+    assert {p["server"] for p in processes} == {s["name"] for s in results["servers"]}
+    assert len(processes) >= len(results["servers"])
+    assert all(p["peak_rss_mb"] > 0 for p in processes)
