@@ -6,9 +6,10 @@ never touched. So the module runs the same way in both CI passes, and is skipped
 where redis-server or PostgreSQL's server binaries are missing.
 
 * Redis killed: both APIs keep answering 201/202 and store exactly what they answered, the
-  skipped broadcast is logged, a dashboard socket that missed messages is closed (the page
-  then reconnects and fetches what it missed); once Redis is back a new socket is live and
-  `feed.json?after=` returns everything ingested during the outage.
+  skipped broadcast is logged, and `feed.json?after=` returns everything ingested during the
+  outage. Once Redis is back a socket (retried as the page does) is live again, and a socket
+  that was open through the outage is closed so its page fetches what it missed (both
+  strict xfails until the consumer fixes in the faults report land).
 * PostgreSQL stopped (immediate shutdown) under concurrent load: every answer is 201/202 or
   the JSON `internal_error` envelope, never HTML; no request is half-stored, the quota counter
   equals the stored rows, and service resumes without restarting the server.
@@ -44,8 +45,9 @@ pytestmark = pytest.mark.server
 POOL_TIMEOUT_SECONDS = 3
 BATCH = 3
 
-# Run in the server's environment: the schema, a member with a logged-in session, a Pro
-# workspace whose source allows the v1 event type; printed as one JSON line.
+# Run in the server's environment: the schema, a member with a logged-in session, and one Pro
+# workspace per scenario (a source allowing the v1 event type, its key), so no scenario sees
+# another's live feed; printed as one JSON line.
 SETUP = """
 import json
 from importlib import import_module
@@ -64,9 +66,12 @@ session[SESSION_KEY] = str(user.pk)
 session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
 session[HASH_SESSION_KEY] = user.get_session_auth_hash()
 session.create()
-ws = create_workspace("Faults", "pro", owner=user)
-source, issued = create_source(ws, "Faulty", slug="faulty", allowed_event_types=["fault.check"])
-print(json.dumps({"key": issued.secret, "org": ws.public_id, "session": session.session_key,
+spaces = {}
+for name in ("main", "revive", "silent"):
+    ws = create_workspace(name.title(), "pro", owner=user)
+    source, issued = create_source(ws, "Faulty", slug="faulty", allowed_event_types=["fault.check"])
+    spaces[name] = {"key": issued.secret, "org": ws.public_id}
+print(json.dumps({"spaces": spaces, "session": session.session_key,
                   "cookie": settings.SESSION_COOKIE_NAME}))
 """
 
@@ -78,8 +83,7 @@ class Stack:
     cluster: PrivateCluster
     redis: PrivateRedis
     dsn: str
-    key: str
-    org: str
+    spaces: dict[str, dict[str, str]]  # scenario -> {"key": …, "org": …}
     session: str
     cookie: str
 
@@ -114,10 +118,11 @@ def _sql(stack: Stack, query: str, *params) -> list[tuple]:
         return conn.execute(query, params).fetchall()
 
 
-def _post(stack: Stack, path: str, body: dict, **headers: str) -> httpx.Response:
+def _post(stack: Stack, path: str, body: dict, space: str = "main", **headers: str) -> httpx.Response:
     return httpx.post(
         f"{stack.base}{path}", content=json.dumps(body).encode(), timeout=60,
-        headers={"Authorization": f"Bearer {stack.key}", "Content-Type": "application/json", **headers},
+        headers={"Authorization": f"Bearer {stack.spaces[space]['key']}",
+                 "Content-Type": "application/json", **headers},
     )
 
 
@@ -217,10 +222,10 @@ def test_the_cache_says_once_when_redis_answers_again_and_still_raises_real_erro
 
 # --- Redis killed mid-run -----------------------------------------------------------------------
 
-def _socket_url(stack: Stack) -> tuple[str, dict[str, str]]:
+def _socket_url(stack: Stack, space: str) -> tuple[str, dict[str, str]]:
     host = urlsplit(stack.base).netloc
     headers = {"Cookie": f"{stack.cookie}={stack.session}", "Origin": f"http://{host}"}
-    return f"ws://{host}/ws/workspaces/{stack.org}/", headers
+    return f"ws://{host}/ws/workspaces/{stack.spaces[space]['org']}/", headers
 
 
 async def _next_events(ws, timeout: float) -> list[dict] | None:
@@ -255,55 +260,44 @@ async def _connect_when_accepted(session, url: str, headers: dict[str, str]):
             await asyncio.sleep(0.2)
 
 
-def test_with_redis_killed_both_apis_store_exactly_and_dashboards_catch_up_when_it_returns(stack):
+def test_with_redis_killed_both_apis_store_exactly_and_the_feed_returns_what_sockets_missed(stack):
     import aiohttp
 
-    url, headers = _socket_url(stack)
+    url, headers = _socket_url(stack, "main")
     run = secrets.token_hex(4)
     outage_events = [f"redis-down-{run}-{i}" for i in range(3)]
     outage_batch = f"redis-down-{run}-batch"
 
-    async def scenario() -> dict:
-        out: dict = {}
-        async with aiohttp.ClientSession() as session:
-            async with session.ws_connect(url, headers=headers) as before:
-                response = await asyncio.to_thread(_post, stack, "/api/ingest", _event(f"before-{run}"))
-                assert response.status_code == 201, response.text
-                [seen] = await _next_events(before, timeout=10)
-                assert seen["id"] == response.json()["id"]
-                # What the page remembers as its newest row.
-                out["last_seen"] = seen["receivedAt"]
+    async def newest_row_of_a_live_page() -> str:
+        async with aiohttp.ClientSession() as session, session.ws_connect(url, headers=headers) as socket:
+            response = await asyncio.to_thread(_post, stack, "/api/ingest", _event(f"before-{run}"))
+            assert response.status_code == 201, response.text
+            [seen] = await _next_events(socket, timeout=10)
+            assert seen["id"] == response.json()["id"]
+            return seen["receivedAt"]
 
-            stack.redis.kill()
-            latencies = []
-            for marker in outage_events:
-                started = time.monotonic()
-                response = await asyncio.to_thread(_post, stack, "/api/ingest", _event(marker))
-                latencies.append(time.monotonic() - started)
-                assert response.status_code == 201, response.text
-            started = time.monotonic()
-            response = await asyncio.to_thread(_post, stack, "/api/v1/ingest/events", _batch(outage_batch))
-            latencies.append(time.monotonic() - started)
-            assert response.status_code == 202, response.text
-            out["batch_request_id"] = response.json()["requestId"]
-            out["latencies"] = latencies
+    last_seen = asyncio.run(newest_row_of_a_live_page())
+    latencies_up, latencies_down = [], []
+    for n in range(3):
+        started = time.monotonic()
+        assert _post(stack, "/api/ingest", _event(f"up-{run}-{n}")).status_code == 201
+        latencies_up.append(time.monotonic() - started)
 
-            stack.redis.start()
-            back = time.monotonic()
-            async with await _connect_when_accepted(session, url, headers) as after:
-                out["socket_after"] = time.monotonic() - back
-                response = await asyncio.to_thread(_post, stack, "/api/ingest", _event(f"after-{run}"))
-                assert response.status_code == 201, response.text
-                items = await _next_events(after, timeout=10)
-                assert items and [i["id"] for i in items] == [response.json()["id"]]
-                out["live_after"] = time.monotonic() - back
-        return out
-
+    stack.redis.kill()
     try:
-        got = asyncio.run(scenario())
+        for marker in outage_events:
+            started = time.monotonic()
+            response = _post(stack, "/api/ingest", _event(marker))
+            latencies_down.append(time.monotonic() - started)
+            assert response.status_code == 201, response.text
+        started = time.monotonic()
+        response = _post(stack, "/api/v1/ingest/events", _batch(outage_batch))
+        latencies_down.append(time.monotonic() - started)
+        assert response.status_code == 202, response.text
+        batch_request_id = response.json()["requestId"]
     finally:
-        if not stack.redis.running():
-            stack.redis.start()
+        stack.redis.start()
+    assert _post(stack, "/api/ingest", _event(f"after-{run}")).status_code == 201
 
     # Stored exactly as answered.
     for marker in outage_events:
@@ -312,41 +306,82 @@ def test_with_redis_killed_both_apis_store_exactly_and_dashboards_catch_up_when_
 
     # What the page fetches when its socket reopens: everything since the newest row it had.
     feed = httpx.get(
-        f"{stack.base}/w/{stack.org}/events/feed.json", params={"after": got["last_seen"]},
+        f"{stack.base}/w/{stack.spaces['main']['org']}/events/feed.json", params={"after": last_seen},
         headers={"Cookie": f"{stack.cookie}={stack.session}"}, timeout=30,
     )
     assert feed.status_code == 200, feed.text[:300]
     items = feed.json()["items"]
     assert {i["message"] for i in items if i["kind"] == "event"} >= {*outage_events, f"after-{run}"}
-    batch_items = [i for i in items if i["kind"] == "timeline" and i["requestId"] == got["batch_request_id"]]
+    batch_items = [i for i in items if i["kind"] == "timeline" and i["requestId"] == batch_request_id]
     assert sorted(i["metadata"]["n"] for i in batch_items) == list(range(BATCH))
 
     log = stack.log_text()
     assert "Broadcast to workspace" in log and "live sessions will catch up over HTTP" in log
     assert "Cache unreachable (ConnectionError" in log
     assert "Internal Server Error" not in log
-    latencies = ", ".join(f"{s * 1000:.0f}" for s in got["latencies"])
-    print(f"\n[faults] Redis down: request latency {latencies} ms; after the restart a socket was "
-          f"accepted in {got['socket_after']:.2f} s and live in {got['live_after']:.2f} s")
+    up = ", ".join(f"{s * 1000:.0f}" for s in latencies_up)
+    down = ", ".join(f"{s * 1000:.0f}" for s in latencies_down)
+    print(f"\n[faults] request latency with Redis up {up} ms, with Redis down {down} ms")
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "workspaces.consumers.join keeps a Room whose open() failed (the first handshake after a "
+    "Redis restart): later sockets of the workspace join it and never receive anything; needs "
+    "the join() fix proposed in the faults report (remove this mark with it)"
+))
+def test_once_redis_is_back_a_dashboard_socket_is_live_again(stack):
+    """The page retries its socket as Redis returns; the one accepted must then be live."""
+    import aiohttp
+
+    url, headers = _socket_url(stack, "revive")
+    run = secrets.token_hex(4)
+
+    async def scenario() -> tuple[float, float]:
+        async with aiohttp.ClientSession() as session:
+            async with await _connect_when_accepted(session, url, headers) as socket:
+                response = await asyncio.to_thread(_post, stack, "/api/ingest", _event(f"a-{run}"), "revive")
+                assert response.status_code == 201, response.text
+                assert await _next_events(socket, timeout=10)
+            stack.redis.kill()
+            response = await asyncio.to_thread(_post, stack, "/api/ingest", _event(f"b-{run}"), "revive")
+            assert response.status_code == 201, response.text
+            stack.redis.start()
+            back = time.monotonic()
+            async with await _connect_when_accepted(session, url, headers) as socket:
+                accepted = time.monotonic() - back
+                response = await asyncio.to_thread(_post, stack, "/api/ingest", _event(f"c-{run}"), "revive")
+                assert response.status_code == 201, response.text
+                items = await _next_events(socket, timeout=10)
+                assert items, "a socket accepted after Redis returned received nothing"
+                assert [i["id"] for i in items] == [response.json()["id"]]
+                return accepted, time.monotonic() - back
+
+    try:
+        accepted, live = asyncio.run(scenario())
+    finally:
+        if not stack.redis.running():
+            stack.redis.start()
+    print(f"\n[faults] after Redis's restart a socket was accepted in {accepted:.2f} s, "
+          f"live in {live:.2f} s")
 
 
 @pytest.mark.xfail(strict=True, reason=(
     "with the pub/sub channel layer a socket stays open through a Redis outage and silently "
-    "misses messages; needs the consumer heartbeat proposed in the faults report (remove this "
+    "misses messages; needs the Room heartbeat proposed in the faults report (remove this "
     "mark with it)"
 ))
 def test_a_dashboard_socket_that_missed_messages_while_redis_was_down_is_closed(stack):
     """The page fetches what it missed only when its socket reopens, so the server must close it."""
     import aiohttp
 
-    url, headers = _socket_url(stack)
+    url, headers = _socket_url(stack, "silent")
     run = secrets.token_hex(4)
 
     async def scenario() -> float:
         async with aiohttp.ClientSession() as session, session.ws_connect(url, headers=headers) as socket:
             stack.redis.kill()
             killed = time.monotonic()
-            response = await asyncio.to_thread(_post, stack, "/api/ingest", _event(f"missed-{run}"))
+            response = await asyncio.to_thread(_post, stack, "/api/ingest", _event(f"missed-{run}"), "silent")
             assert response.status_code == 201, response.text
             items = await _next_events(socket, timeout=15)
             assert items is None, f"the socket stayed open 15 s after Redis died (then got {items})"
@@ -383,11 +418,14 @@ def test_with_postgresql_stopped_the_apis_answer_json_errors_store_nothing_half_
             while not stop.is_set():
                 n += 1
                 marker = f"pg-{run}-{worker}-{n}"
-                path, body = (("/api/ingest", _event(marker)) if n % 2 else
+                # One client per API, one alternating: each API meets the outage.
+                single = worker == 0 or (worker == 2 and n % 2 == 1)
+                path, body = (("/api/ingest", _event(marker)) if single else
                               ("/api/v1/ingest/events", _batch(marker)))
                 response = http.post(
                     f"{stack.base}{path}", content=json.dumps(body).encode(),
-                    headers={"Authorization": f"Bearer {stack.key}", "Content-Type": "application/json",
+                    headers={"Authorization": f"Bearer {stack.spaces['main']['key']}",
+                             "Content-Type": "application/json",
                              "Idempotency-Key": marker},
                 )
                 if response.status_code == 500:
@@ -424,7 +462,7 @@ def test_with_postgresql_stopped_the_apis_answer_json_errors_store_nothing_half_
 
     failed = [s for s in sent if s.status == 500]
     answered = [s for s in sent if s.status != 500]
-    assert failed, "no request met the outage"
+    assert {s.path for s in failed} == {"/api/ingest", "/api/v1/ingest/events"}
     assert answered
 
     # A 500 may hide a commit whose acknowledgement was lost with the connection: the client
