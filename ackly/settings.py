@@ -97,11 +97,13 @@ MIDDLEWARE = [
 ]
 
 # What API paths run through instead (ackly/handlers.py): request ids, the JSON envelope for
-# any exception, the security headers. Bearer keys and csrf_exempt views need nothing else.
+# any exception, the security headers, Content-Length (CommonMiddleware; without it servers
+# answer chunked). Bearer keys and csrf_exempt views need nothing else.
 API_MIDDLEWARE = [
     "ackly.requestid.RequestIdMiddleware",
     "ackly.middleware.ApiExceptionMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "django.middleware.common.CommonMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
 

@@ -50,6 +50,7 @@ def test_wsgi_api_paths_answer_through_the_lean_chain():
     assert found["x-request-id"].startswith("req_")
     assert found["x-content-type-options"] == "nosniff"
     assert found["x-frame-options"] == "DENY"
+    assert found["content-length"] == str(len(body))  # not chunked
     # No session, CSRF or auth middleware ran: nothing about cookies.
     assert "set-cookie" not in found
     assert "Cookie" not in found.get("vary", "")
@@ -91,4 +92,5 @@ async def test_asgi_api_paths_answer_through_the_lean_chain():
     found = {k.decode().lower(): v.decode() for k, v in response["headers"]}
     assert found["x-request-id"].startswith("req_")
     assert found["x-content-type-options"] == "nosniff"
+    assert found["content-length"] == str(len(response["body"]))  # not chunked
     assert "set-cookie" not in found
