@@ -137,7 +137,10 @@ if DATABASE_URL:
         _db.setdefault("OPTIONS", {})["pool"] = {
             "min_size": env_int("DB_POOL_MIN", 2),
             "max_size": env_int("DB_POOL_MAX", 20),
-            "timeout": env_int("DB_POOL_TIMEOUT", 10),
+            # Seconds a request waits for a connection. Past 3 s it is failing anyway; while
+            # PostgreSQL is down a longer wait only holds a thread per request (measured in
+            # tests/reliability/test_faults.py).
+            "timeout": env_int("DB_POOL_TIMEOUT", 3),
         }
     DATABASES = {"default": _db}
 else:
@@ -194,7 +197,9 @@ else:
 CACHES["auth"] = CACHES["default"] if REDIS_URL else {
     "BACKEND": "django.core.cache.backends.dummy.DummyCache"
 }
-AUTH_CACHE_SECONDS = env_int("AUTH_CACHE_SECONDS", 300)
+# Every change drops the entries at once; the TTL only bounds a stale entry that survived a
+# Redis outage during a revocation (docs/reliability.md). A miss costs one indexed query.
+AUTH_CACHE_SECONDS = env_int("AUTH_CACHE_SECONDS", 60)
 
 # --- Limits (SPEC §3–§5) ----------------------------------------------------------------------
 INGEST_MAX_BODY_BYTES = 1024 * 1024
@@ -224,6 +229,9 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 # Password guessing: attempts per client address and, separately, per username (django-ratelimit).
 LOGIN_RATE_LIMIT = env_str("LOGIN_RATE_LIMIT", "10/m")
+# With Redis unreachable the count is unknown: let sign-ins through (passwords still checked)
+# rather than lock every user out with a false "too many attempts" (docs/reliability.md).
+RATELIMIT_FAIL_OPEN = True
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"

@@ -12,11 +12,20 @@ come faster than one per FLUSH_INTERVAL, the list messages of one kind (`events`
 all their items, so a busy workspace costs ~1/FLUSH_INTERVAL frames a second per socket,
 not one per request. `snapshot` messages go out alone, in order (anything pending first).
 The pages handle a frame's `items` as a list already: a merged frame looks like any other.
+
+A room that can no longer hear its group closes its sockets (code ROOM_LOST): the pages
+reconnect with backoff and fetch what they missed over HTTP (SPEC §6). Every
+HEARTBEAT_SECONDS a room sends its own channel a heartbeat through the layer; when that send
+fails (Redis down) or the heartbeat is not back within HEARTBEAT_SECONDS (the subscription
+was lost), the room is closed. A room that cannot subscribe at all refuses the socket, which
+the page retries the same way. (A Redis blip shorter than a heartbeat can go unnoticed; the
+next reconnect or reload of the page fetches what it missed.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import weakref
@@ -40,11 +49,19 @@ NOT_A_MEMBER = 4403
 FLUSH_INTERVAL = 0.02
 MERGEABLE = frozenset({"events", "timeline", "rejections"})
 
+HEARTBEAT_TYPE = "ackly.heartbeat"
+# Long enough that a busy room's queue never delays its heartbeat past it.
+HEARTBEAT_SECONDS = 5.0
+# A socket whose room lost its group (the page reconnects on any code but 4401/4403; servers
+# send only 1000 and 3000-4999).
+ROOM_LOST = 4000
+
 
 class Room:
     """One workspace's sockets in this process, and the one channel that hears its group."""
 
-    def __init__(self, layer: Any, group: str) -> None:
+    def __init__(self, rooms: dict[str, Room], layer: Any, group: str) -> None:
+        self.rooms = rooms
         self.layer = layer
         self.group = group
         self.sockets: set[WorkspaceConsumer] = set()
@@ -52,25 +69,64 @@ class Room:
         self.last_frame = float("-inf")
         self.timer: asyncio.TimerHandle | None = None
         self.channel: str | None = None
-        self.listener: asyncio.Task | None = None
+        self.tasks: list[asyncio.Task] = []
+        self.heard = asyncio.Event()
+        self.closed = False
 
     async def open(self) -> None:
         self.channel = await self.layer.new_channel()
         await self.layer.group_add(self.group, self.channel)
-        self.listener = asyncio.get_running_loop().create_task(self._listen())
+        loop = asyncio.get_running_loop()
+        self.tasks = [loop.create_task(self._listen()), loop.create_task(self._heartbeat())]
 
     async def close(self) -> None:
+        """Stop listening (idempotent); the sockets are the caller's business."""
+        if self.closed:
+            return
+        self.closed = True
+        if self.rooms.get(self.group) is self:
+            del self.rooms[self.group]
         if self.timer is not None:
             self.timer.cancel()
-        if self.listener is not None:
-            self.listener.cancel()
+        current = asyncio.current_task()
+        for task in self.tasks:
+            if task is not current:
+                task.cancel()
         if self.channel is not None:
-            await self.layer.group_discard(self.group, self.channel)
+            try:
+                await self.layer.group_discard(self.group, self.channel)
+            except Exception:  # noqa: BLE001 - the layer may be the thing that failed
+                logger.debug("group_discard failed for %s", self.group, exc_info=True)
+
+    async def lost(self, why: str) -> None:
+        """The group may have said things this room did not hear: close every socket."""
+        logger.warning("Live feed of %s lost (%s): closing %d socket(s) so pages catch up",
+                       self.group, why, len(self.sockets))
+        await self.close()
+        for socket in list(self.sockets):
+            with contextlib.suppress(Exception):  # already closing
+                await socket.close(code=ROOM_LOST)
+        self.sockets.clear()
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_SECONDS)
+            self.heard.clear()
+            try:
+                async with asyncio.timeout(HEARTBEAT_SECONDS):
+                    await self.layer.send(self.channel, {"type": HEARTBEAT_TYPE})
+                    await self.heard.wait()
+            except Exception as exc:  # noqa: BLE001 - a failed send or a heartbeat not heard
+                await self.lost(type(exc).__name__)
+                return
 
     async def _listen(self) -> None:
         while True:
             message = await self.layer.receive(self.channel)
-            if message.get("type") == MESSAGE_TYPE:
+            kind = message.get("type")
+            if kind == HEARTBEAT_TYPE:
+                self.heard.set()
+            elif kind == MESSAGE_TYPE:
                 try:
                     await self.add(message["payload"])
                 except Exception:  # noqa: BLE001 - one bad message must not end the feed
@@ -117,32 +173,35 @@ _rooms: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Room]] = 
 )
 
 
-async def join(group: str, socket: WorkspaceConsumer) -> None:
+async def join(group: str, socket: WorkspaceConsumer) -> Room:
+    """The socket's room (made and subscribed for the first socket); raises if the layer fails."""
     rooms = _rooms.setdefault(asyncio.get_running_loop(), {})
     room = rooms.get(group)
-    if room is None:
-        room = rooms[group] = Room(get_channel_layer(), group)
+    if room is not None:
         room.sockets.add(socket)
+        return room
+    room = rooms[group] = Room(rooms, get_channel_layer(), group)
+    room.sockets.add(socket)
+    try:
         await room.open()
-    else:
-        room.sockets.add(socket)
+    except BaseException:
+        # Never leave a room that hears nothing for later sockets to join; the ones that
+        # joined while it was opening are refused with it.
+        await room.lost("subscribe failed")
+        raise
+    return room
 
 
-async def leave(group: str, socket: WorkspaceConsumer) -> None:
-    rooms = _rooms.get(asyncio.get_running_loop(), {})
-    room = rooms.get(group)
-    if room is None:
-        return
+async def leave(room: Room, socket: WorkspaceConsumer) -> None:
     room.sockets.discard(socket)
     if not room.sockets:
-        del rooms[group]
         await room.close()
 
 
 class WorkspaceConsumer(AsyncWebsocketConsumer):
     """Accepts only a logged-in member of the workspace in the URL, then relays its broadcasts."""
 
-    group: str | None = None
+    room: Room | None = None
     live = False  # accepted: frames may be sent
 
     async def connect(self) -> None:
@@ -154,16 +213,20 @@ class WorkspaceConsumer(AsyncWebsocketConsumer):
         if not await self._is_member(user.pk, org_id):
             await self.close(code=NOT_A_MEMBER)
             return
-        self.group = workspace_group(org_id)
         # In the room before the page hears "open": whatever commits after the page's
         # catch-up fetch (sent on open) reaches it live.
-        await join(self.group, self)
+        try:
+            self.room = await join(workspace_group(org_id), self)
+        except Exception:  # noqa: BLE001 - the channel layer is down: the page retries
+            logger.warning("Refused a live socket for %s: the channel layer failed", org_id)
+            await self.close()
+            return
         await self.accept()
         self.live = True
 
     async def disconnect(self, code: int) -> None:
-        if self.group is not None:
-            await leave(self.group, self)
+        if self.room is not None:
+            await leave(self.room, self)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Push-only: whatever the page sends is ignored."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
@@ -127,6 +129,23 @@ def test_login_is_rate_limited_per_address(client, make_user, settings):
     response = client.post(reverse("login"), {"username": user.username, "password": PASSWORD})
     assert response.status_code == 429
     assert b"Too many sign-in attempts" in response.content
+
+
+def test_login_still_works_while_the_shared_cache_is_unreachable(client, owner, settings):
+    """The limiter cannot count without Redis: sign-ins go through (passwords still checked)
+    rather than every user being told they tried too often."""
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        dead = f"redis://127.0.0.1:{s.getsockname()[1]}/0"
+    settings.CACHES = {
+        **settings.CACHES,
+        "default": {"BACKEND": "ackly.resilient_cache.ResilientRedisCache", "LOCATION": dead},
+    }
+    wrong = client.post(reverse("login"), {"username": owner.username, "password": "nope"})
+    assert wrong.status_code == 200 and b"correct username and password" in wrong.content
+    right = client.post(reverse("login"), {"username": owner.username, "password": PASSWORD})
+    assert right.status_code == 302
+    assert right["Location"] == reverse("home")
 
 
 def test_logout_needs_a_post_and_ends_the_session(client, owner):

@@ -201,6 +201,52 @@ async def test_messages_within_the_flush_interval_share_one_frame_in_order(
     await communicator.disconnect()
 
 
+async def test_a_room_that_could_not_subscribe_is_not_kept_for_the_next_socket(
+    member, workspace, monkeypatch
+):
+    layer = get_channel_layer()
+    real_group_add = layer.group_add
+    calls = []
+
+    async def fails_once(group, channel):
+        calls.append(group)
+        if len(calls) == 1:
+            raise ConnectionError("Redis is down")
+        await real_group_add(group, channel)
+
+    monkeypatch.setattr(layer, "group_add", fails_once)
+    refused = routed(path_for(workspace), member)
+    assert not (await refused.connect())[0]  # the page retries, as on any close
+    retried = routed(path_for(workspace), member)
+    assert (await retried.connect())[0]
+    await broadcast(workspace, {"type": "events", "items": [{"id": "e1"}]})
+    assert (await retried.receive_json_from(timeout=2))["items"] == [{"id": "e1"}]
+    await retried.disconnect()
+
+
+async def test_a_room_whose_heartbeat_does_not_come_back_closes_its_sockets(
+    member, workspace, monkeypatch
+):
+    monkeypatch.setattr("workspaces.consumers.HEARTBEAT_SECONDS", 0.2)
+    communicator = routed(path_for(workspace), member)
+    assert (await communicator.connect())[0]
+    layer = get_channel_layer()
+
+    async def lost(channel, message):
+        raise ConnectionError("Redis is down")
+
+    monkeypatch.setattr(layer, "send", lost)
+    closed = await communicator.receive_output(timeout=3)
+    assert closed == {"type": "websocket.close", "code": 4000}
+    # The next socket of the workspace gets a fresh room that hears the group.
+    monkeypatch.undo()
+    again = routed(path_for(workspace), member)
+    assert (await again.connect())[0]
+    await broadcast(workspace, {"type": "events", "items": [{"id": "e2"}]})
+    assert (await again.receive_json_from(timeout=2))["items"] == [{"id": "e2"}]
+    await again.disconnect()
+
+
 class TestThroughTheFullStack:
     async def test_a_logged_in_member_is_accepted_by_session_cookie(self, member, workspace):
         cookie = await asyncio.to_thread(session_cookie, member)

@@ -8,8 +8,7 @@ where redis-server or PostgreSQL's server binaries are missing.
 * Redis killed: both APIs keep answering 201/202 and store exactly what they answered, the
   skipped broadcast is logged, and `feed.json?after=` returns everything ingested during the
   outage. Once Redis is back a socket (retried as the page does) is live again, and a socket
-  that was open through the outage is closed so its page fetches what it missed (both
-  strict xfails until the consumer fixes in the faults report land).
+  that was open through the outage is closed so its page fetches what it missed.
 * PostgreSQL stopped (immediate shutdown) under concurrent load: every answer is 201/202 or
   the JSON `internal_error` envelope, never HTML; no request is half-stored, the quota counter
   equals the stored rows, and service resumes without restarting the server.
@@ -324,11 +323,6 @@ def test_with_redis_killed_both_apis_store_exactly_and_the_feed_returns_what_soc
     print(f"\n[faults] request latency with Redis up {up} ms, with Redis down {down} ms")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "workspaces.consumers.join keeps a Room whose open() failed (the first handshake after a "
-    "Redis restart): later sockets of the workspace join it and never receive anything; needs "
-    "the join() fix proposed in the faults report (remove this mark with it)"
-))
 def test_once_redis_is_back_a_dashboard_socket_is_live_again(stack):
     """The page retries its socket as Redis returns; the one accepted must then be live."""
     import aiohttp
@@ -365,11 +359,6 @@ def test_once_redis_is_back_a_dashboard_socket_is_live_again(stack):
           f"live in {live:.2f} s")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "with the pub/sub channel layer a socket stays open through a Redis outage and silently "
-    "misses messages; needs the Room heartbeat proposed in the faults report (remove this "
-    "mark with it)"
-))
 def test_a_dashboard_socket_that_missed_messages_while_redis_was_down_is_closed(stack):
     """The page fetches what it missed only when its socket reopens, so the server must close it."""
     import aiohttp
