@@ -18,7 +18,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from bench.run import die_with_parent
+from bench.run import die_with_parent, flush_redis
+
+__all__ = ["ROOT", "daphne", "flush_redis", "free_port", "manage", "postgres", "redis_db_url", "server_env"]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,6 +50,12 @@ def postgres(url: str, statement: str, database: str | None = None) -> str:
     with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
         conn.execute(statement)
     return urlunsplit(parts._replace(path=f"/{database}")) if database else url
+
+
+def redis_db_url(db: int) -> str:
+    """The configured Redis (REDIS_URL, else the local one) with the test's own DB number."""
+    parts = urlsplit(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    return urlunsplit(parts._replace(path=f"/{db}"))
 
 
 def server_env(**overrides: str) -> dict[str, str]:

@@ -23,12 +23,11 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 import pytest
 
-from tests.servers import ROOT, daphne, manage, postgres, server_env
+from tests.servers import ROOT, daphne, flush_redis, manage, postgres, redis_db_url, server_env
 
 pytestmark = pytest.mark.server
 
@@ -86,21 +85,6 @@ enabled = false
 """
 
 
-def _redis_url() -> str:
-    parts = urlsplit(os.environ["REDIS_URL"])
-    return urlunsplit(parts._replace(path=f"/{REDIS_DB}"))
-
-
-def _flush_redis(url: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(url)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[dict]:
     """Daphne on a fresh database (PostgreSQL + Redis db 12 when configured, else SQLite)."""
@@ -113,8 +97,8 @@ def server(tmp_path_factory) -> Iterator[dict]:
         env["SQLITE_PATH"] = str(tmp_path_factory.mktemp("fuzz-db") / "db.sqlite3")
     if env.get("REDIS_URL"):
         # Cached key and plan look-ups of an earlier run's workspace ids must not leak in.
-        env["REDIS_URL"] = redis_url = _redis_url()
-        _flush_redis(redis_url)
+        env["REDIS_URL"] = redis_url = redis_db_url(REDIS_DB)
+        flush_redis(redis_url)
     else:
         env.pop("REDIS_URL", None)
     work = tmp_path_factory.mktemp("fuzz")
@@ -128,7 +112,7 @@ def server(tmp_path_factory) -> Iterator[dict]:
         if database:
             postgres(os.environ["DATABASE_URL"], f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
         if redis_url:
-            _flush_redis(redis_url)
+            flush_redis(redis_url)
 
 
 def schemathesis(server: dict, *args: str) -> subprocess.CompletedProcess:

@@ -16,12 +16,12 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
-from tests.servers import daphne, manage, postgres, server_env
+from tests.servers import daphne, flush_redis, manage, postgres, redis_db_url, server_env
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.server]
 
@@ -64,29 +64,14 @@ print(json.dumps(out))
 """
 
 
-def _redis_url(db: int) -> str:
-    parts = urlsplit(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
-    return urlunsplit(parts._replace(path=f"/{db}"))
-
-
-def _flush_redis(url: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(url)
-    try:
-        client.flushdb()
-    finally:
-        client.close()
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> Iterator[dict]:
     """Processes A and B on one fresh PostgreSQL database and Redis db 9; their URLs and data."""
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         pytest.skip("needs PostgreSQL: run with DATABASE_URL=postgres://…")
     database = f"ackly_scale_{secrets.token_hex(4)}"
-    redis_url = _redis_url(REDIS_DB)
-    _flush_redis(redis_url)
+    redis_url = redis_db_url(REDIS_DB)
+    flush_redis(redis_url)
     env = server_env(REDIS_URL=redis_url)
     env["DATABASE_URL"] = postgres(os.environ["DATABASE_URL"], f"CREATE DATABASE {database}", database)
     logs = tmp_path_factory.mktemp("scale-out")
@@ -97,7 +82,7 @@ def cluster(tmp_path_factory) -> Iterator[dict]:
             yield {"a": a, "b": b, "env": env, "dsn": env["DATABASE_URL"], **data}
     finally:
         postgres(os.environ["DATABASE_URL"], f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-        _flush_redis(redis_url)
+        flush_redis(redis_url)
 
 
 def _sql(cluster: dict, query: str, *params) -> list[tuple]:
