@@ -201,6 +201,9 @@ async def leave(room: Room, socket: WorkspaceConsumer) -> None:
 class WorkspaceConsumer(AsyncWebsocketConsumer):
     """Accepts only a logged-in member of the workspace in the URL, then relays its broadcasts."""
 
+    # No channel of its own: the socket's Room hears the group for all the process's sockets
+    # of the workspace (with pub/sub, a channel per socket was a SUBSCRIBE per socket).
+    channel_layer_alias = None
     room: Room | None = None
     live = False  # accepted: frames may be sent
 
