@@ -128,6 +128,30 @@ def reservation_sql(
     return _RESERVE_ALL_SQL, params, QuotaState(limit=limit, used=0, granted=requested, period_end=end)
 
 
+def reserve_all(
+    limits: WorkspaceLimits, requested: int, now: datetime | None = None
+) -> QuotaState | None:
+    """All `requested` events of this period's quota in one conditional UPDATE, or None when
+    they do not all fit or the period has no counter row yet (nothing reserved then).
+
+    Inside the storing transaction, like `reserve_quota`: the counter row stays locked until
+    it commits. Run it as late as possible in the transaction to hold that lock briefly.
+    """
+    if not connection.in_atomic_block:
+        raise RuntimeError("reserve_all must run inside transaction.atomic()")
+    start, end = limits.period(now)
+    limit = limits.monthly_event_limit
+    with connection.cursor() as cursor:
+        period_start = connection.ops.adapt_datetimefield_value(start)
+        cursor.execute(
+            _RESERVE_ALL_SQL, [requested, limits.workspace_id, period_start, requested, limit]
+        )
+        row = cursor.fetchone()
+    if row is None:
+        return None
+    return QuotaState(limit=limit, used=row[0], granted=requested, period_end=end)
+
+
 def reserve_quota(limits: WorkspaceLimits, requested: int, now: datetime | None = None) -> QuotaState:
     """Reserve up to `requested` events of this period's quota; returns how many were granted.
 
@@ -140,14 +164,9 @@ def reserve_quota(limits: WorkspaceLimits, requested: int, now: datetime | None 
     start, end = limits.period(now)
     limit = limits.monthly_event_limit
     if requested > 0:
-        with connection.cursor() as cursor:
-            period_start = connection.ops.adapt_datetimefield_value(start)
-            cursor.execute(
-                _RESERVE_ALL_SQL, [requested, limits.workspace_id, period_start, requested, limit]
-            )
-            row = cursor.fetchone()
-        if row is not None:
-            return QuotaState(limit=limit, used=row[0], granted=requested, period_end=end)
+        state = reserve_all(limits, requested, now)
+        if state is not None:
+            return state
     # Not everything fits, or this period has no counter yet: lock the row and grant what fits.
     Usage.objects.bulk_create(
         [Usage(workspace_id=limits.workspace_id, period_start=start, period_end=end)],

@@ -13,6 +13,7 @@ import json
 from typing import Any
 
 from django.conf import settings
+from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from rest_framework.request import Request
@@ -70,6 +71,10 @@ class PingView(V1Endpoint):
         )
 
 
+class _QuotaShort(Exception):
+    """The batch's ready events do not all fit in the quota (rolls their savepoint back)."""
+
+
 class EventsView(V1Endpoint):
     """POST /api/v1/ingest/events: up to 500 timeline events, each accepted or rejected."""
 
@@ -97,17 +102,18 @@ class EventsView(V1Endpoint):
                 )
             else:
                 ready.append((event, worker))
-        granted = ctx.reserve_quota(len(ready)) if ready else 0
-        for event, _ in ready[granted:]:
-            rejected.append(
-                EventRejection(
-                    event.index,
-                    "quota_exceeded",
-                    f"events[{event.index}]: the workspace's monthly event quota is used up.",
+        stored = self._store_all_if_they_fit(ctx, ready)
+        if stored is None:
+            granted = ctx.reserve_quota(len(ready)) if ready else 0
+            for event, _ in ready[granted:]:
+                rejected.append(
+                    EventRejection(
+                        event.index,
+                        "quota_exceeded",
+                        f"events[{event.index}]: the workspace's monthly event quota is used up.",
+                    )
                 )
-            )
-        accepted = ready[:granted]
-        stored = record_timeline_events(ctx, accepted)
+            stored = record_timeline_events(ctx, ready[:granted])
 
         rejected.sort(key=lambda r: r.index)
         body = {
@@ -132,6 +138,27 @@ class EventsView(V1Endpoint):
             raise self._all_rejected(ctx, rejected[0], body, counts)
         ctx.count_rejections(counts)
         return (207 if rejected else 202), body
+
+    @staticmethod
+    def _store_all_if_they_fit(
+        ctx: IngestContext, ready: list[tuple[Any, Any]]
+    ) -> list[tuple[int, str, str]] | None:
+        """Write every ready event, THEN reserve their quota: the workspace's counter row is
+        locked from that UPDATE to the commit only, not while the rows are copied in (in
+        `make bench` about half of the batch connections were waiting on that row). None,
+        with nothing written, when they do not all fit: the caller grants k of n instead.
+        """
+        if ctx.dry_run or not ready:
+            return None
+        try:
+            with transaction.atomic():  # a savepoint: undone alone when they do not all fit
+                stored = record_timeline_events(ctx, ready)
+                if not ctx.reserve_all_quota(len(ready)):
+                    raise _QuotaShort
+        except _QuotaShort:
+            ctx.message = None
+            return None
+        return stored
 
     @staticmethod
     def _all_rejected(

@@ -46,6 +46,7 @@ What `store` gets on `ctx` (IngestContext):
     ctx.key (sources.keys.KeyContext), ctx.limits (billing WorkspaceLimits), ctx.now,
     ctx.request_id, ctx.dry_run, ctx.source (the {"id","slug","name"} dict for items)
     ctx.reserve_quota(n) -> granted       # k of n; in a dry run, the room without reserving
+    ctx.reserve_all_quota(n) -> bool      # all n or none; reserve late, the row stays locked
     ctx.quota_exceeded() -> APIError      # raise it: status quota_exceeded_status + Retry-After
     ctx.broadcast(message)                # at most one per request; sent after commit only
     ctx.count_rejections({code: n})       # per-event refusals; written after the transaction
@@ -80,7 +81,7 @@ from ackly.errors import (
     error_response,
 )
 from ackly.requestid import current_request_id, get_request_id
-from billing.services import QuotaState, WorkspaceLimits, quota_state
+from billing.services import QuotaState, WorkspaceLimits, quota_state, reserve_all
 from billing.services import reserve_quota as reserve_workspace_quota
 from ingest import idempotency
 from ingest.broadcast import broadcast_on_commit
@@ -124,6 +125,15 @@ class IngestContext:
             return min(requested, self.quota.remaining)
         self.quota = reserve_workspace_quota(self.limits, requested, self.now)
         return self.quota.granted
+
+    def reserve_all_quota(self, requested: int) -> bool:
+        """Reserve all `requested` events or none (one conditional UPDATE; never in a dry run)."""
+        assert self.limits is not None and not self.dry_run
+        quota = reserve_all(self.limits, requested, self.now)
+        if quota is None:
+            return False
+        self.quota = quota
+        return True
 
     def quota_exceeded(self, message: str | None = None) -> APIError:
         """The quota error to raise, with Retry-After = seconds to the period's end."""

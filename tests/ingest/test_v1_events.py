@@ -382,12 +382,13 @@ def test_a_500_event_batch_takes_a_fixed_number_of_queries(
     events = [seed_event(actor={"externalId": f"u-{i % 50}"}) for i in range(500)]
     post_events(client, events[:1], auth_header)  # the period's quota row exists from now on
     # The key look-up (with its plan; cached only in a shared cache), a savepoint pair, ONE worker
-    # look-up, ONE quota UPDATE, and the bulk insert: one COPY on PostgreSQL (psycopg's copy
-    # bypasses Django's query log, so it is not counted here), chunks of SQLite's
-    # 999-variable limit (90 rows of 11 columns) there. Nothing grows per row.
+    # look-up, then in an inner savepoint pair the bulk insert and ONE quota UPDATE after it.
+    # The insert is one COPY on PostgreSQL (psycopg's copy bypasses Django's query log, so it
+    # is not counted here), chunks of SQLite's 999-variable limit (90 rows of 11 columns)
+    # there. Nothing grows per row.
     lookups = 0 if settings.REDIS_URL else 1
     inserts = 0 if connection.vendor == "postgresql" else 6
-    with django_assert_num_queries(lookups + 2 + 1 + 1 + inserts):
+    with django_assert_num_queries(lookups + 2 + 1 + 2 + inserts + 1):
         response = post_events(client, events, auth_header)
     assert response.status_code == 202
     assert TimelineEvent.objects.count() == 501
@@ -431,3 +432,36 @@ def test_concurrent_batches_creating_the_same_workers_both_succeed(secret, works
     assert statuses == [202] * len(batches)
     assert Worker.objects.filter(workspace=workspace).count() == 40
     assert TimelineEvent.objects.count() == 40 * len(batches)
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_batches_near_the_limit_accept_exactly_the_quota(secret, workspace):
+    """Rows are written before the quota is reserved (the counter row is locked only from
+    there to the commit); batches that no longer all fit fall back to k of n. Exact anyway."""
+    workspace.event_limit_override = 1000
+    workspace.save()
+    batches = [[seed_event() for _ in range(300)] for _ in range(6)]  # 1,800 offered
+    barrier = threading.Barrier(len(batches))
+    accepted: list[int] = []
+
+    def send(events):
+        try:
+            client = Client()
+            barrier.wait()
+            response = post_events(client, events, {"HTTP_AUTHORIZATION": f"Bearer {secret}"})
+            assert response.status_code in (202, 207, 402), response.content
+            accepted.append(response.json().get("accepted", 0))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=send, args=(b,)) for b in batches]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+
+    assert len(accepted) == len(batches)
+    assert sum(accepted) == 1000
+    assert TimelineEvent.objects.count() == 1000
+    assert Usage.objects.get(workspace=workspace).events == 1000
