@@ -16,7 +16,8 @@ for sha in "$@"; do
     redis-cli -n 8 flushdb >/dev/null
     result=$(cd "$tree" && PYTHONPATH=$tree DATABASE_URL=postgres://postgres@127.0.0.1:5432/$DB \
       REDIS_URL=redis://127.0.0.1:6379/8 "$PY" "$ROOT/bench/inprocess.py" --kind "$kind" \
-      --requests "${REQUESTS:-2000}" --rounds "${ROUNDS:-5}" 2>/dev/null | tail -1)
+      --requests "${REQUESTS:-2000}" --rounds "${ROUNDS:-5}" 2>&1 | tail -1) \
+      || result="failed: $result"   # a commit that does not run alone is reported, not fatal
     echo "$(git -C "$ROOT" log -1 --format='%h %s' "$sha" | cut -c1-70) | $result"
   done
   git -C "$ROOT" worktree remove --force "$tree"
