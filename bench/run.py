@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -78,10 +78,11 @@ def db_name(db_url: str) -> str:
     return urlsplit(db_url).path.lstrip("/")
 
 
-def recreate_database(db_url: str) -> None:
+def recreate_database(db_url: str, prefix: str = "ackly_bench") -> None:
+    """Drop and create the run's own database; only one whose name starts with `prefix`."""
     name = db_name(db_url)
-    if not name.startswith("ackly_bench"):
-        raise BenchError(f"refusing to drop {name!r}: the bench database name must start with ackly_bench")
+    if not name.startswith(prefix):
+        raise BenchError(f"refusing to drop {name!r}: the run's database name must start with {prefix}")
     with psycopg.connect(admin_url(db_url), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')
@@ -265,6 +266,26 @@ class Supervisor:
             stop_process(proc)
         self.others.clear()
         self.stop_servers()
+
+
+def take_lock(path: Path, wait: float) -> IO[str] | None:
+    """One run at a time: an exclusive lock on `path`, waited for at most `wait` s (else None)."""
+    lock = open(path, "w")  # noqa: SIM115 - held for the whole run, closed by release_lock
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return lock
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                lock.close()
+                return None
+            time.sleep(1)
+
+
+def release_lock(lock: IO[str]) -> None:
+    fcntl.flock(lock, fcntl.LOCK_UN)
+    lock.close()
 
 
 def die_with_parent() -> None:
@@ -1079,17 +1100,10 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGALRM, on_signal)
-    lock = open(LOCK_PATH, "w")  # noqa: SIM115 - held for the whole run
-    deadline = time.monotonic() + args.lock_wait
-    while True:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                print("another bench run holds the lock; giving up", file=sys.stderr)
-                return 2
-            time.sleep(1)
+    lock = take_lock(LOCK_PATH, args.lock_wait)
+    if lock is None:
+        print("another bench run holds the lock; giving up", file=sys.stderr)
+        return 2
     signal.alarm(args.max_total)
     workdir = Path(tempfile.mkdtemp(prefix="ackly-bench-"))
     bench = Bench(args, workdir)
@@ -1114,8 +1128,7 @@ def main(argv: list[str] | None = None) -> int:
                 drop_database(args.db_url)
         with contextlib.suppress(Exception):
             flush_redis(args.redis_url)
-        fcntl.flock(lock, fcntl.LOCK_UN)
-        lock.close()
+        release_lock(lock)
     if args.keep_logs:
         results["logs"] = str(workdir)
     else:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import fcntl
 import itertools
 import json
 import os
@@ -879,7 +878,7 @@ class Soak:
     def prepare(self) -> None:
         a = self.args
         log(f"fresh database {bench_run.db_name(a.db_url)}, Redis {a.redis_url}")
-        recreate_database(a.db_url)
+        bench_run.recreate_database(a.db_url, prefix=DB_PREFIX)
         flush_redis(a.redis_url)
         self.bench.manage("migrate", "--noinput")
         owner = "soak-owner"
@@ -1206,17 +1205,6 @@ class Soak:
         }
 
 
-def recreate_database(db_url: str) -> None:
-    name = bench_run.db_name(db_url)
-    if not name.startswith(DB_PREFIX):
-        raise bench_run.BenchError(
-            f"refusing to drop {name!r}: the soak database name must start with {DB_PREFIX}"
-        )
-    with psycopg.connect(bench_run.admin_url(db_url), autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
 def flush_redis(redis_url: str) -> None:
     if urlsplit(redis_url).path.strip("/") in SAFE_REDIS_DBS:
         raise bench_run.BenchError(
@@ -1325,17 +1313,10 @@ def main(argv: list[str] | None = None) -> int:
     # SIGINT too: a shell that starts the soak in the background has it ignored by default.
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM):
         signal.signal(signum, on_signal)
-    lock = open(LOCK_PATH, "w")  # noqa: SIM115 - held for the whole run
-    deadline = time.monotonic() + args.lock_wait
-    while True:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            break
-        except BlockingIOError:
-            if time.monotonic() > deadline:
-                print("another soak holds the lock; giving up", file=sys.stderr)
-                return 2
-            time.sleep(1)
+    lock = bench_run.take_lock(LOCK_PATH, args.lock_wait)
+    if lock is None:
+        print("another soak holds the lock; giving up", file=sys.stderr)
+        return 2
     signal.alarm(int(args.duration) + args.grace)
     workdir = Path(tempfile.mkdtemp(prefix="ackly-soak-"))
     soak = Soak(args, workdir)
@@ -1363,8 +1344,7 @@ def main(argv: list[str] | None = None) -> int:
                 bench_run.drop_database(args.db_url)
         with contextlib.suppress(Exception):
             flush_redis(args.redis_url)
-        fcntl.flock(lock, fcntl.LOCK_UN)
-        lock.close()
+        bench_run.release_lock(lock)
         if failed:
             print(f"server logs kept in {workdir}", file=sys.stderr)
     if args.keep_logs or not results["passed"]:
