@@ -186,7 +186,8 @@ async def join(group: str, socket: WorkspaceConsumer) -> Room:
         await room.open()
     except BaseException:
         # Never leave a room that hears nothing for later sockets to join; the ones that
-        # joined while it was opening are refused with it.
+        # joined while it was opening are closed with it (this one refuses itself).
+        room.sockets.discard(socket)
         await room.lost("subscribe failed")
         raise
     return room
