@@ -515,6 +515,20 @@ class Bench:
     def server_cpu(self) -> float:
         return sum(process_cpu(pid) for server in self.sup.servers for pid in server.pids())
 
+    def http_load(
+        self, name: str, http: list[str], path: str, kind: str, *extra: str,
+        concurrency: int, duration: float, grace: float = 120.0,
+    ) -> dict[str, Any]:
+        """One run of the aiohttp load generator on `path`: what every part passes, + `extra`."""
+        argv = [
+            "--urls", ",".join(http), "--path", path, "--kind", kind,
+            "--concurrency", str(concurrency), "--duration", str(duration),
+            "--max-requests", str(self.args.max_requests), *extra,
+        ]
+        if kind != "ceiling":  # the ceiling view takes no key
+            argv += ["--key", self.key]
+        return self.loadgen(name, *argv, timeout=duration + grace)
+
     def loadgen(self, name: str, *argv: str, timeout: float) -> dict[str, Any]:
         out_path = self.workdir / f"{name}.json"
 
@@ -614,23 +628,8 @@ class Bench:
         log(f"(a) single events: POST /api/ingest, {a.concurrency} connections, {a.duration:g}s")
         if a.client == "wrk":
             return {"status": "ran", **self.wrk("a", http, "/api/ingest", "single")}
-        result = self.loadgen(
-            "a",
-            "--urls",
-            ",".join(http),
-            "--path",
-            "/api/ingest",
-            "--kind",
-            "single",
-            "--key",
-            self.key,
-            "--concurrency",
-            str(a.concurrency),
-            "--duration",
-            str(a.duration),
-            "--max-requests",
-            str(a.max_requests),
-            timeout=a.duration + 120,
+        result = self.http_load(
+            "a", http, "/api/ingest", "single", concurrency=a.concurrency, duration=a.duration
         )
         return {"status": "ran", **result}
 
@@ -642,25 +641,9 @@ class Bench:
             f"(b) {a.batch_size}-event batches: POST /api/v1/ingest/events, "
             f"{a.batch_concurrency} connections, {a.duration:g}s"
         )
-        result = self.loadgen(
-            "b",
-            "--urls",
-            ",".join(http),
-            "--path",
-            "/api/v1/ingest/events",
-            "--kind",
-            "batch",
-            "--key",
-            self.key,
-            "--concurrency",
-            str(a.batch_concurrency),
-            "--batch-size",
-            str(a.batch_size),
-            "--duration",
-            str(a.duration),
-            "--max-requests",
-            str(a.max_requests),
-            timeout=a.duration + 180,
+        result = self.http_load(
+            "b", http, "/api/v1/ingest/events", "batch", "--batch-size", str(a.batch_size),
+            concurrency=a.batch_concurrency, duration=a.duration, grace=180,
         )
         return {"status": "ran", "events_per_s": result["accepted_per_s"], **result}
 
@@ -707,26 +690,9 @@ class Bench:
                 f"(c) {ready} sockets connected; {a.ws_rate:g} events/s on POST /api/ingest "
                 f"for {a.ws_duration:g}s"
             )
-            sent = self.loadgen(
-                "c-send",
-                "--urls",
-                ",".join(http),
-                "--path",
-                "/api/ingest",
-                "--kind",
-                "single",
-                "--key",
-                self.key,
-                "--rate",
-                str(a.ws_rate),
-                "--stamp",
-                "--concurrency",
-                "128",
-                "--duration",
-                str(a.ws_duration),
-                "--max-requests",
-                str(a.max_requests),
-                timeout=a.ws_duration + 120,
+            sent = self.http_load(
+                "c-send", http, "/api/ingest", "single", "--rate", str(a.ws_rate), "--stamp",
+                concurrency=128, duration=a.ws_duration,
             )
             # Tell the listener the sender is done: it drains late broadcasts until the sockets
             # have been quiet for 2 s (at most --ws-grace s), writes its result and exits.
@@ -764,22 +730,9 @@ class Bench:
         if a.client == "wrk":
             result = self.wrk("e", http, "/bench/ceiling", "ceiling")
         else:
-            result = self.loadgen(
-                "e",
-                "--urls",
-                ",".join(http),
-                "--path",
-                "/bench/ceiling",
-                "--kind",
-                "ceiling",
-                "--no-idempotency",
-                "--concurrency",
-                str(a.concurrency),
-                "--duration",
-                str(a.duration),
-                "--max-requests",
-                str(a.max_requests),
-                timeout=a.duration + 120,
+            result = self.http_load(
+                "e", http, "/bench/ceiling", "ceiling", "--no-idempotency",
+                concurrency=a.concurrency, duration=a.duration,
             )
         memory = self.memory()
         self.sup.stop_servers()
