@@ -33,23 +33,19 @@ MB = 1024 * 1024
 # with a logged-in session; printed as one JSON line.
 SETUP = """
 import json
-from importlib import import_module
 from django.conf import settings
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.contrib.auth import get_user_model
+from bench.setup_data import logged_in_session
 from billing.models import Plan
 from sources.services import create_source
 from workspaces.services import create_workspace
 
 Plan.objects.filter(code="pro").update(burst_per_key=100000, burst_per_workspace=100000)
 user = get_user_model().objects.create_user("olga", "olga@example.com", "a-long-passphrase")
-session = import_module(settings.SESSION_ENGINE).SessionStore()
-session[SESSION_KEY] = str(user.pk)
-session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-session.create()
+session_key = logged_in_session(user)
 ws = create_workspace("Hostile", "pro", owner=user)
 source, issued = create_source(ws, "Fuzz", slug="fuzz", allowed_event_types=["ticket.resolved"])
-print(json.dumps({"key": issued.secret, "org": ws.public_id, "session": session.session_key,
+print(json.dumps({"key": issued.secret, "org": ws.public_id, "session": session_key,
                   "cookie": settings.SESSION_COOKIE_NAME}))
 """
 

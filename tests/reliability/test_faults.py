@@ -49,9 +49,9 @@ BATCH = 3
 # another's live feed; printed as one JSON line.
 SETUP = """
 import json
-from importlib import import_module
 from django.conf import settings
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.contrib.auth import get_user_model
+from bench.setup_data import logged_in_session
 from django.core.management import call_command
 call_command("migrate", interactive=False, verbosity=0)
 from billing.models import Plan
@@ -60,17 +60,13 @@ from workspaces.services import create_workspace
 
 Plan.objects.filter(code="pro").update(burst_per_key=100000, burst_per_workspace=100000)
 user = get_user_model().objects.create_user("fran-faults", "fran@example.com", "a-long-passphrase")
-session = import_module(settings.SESSION_ENGINE).SessionStore()
-session[SESSION_KEY] = str(user.pk)
-session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-session.create()
+session_key = logged_in_session(user)
 spaces = {}
 for name in ("main", "revive", "silent"):
     ws = create_workspace(name.title(), "pro", owner=user)
     source, issued = create_source(ws, "Faulty", slug="faulty", allowed_event_types=["fault.check"])
     spaces[name] = {"key": issued.secret, "org": ws.public_id}
-print(json.dumps({"spaces": spaces, "session": session.session_key,
+print(json.dumps({"spaces": spaces, "session": session_key,
                   "cookie": settings.SESSION_COOKIE_NAME}))
 """
 

@@ -33,19 +33,15 @@ QUOTA = 7
 # per-key burst is tiny, and a quota-capped workspace; printed as one JSON line.
 SETUP = f"""
 import json
-from importlib import import_module
 from django.conf import settings
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.contrib.auth import get_user_model
+from bench.setup_data import logged_in_session
 from billing.models import Plan
 from sources.services import create_source
 from workspaces.services import create_workspace
 
 user = get_user_model().objects.create_user("sam-scale", "sam@example.com", "a-long-passphrase")
-session = import_module(settings.SESSION_ENGINE).SessionStore()
-session[SESSION_KEY] = str(user.pk)
-session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-session.create()
+session_key = logged_in_session(user)
 pro = Plan.objects.get(code="pro")
 tight = Plan.objects.create(
     code="tight", name="Tight", monthly_event_limit=1000000, retention_days=30,
@@ -54,7 +50,7 @@ tight = Plan.objects.create(
 main = create_workspace("Scale", "pro", owner=user)
 capped = create_workspace("Capped", "pro", owner=user, event_limit={QUOTA})
 burst = create_workspace("Bursty", "tight", owner=user)
-out = {{"session": session.session_key, "cookie": settings.SESSION_COOKIE_NAME,
+out = {{"session": session_key, "cookie": settings.SESSION_COOKIE_NAME,
         "org": main.public_id, "capped_org": capped.public_id}}
 for name, ws in (("main", main), ("revoked", main), ("capped", capped), ("burst", burst)):
     src, issued = create_source(ws, name.title(), slug=name)
