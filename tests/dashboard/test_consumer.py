@@ -231,11 +231,14 @@ async def test_a_room_whose_heartbeat_does_not_come_back_closes_its_sockets(
     communicator = routed(path_for(workspace), member)
     assert (await communicator.connect())[0]
     layer = get_channel_layer()
+    real_group_send = layer.group_send
 
-    async def lost(channel, message):
-        raise ConnectionError("Redis is down")
+    async def heartbeats_lost(group, message):
+        if message["type"] == "ackly.heartbeat":
+            raise ConnectionError("Redis is down")
+        await real_group_send(group, message)
 
-    monkeypatch.setattr(layer, "send", lost)
+    monkeypatch.setattr(layer, "group_send", heartbeats_lost)
     closed = await communicator.receive_output(timeout=3)
     assert closed == {"type": "websocket.close", "code": 4000}
     # The next socket of the workspace gets a fresh room that hears the group.
@@ -245,6 +248,28 @@ async def test_a_room_whose_heartbeat_does_not_come_back_closes_its_sockets(
     await broadcast(workspace, {"type": "events", "items": [{"id": "e2"}]})
     assert (await again.receive_json_from(timeout=2))["items"] == [{"id": "e2"}]
     await again.disconnect()
+
+
+async def test_a_room_that_does_not_hear_itself_refuses_its_first_socket(
+    member, workspace, monkeypatch
+):
+    """A subscription lost while the layer reconnects must not yield a deaf room that accepts."""
+    monkeypatch.setattr("workspaces.consumers.HEARTBEAT_SECONDS", 0.2)
+    layer = get_channel_layer()
+    real_group_send = layer.group_send
+
+    async def heartbeats_vanish(group, message):
+        if message["type"] != "ackly.heartbeat":
+            await real_group_send(group, message)
+
+    monkeypatch.setattr(layer, "group_send", heartbeats_vanish)
+    assert not (await routed(path_for(workspace), member).connect())[0]
+    monkeypatch.undo()
+    retried = routed(path_for(workspace), member)
+    assert (await retried.connect())[0]
+    await broadcast(workspace, {"type": "events", "items": [{"id": "e3"}]})
+    assert (await retried.receive_json_from(timeout=2))["items"] == [{"id": "e3"}]
+    await retried.disconnect()
 
 
 class TestThroughTheFullStack:
