@@ -26,7 +26,13 @@ def read_body(request: HttpRequest, limit: int, too_large: type[APIError]) -> by
             raise InvalidBody("The Content-Length header is not a number.") from None
         if length > limit:
             raise too_large(_too_large_message(limit))
-    body = request.read(limit + 1)
+    stream = request
+    if not declared and "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+        # Under WSGI Django reads nothing without a Content-Length; the server (gunicorn) has
+        # de-chunked the body into wsgi.input, so read it there. Under ASGI there is no
+        # wsgi.input: the request holds the body (capped by ackly.asgi.BodyLimitGuard).
+        stream = request.META.get("wsgi.input", request)
+    body = stream.read(limit + 1)
     if len(body) > limit:
         raise too_large(_too_large_message(limit))
     return body

@@ -20,14 +20,18 @@ pytestmark = pytest.mark.django_db(transaction=True)
 BAD_KEY = b"Bearer ak_live_" + b"0" * 40
 
 
-def wsgi(method: str, path: str, body: bytes = b"", **headers: str):
+def wsgi(method: str, path: str, body: bytes = b"", chunked: bool = False, **headers: str):
     environ = {
         "REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": "",
         "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80", "HTTP_HOST": "127.0.0.1",
         "wsgi.input": io.BytesIO(body), "wsgi.url_scheme": "http", "wsgi.errors": io.StringIO(),
-        "CONTENT_LENGTH": str(len(body)), "CONTENT_TYPE": "application/json",
+        "CONTENT_TYPE": "application/json",
         **{f"HTTP_{k.upper()}": v for k, v in headers.items()},
     }
+    if chunked:  # as gunicorn hands it over: de-chunked input, no Content-Length
+        environ["HTTP_TRANSFER_ENCODING"] = "chunked"
+    else:
+        environ["CONTENT_LENGTH"] = str(len(body))
     started = {}
 
     def start_response(status, response_headers, exc_info=None):
@@ -62,6 +66,18 @@ def test_no_dashboard_middleware_runs_on_an_api_path(settings):
     _, _, dashboard = wsgi("GET", "/middleware-seen")
     assert json.loads(api) == {"session": False, "user": False}
     assert json.loads(dashboard) == {"session": True, "user": True}
+
+
+def test_a_chunked_body_under_wsgi_is_read_and_capped(source_and_key, secret):
+    """WSGI servers de-chunk into wsgi.input with no Content-Length, where Django reads nothing."""
+    auth = f"Bearer {secret}"
+    status, _, body = wsgi("POST", "/api/ingest", b'{"status": "success"}', chunked=True,
+                           authorization=auth)
+    assert status == 201, body
+    big = b'{"status": "success", "message": "' + b"x" * (1024 * 1024) + b'"}'
+    status, _, body = wsgi("POST", "/api/ingest", big, chunked=True, authorization=auth)
+    assert status == 413
+    assert json.loads(body)["error"]["code"] == "payload_too_large"
 
 
 def test_wsgi_dashboard_paths_keep_the_full_chain():
