@@ -18,6 +18,7 @@ from ackly.errors import is_api_path  # noqa: E402
 from ackly.handlers import ApiASGIHandler  # noqa: E402
 from ackly.routing import websocket_urlpatterns  # noqa: E402
 from ackly.shutdown import install as install_exit_guard  # noqa: E402
+from ingest.fastlane import FastLane  # noqa: E402
 
 # A SIGTERM must end the process even when request threads wait on the stopped loop. Not in a
 # test run that imports this module: a slow pytest exit must never turn into exit status 1.
@@ -77,8 +78,11 @@ class ApiRouter:
 
 application = ProtocolTypeRouter(
     {
+        # POST /api/ingest's common case is served by the fast lane (ingest/fastlane.py) on
+        # the event loop; whatever it does not serve reaches the Django handlers unchanged.
         "http": BodyLimitGuard(
-            ApiRouter(ApiASGIHandler(), django_asgi_app), settings.INGEST_MAX_BODY_BYTES
+            FastLane(ApiRouter(ApiASGIHandler(), django_asgi_app)),
+            settings.INGEST_MAX_BODY_BYTES,
         ),
         "websocket": AllowedHostsOriginValidator(
             AuthMiddlewareStack(URLRouter(websocket_urlpatterns))

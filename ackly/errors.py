@@ -131,14 +131,13 @@ def docs_url(request: HttpRequest | None, code: str) -> str:
 
 
 def error_body(request: HttpRequest | None, code: str, message: str) -> dict[str, Any]:
-    return {
-        "error": {
-            "code": code,
-            "message": message,
-            "requestId": get_request_id(request) if request is not None else "",
-            "docsUrl": docs_url(request, code),
-        }
-    }
+    request_id = get_request_id(request) if request is not None else ""
+    return envelope(code, message, request_id, docs_url(request, code))
+
+
+def envelope(code: str, message: str, request_id: str, docs: str) -> dict[str, Any]:
+    """The error body of SPEC §5 (`error_body` for code that has no HttpRequest)."""
+    return {"error": {"code": code, "message": message, "requestId": request_id, "docsUrl": docs}}
 
 
 def error_response(

@@ -200,6 +200,10 @@ CACHES["auth"] = CACHES["default"] if REDIS_URL else {
 # Every change drops the entries at once; the TTL only bounds a stale entry that survived a
 # Redis outage during a revocation (docs/reliability.md). A miss costs one indexed query.
 AUTH_CACHE_SECONDS = env_int("AUTH_CACHE_SECONDS", 60)
+# POST /api/ingest's common case on the event loop, many requests per commit
+# (ingest/fastlane.py). Only under an ASGI server with PostgreSQL and REDIS_URL; 0 sends every
+# request through the per-request pipeline.
+INGEST_FAST_LANE = env_bool("INGEST_FAST_LANE", True)
 
 # --- Limits (SPEC §3–§5) ----------------------------------------------------------------------
 INGEST_MAX_BODY_BYTES = 1024 * 1024

@@ -68,8 +68,17 @@ class _Publisher:
         )
 
     def publish(self, layer: RedisPubSubChannelLayer, group: str, event: dict[str, Any]) -> None:
-        # channels_redis.pubsub.RedisPubSubLoopLayer._get_group_channel_name
-        self.client.publish(f"{self.prefix}__group__{group}", layer.serialize(event))
+        self.client.publish(group_channel(self.prefix, group), layer.serialize(event))
+
+
+def group_channel(prefix: str, group: str) -> str:
+    """The Redis channel the pub/sub layer's `group_send` publishes a group's messages to
+    (channels_redis.pubsub.RedisPubSubLoopLayer._get_group_channel_name)."""
+    return f"{prefix}__group__{group}"
+
+
+def layer_prefix() -> str:
+    return settings.CHANNEL_LAYERS["default"].get("CONFIG", {}).get("prefix", "asgi")
 
 
 _publisher: _Publisher | None = None
@@ -90,7 +99,6 @@ def _get_publisher() -> _Publisher:
 
 def broadcast(workspace_public_id: str, message: dict[str, Any]) -> None:
     """Send one message to the workspace's group now; log a warning if the layer fails."""
-    global _last_warning
     try:
         layer = get_channel_layer()
         if layer is None:
@@ -102,14 +110,20 @@ def broadcast(workspace_public_id: str, message: dict[str, Any]) -> None:
         else:
             async_to_sync(layer.group_send)(group, event)
     except Exception:  # noqa: BLE001 - any layer failure (Redis down) is non-fatal
-        now = time.monotonic()
-        if now - _last_warning >= WARN_INTERVAL_SECONDS:
-            _last_warning = now
-            logger.warning(
-                "Broadcast to workspace %s failed; live sessions will catch up over HTTP "
-                "(further failures within %.0fs are not logged)",
-                workspace_public_id, WARN_INTERVAL_SECONDS, exc_info=True,
-            )
+        warn_failed(workspace_public_id)
+
+
+def warn_failed(workspace_public_id: str) -> None:
+    """Log a failed broadcast (call from an except block), at most once per interval."""
+    global _last_warning
+    now = time.monotonic()
+    if now - _last_warning >= WARN_INTERVAL_SECONDS:
+        _last_warning = now
+        logger.warning(
+            "Broadcast to workspace %s failed; live sessions will catch up over HTTP "
+            "(further failures within %.0fs are not logged)",
+            workspace_public_id, WARN_INTERVAL_SECONDS, exc_info=True,
+        )
 
 
 def broadcast_on_commit(workspace_public_id: str, message: dict[str, Any]) -> None:

@@ -58,6 +58,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -87,13 +88,17 @@ from ingest import idempotency
 from ingest.broadcast import broadcast_on_commit
 from ingest.jsonbody import parse_strict_json, read_body
 from ingest.present import source_ref
-from ingest.ratelimits import BurstState, count_burst
+from ingest.ratelimits import BurstState, burst_state, count_burst
 from ingest.rejections import COUNTED_STATUSES, count_rejections
 from sources.auth import BearerKeyAuthentication, authenticate_key
 from sources.keys import KeyContext, digest_of, lookup_key
 from sources.services import touch_key
 
 _TRUE = frozenset({"true", "1"})
+
+# ASGI scope entry of a request the fast lane handed over after counting its burst windows:
+# (window start, [key count, workspace count]).
+BURST_COUNTED_SCOPE_KEY = "ackly.burst_counted"
 
 
 @dataclass
@@ -261,7 +266,12 @@ class IngestEndpoint(APIView):
                 f"The workspace's {limits.plan_code} plan does not include the developer API; "
                 "upgrade to Starter or Pro."
             )
-        ctx.burst = burst = count_burst(key, limits)
+        # The fast lane (ingest.fastlane) hands over requests it counted already: never twice.
+        counted = getattr(request, "scope", {}).get(BURST_COUNTED_SCOPE_KEY)
+        if counted is not None:
+            ctx.burst = burst = burst_state(limits, counted[0], counted[1], time.time())
+        else:
+            ctx.burst = burst = count_burst(key, limits)
         if burst.exceeded:
             raise RateLimited(
                 f"More than {burst.limit} requests per {settings.RATELIMIT_WINDOW_SECONDS}s for "

@@ -32,18 +32,40 @@ def source_ref(public_id: str, slug: str, name: str) -> dict[str, str]:
 
 def event_item(event: Event, source: dict[str, str]) -> dict[str, Any]:
     """An ingest-API event; `source` is given so the hot path need not load the Source row."""
+    return event_item_values(
+        public_id=event.public_id, status=event.status, message=event.message,
+        description=event.description, event_type=event.event_type,
+        external_id=event.external_id, duration_ms=event.duration_ms, metadata=event.metadata,
+        source=source, received_at=event.received_at,
+    )
+
+
+def event_item_values(
+    *,
+    public_id: str,
+    status: str,
+    message: str,
+    description: str,
+    event_type: str,
+    external_id: str,
+    duration_ms: float | None,
+    metadata: Any,
+    source: dict[str, str],
+    received_at: datetime,
+) -> dict[str, Any]:
+    """`event_item` from plain values (the fast lane has no Event instance)."""
     return {
         "kind": "event",
-        "id": event.public_id,
-        "status": event.status,
-        "message": event.message,
-        "description": event.description,
-        "eventType": event.event_type,
-        "externalId": event.external_id,
-        "durationMs": _number(event.duration_ms),
-        "metadata": event.metadata,
+        "id": public_id,
+        "status": status,
+        "message": message,
+        "description": description,
+        "eventType": event_type,
+        "externalId": external_id,
+        "durationMs": _number(duration_ms),
+        "metadata": metadata,
         "source": source,
-        "receivedAt": iso(event.received_at),
+        "receivedAt": iso(received_at),
     }
 
 

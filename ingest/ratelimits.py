@@ -60,17 +60,18 @@ def incr_windows(keys: list[str], timeout: int) -> list[int]:
     return counts
 
 
-def count_burst(key: KeyContext, limits: WorkspaceLimits) -> BurstState:
-    """Count this request against both windows; the state of the one that binds."""
+def burst_window(key: KeyContext, limits: WorkspaceLimits, now: float) -> tuple[int, list[str]]:
+    """The current window's start and the names of this key's and workspace's counters."""
     window = settings.RATELIMIT_WINDOW_SECONDS
-    now = time.time()
     start = int(now // window) * window
+    return start, [f"burst:key:{key.key_id}:{start}", f"burst:ws:{limits.workspace_id}:{start}"]
+
+
+def burst_state(limits: WorkspaceLimits, start: int, counts: list[int], now: float) -> BurstState:
+    """The state of the binding window, from both counters' values after this request."""
+    window = settings.RATELIMIT_WINDOW_SECONDS
     # A window ends within the second: report at least 1, never 0 (clients would spin).
     reset = max(1, math.ceil(start + window - now))
-    counts = incr_windows(
-        [f"burst:key:{key.key_id}:{start}", f"burst:ws:{limits.workspace_id}:{start}"],
-        window + 1,
-    )
     states = [
         BurstState(
             limit=limit, remaining=max(0, limit - count), reset_seconds=reset,
@@ -85,3 +86,11 @@ def count_burst(key: KeyContext, limits: WorkspaceLimits) -> BurstState:
     if per_key.exceeded != per_ws.exceeded:
         return per_key if per_key.exceeded else per_ws
     return per_key if per_key.remaining <= per_ws.remaining else per_ws
+
+
+def count_burst(key: KeyContext, limits: WorkspaceLimits) -> BurstState:
+    """Count this request against both windows; the state of the one that binds."""
+    now = time.time()
+    start, names = burst_window(key, limits, now)
+    counts = incr_windows(names, settings.RATELIMIT_WINDOW_SECONDS + 1)
+    return burst_state(limits, start, counts, now)

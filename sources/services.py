@@ -101,13 +101,22 @@ def revoke_key(key: Key) -> Key:
 _last_touched: dict[int, datetime] = {}
 
 
-def touch_key(key_id: int, now: datetime | None = None) -> None:
-    """Record use at most once a minute per key per process: one tiny UPDATE, not per request."""
+def due_for_touch(key_id: int, now: datetime) -> bool:
+    """Whether this process should write the key's last_used_at now (see `touched`)."""
     from django.conf import settings
 
-    now = now or timezone.now()
     last = _last_touched.get(key_id)
-    if last is not None and (now - last).total_seconds() < settings.KEY_LAST_USED_INTERVAL_SECONDS:
-        return
+    return last is None or (now - last).total_seconds() >= settings.KEY_LAST_USED_INTERVAL_SECONDS
+
+
+def touched(key_id: int, now: datetime) -> None:
+    """The key's last_used_at was written (committed) at `now`."""
     _last_touched[key_id] = now
-    Key.objects.filter(pk=key_id).update(last_used_at=now)
+
+
+def touch_key(key_id: int, now: datetime | None = None) -> None:
+    """Record use at most once a minute per key per process: one tiny UPDATE, not per request."""
+    now = now or timezone.now()
+    if due_for_touch(key_id, now):
+        touched(key_id, now)
+        Key.objects.filter(pk=key_id).update(last_used_at=now)

@@ -1,0 +1,698 @@
+"""The fast lane: `POST /api/ingest`'s common case on the event loop, many requests per commit.
+
+ingest.pipeline serves one request at a time in a sync view: each pays its own Redis round
+trip, its own statement, its own COMMIT and its own PUBLISH, and under an ASGI server its own
+hop to a thread. The fast lane serves the same requests in the server's event loop and writes
+every request that arrived while the previous group was being written, together:
+
+  1. one Redis round trip   every key's cached look-up (read on every group, so a revocation
+                            holds at once across processes) and both burst counters of every
+                            request (INCR + EXPIRE NX, the keys `ingest.ratelimits` uses)
+  2. one statement          per workspace and billing period: the quota UPDATE for all of its
+                            events, their idempotency records and the events, as CTEs
+  3. one COMMIT             for the group; a COMMIT that fails answers 500 (its outcome is
+                            unknown: the request is never written a second time)
+  4. one PUBLISH            per workspace, carrying all of its events (SPEC §6's `events`
+                            message with several items, as a room's shared frame carries)
+
+Only the common case is served here. Everything else is handed, with its body, to the Django
+application unchanged, which answers it exactly as before (ingest.pipeline): a dry run or any
+query string, a body over the limit or not valid, a header that is missing or malformed, a key
+that is not in the shared cache yet or is revoked or expired, a burst window exceeded, a quota
+that does not fit (or no counter row yet this period), an Idempotency-Key already taken, a
+Host not allowed, an http request that must be redirected, and any Redis or PostgreSQL error
+before COMMIT. A request handed over after its burst windows were counted carries the counts
+in its ASGI scope (`BURST_COUNTED_SCOPE_KEY`), so the pipeline never counts it twice.
+
+It runs only where it can keep every guarantee: PostgreSQL, Redis (cache and pub/sub channel
+layer) and `INGEST_FAST_LANE` on. Elsewhere (SQLite, no Redis: development and pass 1 of CI)
+every request goes to the pipeline.
+
+The 201 it sends carries the same headers as the pipeline's (the API middleware's security
+headers, X-Request-Id, X-Quota-*, RateLimit-*): tests/ingest/test_fastlane.py compares them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.core.cache import caches
+from django.core.cache.backends.redis import RedisSerializer
+from django.db import close_old_connections
+from django.http.request import split_domain_port, validate_host
+
+from ackly.errors import ERROR_CODES, InvalidBody, envelope
+from ackly.ids import new_event_id, new_request_id
+from billing.models import Usage
+from ingest.api import validate_event
+from ingest.broadcast import MESSAGE_TYPE, group_channel, layer_prefix, warn_failed, workspace_group
+from ingest.idempotency import request_hash
+from ingest.jsonbody import parse_strict_json
+from ingest.models import Event, IdempotencyRecord
+from ingest.pipeline import BURST_COUNTED_SCOPE_KEY
+from ingest.present import event_item_values, events_message, source_ref
+from ingest.ratelimits import BurstState, burst_state, burst_window
+from sources.keys import KeyContext, digest_of, is_well_formed, lookup_key
+from sources.models import Key
+from sources.services import due_for_touch, touched
+
+logger = logging.getLogger(__name__)
+
+PATHS = frozenset({"/api/ingest", "/api/ingest/"})
+# At most this many requests share one group (one statement per workspace, one COMMIT).
+MAX_GROUP = 256
+# Key look-ups kept per process (each is re-checked against Redis on every group).
+MAX_CACHED_KEYS = 10_000
+POOL_TIMEOUT_SECONDS = 3.0
+
+_MODEL_DEFAULTS = {
+    "message": "", "description": "", "event_type": "", "external_id": "",
+    "duration_ms": None, "metadata": None,
+}
+
+
+class _Handover(Exception):
+    """The request goes to the Django application (with its burst counts, when counted)."""
+
+    def __init__(self, counted: tuple[int, list[int]] | None = None) -> None:
+        self.counted = counted
+
+
+@dataclass(eq=False)
+class _Pending:
+    """One request waiting for its group."""
+
+    digest: str
+    idem_key: str | None
+    request_hash: str | None
+    fields: dict[str, Any]
+    received_at: datetime
+    future: asyncio.Future
+    event_id: str = field(default_factory=new_event_id)
+    key: KeyContext | None = None
+    start: int = 0
+    counts: list[int] | None = None
+    burst: BurstState | None = None
+
+    def hand_over(self) -> None:
+        if not self.future.done():
+            counted = None if self.counts is None else (self.start, self.counts)
+            self.future.set_exception(_Handover(counted))
+
+    def answer(self, value: Any) -> None:
+        if not self.future.done():
+            self.future.set_result(value)
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """A committed request: what its 201 reports."""
+
+    event_id: str
+    quota_limit: int
+    quota_used: int
+    quota_reset: int
+    burst: BurstState
+
+
+_AMBIGUOUS = object()  # COMMIT failed: the outcome is unknown, answer 500
+
+
+# --- SQL ------------------------------------------------------------------------------------
+
+_EVENT_COLUMNS = (
+    "public_id", "workspace_id", "source_id", "status", "message", "description", "event_type",
+    "external_id", "duration_ms", "metadata", "received_at",
+)
+_EVENT_TYPES = (
+    "text", "bigint", "bigint", "text", "text", "text", "text", "text", "float8", "text",
+    "timestamptz",
+)
+_CLAIM_COLUMNS = ("source_id", "key", "request_hash", "status_code", "response_body", "created_at")
+_CLAIM_TYPES = ("bigint", "text", "text", "int", "text", "timestamptz")
+
+
+def _unnest(columns: tuple[str, ...], types: tuple[str, ...]) -> str:
+    arrays = ", ".join(f"%s::{t}[]" for t in types)
+    return f"unnest({arrays}) AS t({', '.join(columns)})"
+
+
+def _select(columns: tuple[str, ...]) -> str:
+    return ", ".join("t.metadata::jsonb" if c == "metadata" else f"t.{c}" for c in columns)
+
+
+# One workspace's share of a group, in one statement: the quota for all of its events (the
+# conditional UPDATE of billing.services.reserve_all), their idempotency records and the
+# events, each INSERT joined to the UPDATE's row so nothing is written when the quota does
+# not fit. A record that is taken is skipped (DO NOTHING) and missing from `claimed`: the
+# caller then rolls the group back and hands that request to the pipeline, which replays.
+_STORE_SQL = (
+    f"WITH q AS (UPDATE {Usage._meta.db_table} SET events = events + %s "
+    "WHERE workspace_id = %s AND period_start = %s AND events + %s <= %s RETURNING events), "
+    f"r AS (INSERT INTO {IdempotencyRecord._meta.db_table} ({', '.join(_CLAIM_COLUMNS)}) "
+    f"SELECT {_select(_CLAIM_COLUMNS)} FROM {_unnest(_CLAIM_COLUMNS, _CLAIM_TYPES)}, q "
+    "ON CONFLICT DO NOTHING RETURNING source_id, key), "
+    f"e AS (INSERT INTO {Event._meta.db_table} ({', '.join(_EVENT_COLUMNS)}) "
+    f"SELECT {_select(_EVENT_COLUMNS)} FROM {_unnest(_EVENT_COLUMNS, _EVENT_TYPES)}, q) "
+    "SELECT (SELECT events FROM q), ARRAY(SELECT source_id::text || ' ' || key FROM r)"
+)
+_TOUCH_SQL = f"UPDATE {Key._meta.db_table} SET last_used_at = %s WHERE id = ANY(%s::bigint[])"
+
+
+# --- The per-process writer -----------------------------------------------------------------
+
+
+class _Committer:
+    """Groups the requests of one process and writes each group (see the module docstring)."""
+
+    def __init__(self) -> None:
+        import redis.asyncio
+        from channels.layers import get_channel_layer
+        from psycopg_pool import AsyncConnectionPool
+
+        db = settings.DATABASES["default"]
+        options = {k: v for k, v in db.get("OPTIONS", {}).items() if k not in _NOT_CONNINFO}
+        kwargs = {"dbname": db["NAME"], **options}
+        for name, key in (("user", "USER"), ("password", "PASSWORD"), ("host", "HOST"),
+                          ("port", "PORT")):
+            if db.get(key):
+                kwargs[name] = str(db[key])
+        self.pool = AsyncConnectionPool(
+            kwargs=kwargs, min_size=1, max_size=2, timeout=POOL_TIMEOUT_SECONDS, open=False,
+        )
+        self.redis = redis.asyncio.Redis.from_url(
+            settings.REDIS_URL, socket_connect_timeout=0.25, socket_timeout=0.5,
+        )
+        self.layer = get_channel_layer()
+        self.channel_prefix = layer_prefix()
+        self.auth_cache = caches["auth"]
+        self.burst_cache = caches["default"]
+        self.serializer = RedisSerializer()
+        self.keys: dict[str, tuple[bytes, KeyContext]] = {}
+        self.queue: list[_Pending] = []
+        self.running = False
+
+    async def open(self) -> None:
+        """Start connecting now (in the background), so the first group does not wait."""
+        await self.pool.open(wait=False)
+
+    def submit(self, item: _Pending) -> None:
+        self.queue.append(item)
+        if not self.running:
+            self.running = True
+            asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        try:
+            while self.queue:
+                group, self.queue = self.queue[:MAX_GROUP], self.queue[MAX_GROUP:]
+                try:
+                    await self._flush(group)
+                except Exception:  # noqa: BLE001 - a bug here must not strand the requests
+                    logger.exception("fast lane: a group failed; handing it to the pipeline")
+                for item in group:
+                    item.hand_over()
+        finally:
+            self.running = False
+
+    # 1. Keys and burst windows: one Redis round trip (two when keys are new to this process).
+    async def _admit(self, group: list[_Pending]) -> list[_Pending]:
+        missing = list({item.digest for item in group if item.digest not in self.keys})
+        if missing:
+            values = await self.redis.mget([self._key_name(d) for d in missing])
+            for digest, raw in zip(missing, values, strict=True):
+                if raw is None and await _look_up(digest):
+                    raw = await self.redis.get(self._key_name(digest))
+                if raw is not None:
+                    self._remember(digest, raw)
+        digests = list({item.digest for item in group if item.digest in self.keys})
+        if not digests:
+            for item in group:
+                item.hand_over()  # the pipeline looks the keys up, or answers 401
+            return []
+        now = time.time()
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.mget([self._key_name(d) for d in digests])
+        counted: list[_Pending] = []
+        window = settings.RATELIMIT_WINDOW_SECONDS + 1
+        for item in group:
+            cached = self.keys.get(item.digest)
+            if cached is None or not _usable(cached[1]):
+                item.hand_over()  # the pipeline looks it up, or answers 401 (nothing counted)
+                continue
+            key = cached[1]
+            item.start, names = burst_window(key, key.limits, now)
+            for name in names:
+                name = self.burst_cache.make_key(name)
+                pipe.incr(name)
+                pipe.expire(name, window, nx=True)
+            counted.append(item)
+        if not counted:
+            return []
+        replies = await pipe.execute()
+        fresh = dict(zip(digests, replies[0], strict=True))
+        admitted = []
+        for n, item in enumerate(counted):
+            item.counts = [replies[1 + 4 * n], replies[3 + 4 * n]]
+            raw = fresh.get(item.digest)
+            if raw is None:  # forgotten since (revoked, rotated, plan changed): look it up again
+                self.keys.pop(item.digest, None)
+                item.hand_over()
+                continue
+            if raw != self.keys[item.digest][0]:
+                self._remember(item.digest, raw)
+            item.key = key = self.keys[item.digest][1]
+            if not _usable(key):
+                item.hand_over()
+                continue
+            item.burst = burst_state(key.limits, item.start, item.counts, now)
+            if item.burst.exceeded:
+                item.hand_over()  # the pipeline answers 429 with these counts
+                continue
+            admitted.append(item)
+        return admitted
+
+    def _key_name(self, digest: str) -> str:
+        return self.auth_cache.make_key(f"key:{digest}")
+
+    def _remember(self, digest: str, raw: bytes) -> None:
+        if len(self.keys) >= MAX_CACHED_KEYS:
+            self.keys.clear()
+        self.keys[digest] = (raw, self.serializer.loads(raw))
+
+    async def _flush(self, group: list[_Pending]) -> None:
+        try:
+            admitted = await self._admit(group)
+        except Exception:  # noqa: BLE001 - Redis down or slow: the pipeline copes (fails open)
+            logger.warning("fast lane: Redis failed; handing the group to the pipeline",
+                           exc_info=True)
+            return
+        # A key taken twice in one group: the second waits for the pipeline (it replays).
+        seen: set[tuple[int, str]] = set()
+        ready = []
+        for item in admitted:
+            if item.idem_key is not None:
+                claim = (item.key.source_id, item.idem_key)
+                if claim in seen:
+                    item.hand_over()
+                    continue
+                seen.add(claim)
+            ready.append(item)
+        for _attempt in range(2):
+            if not ready:
+                return
+            refused = await self._store(ready)
+            if refused is None:
+                return
+            for item in refused:
+                item.hand_over()
+            ready = [item for item in ready if item not in refused]
+
+    # 2-4. The statements, the COMMIT, the broadcast.
+    async def _store(self, ready: list[_Pending]) -> set[_Pending] | None:
+        """Write `ready` in one transaction; None when done, else the requests that could not
+        be (the transaction was rolled back: the caller retries the others)."""
+        shares: dict[tuple[int, datetime], list[_Pending]] = defaultdict(list)
+        for item in ready:
+            start, _end = item.key.limits.period(item.received_at)
+            shares[(item.key.workspace_id, start)].append(item)
+        now = datetime.now(UTC)
+        touch = sorted({i.key.key_id for i in ready if due_for_touch(i.key.key_id, now)})
+        refused: set[_Pending] = set()
+        stored: list[tuple[_Pending, _Stored]] = []
+        try:
+            async with self.pool.connection() as conn:
+                try:
+                    async with conn.cursor() as cursor:
+                        # Sorted: concurrent groups of several processes lock counters in one order.
+                        for (workspace_id, start), items in sorted(shares.items()):
+                            await cursor.execute(_STORE_SQL, _store_params(workspace_id, start, items))
+                            used, claimed = await cursor.fetchone()
+                            if used is None:
+                                refused.update(items)
+                                continue
+                            claimed = set(claimed)
+                            limits = items[0].key.limits
+                            reset = int(limits.period(items[0].received_at)[1].timestamp())
+                            first = used - len(items)
+                            for n, item in enumerate(items):
+                                if item.idem_key is not None and (
+                                    f"{item.key.source_id} {item.idem_key}" not in claimed
+                                ):
+                                    refused.add(item)
+                                stored.append((item, _Stored(
+                                    item.event_id, limits.monthly_event_limit, first + n + 1,
+                                    reset, item.burst,
+                                )))
+                        if touch and not refused:
+                            await cursor.execute(_TOUCH_SQL, [now, touch])
+                except Exception:
+                    await conn.rollback()
+                    raise
+                if refused:
+                    await conn.rollback()
+                    return refused
+                try:
+                    await conn.commit()
+                except Exception:  # noqa: BLE001 - the outcome is unknown: never write it again
+                    logger.exception("fast lane: COMMIT failed; answering 500")
+                    for item in ready:
+                        item.answer(_AMBIGUOUS)
+                    return None
+                for key_id in touch:
+                    touched(key_id, now)
+        except Exception:  # noqa: BLE001 - PostgreSQL down or slow: nothing was committed
+            if any(item.future.done() for item in ready):
+                return None
+            logger.warning("fast lane: PostgreSQL failed before COMMIT; handing the group over",
+                           exc_info=True)
+            return set(ready)
+        await self._broadcast(ready)
+        for item, outcome in stored:
+            item.answer(outcome)
+        return None
+
+    async def _broadcast(self, ready: list[_Pending]) -> None:
+        by_workspace: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for item in ready:
+            key = item.key
+            by_workspace[key.workspace_public_id].append(_event_item(item, key))
+        try:
+            pipe = self.redis.pipeline(transaction=False)
+            for workspace, items in by_workspace.items():
+                message = {"type": MESSAGE_TYPE, "payload": events_message(items)}
+                pipe.publish(
+                    group_channel(self.channel_prefix, workspace_group(workspace)),
+                    self.layer.serialize(message),
+                )
+            await pipe.execute()
+        except Exception:  # noqa: BLE001 - committed already: the dashboards catch up over HTTP
+            warn_failed(", ".join(by_workspace))
+
+
+@sync_to_async
+def _look_up(digest: str) -> bool:
+    """The key's look-up from the database into the shared cache (sources.keys.lookup_key),
+    on the thread Django's sync views use; whether the key exists."""
+    try:
+        return lookup_key(digest) is not None
+    finally:
+        close_old_connections()
+
+
+_NOT_CONNINFO = frozenset({"pool", "server_side_binding", "isolation_level", "assume_role"})
+
+
+def _usable(key: KeyContext) -> bool:
+    return key.revoked_at is None and (
+        key.expires_at is None or key.expires_at > datetime.now(UTC)
+    )
+
+
+def _store_params(workspace_id: int, start: datetime, items: list[_Pending]) -> list[Any]:
+    n = len(items)
+    limit = items[0].key.limits.monthly_event_limit
+    claims = [i for i in items if i.idem_key is not None]
+    claim_arrays = [
+        [i.key.source_id for i in claims],
+        [i.idem_key for i in claims],
+        [i.request_hash for i in claims],
+        [201] * len(claims),
+        [_created_body(i.event_id) for i in claims],
+        [i.received_at for i in claims],
+    ]
+    columns: list[list[Any]] = [[] for _ in _EVENT_COLUMNS]
+    for item in items:
+        fields = item.fields
+        metadata = fields["metadata"]
+        row = (
+            item.event_id, workspace_id, item.key.source_id, fields["status"], fields["message"],
+            fields["description"], fields["event_type"], fields["external_id"],
+            fields["duration_ms"], None if metadata is None else _json_dumps(metadata),
+            item.received_at,
+        )
+        for column, value in zip(columns, row, strict=True):
+            column.append(value)
+    return [n, workspace_id, start, n, limit, *claim_arrays, *columns]
+
+
+def _event_item(item: _Pending, key: KeyContext) -> dict[str, Any]:
+    fields = item.fields
+    return event_item_values(
+        public_id=item.event_id, status=fields["status"], message=fields["message"],
+        description=fields["description"], event_type=fields["event_type"],
+        external_id=fields["external_id"], duration_ms=fields["duration_ms"],
+        metadata=fields["metadata"],
+        source=source_ref(key.source_public_id, key.source_slug, key.source_name),
+        received_at=item.received_at,
+    )
+
+
+def _created_body(event_id: str) -> str:
+    # The pipeline's 201 body, byte for byte (ingest.services.record_event_at_once).
+    return f'{{"id":"{event_id}"}}'
+
+
+def _json_dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+# --- The ASGI side --------------------------------------------------------------------------
+
+
+def fast_lane_available() -> bool:
+    """PostgreSQL, the Redis cache and the Redis pub/sub layer, and the setting on."""
+    from channels_redis.pubsub import RedisPubSubChannelLayer
+
+    from ackly.cache import AcklyRedisCache
+
+    if not getattr(settings, "INGEST_FAST_LANE", False) or not settings.REDIS_URL:
+        return False
+    if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
+        return False
+    layer = settings.CHANNEL_LAYERS["default"]["BACKEND"]
+    return (
+        isinstance(caches["auth"], AcklyRedisCache)
+        and isinstance(caches["default"], AcklyRedisCache)
+        and layer == f"{RedisPubSubChannelLayer.__module__}.{RedisPubSubChannelLayer.__name__}"
+    )
+
+
+class FastLane:
+    """ASGI middleware: serves what it can of `POST /api/ingest`, hands the rest to `app`."""
+
+    def __init__(self, app) -> None:
+        self.app = app
+        self.enabled: bool | None = None
+        self.committers: dict[asyncio.AbstractEventLoop, _Committer] = {}
+        self.static_headers: list[tuple[bytes, bytes]] = []
+
+    async def __call__(self, scope, receive, send):
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "POST"
+            or scope["path"] not in PATHS
+            or scope.get("query_string")
+            or not self._enabled()
+        ):
+            return await self.app(scope, receive, send)
+        # Made on the first request, handed over or not (the servers' readiness probes), so
+        # its connections are open before the load arrives.
+        committer = await self._committer()
+        limit = settings.INGEST_MAX_BODY_BYTES
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return None  # the client went away before sending its body
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            chunks.append(chunk)
+            if size > limit or not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        headers = _headers(scope)
+        item = self._pending(scope, headers, body, size <= limit)
+        if item is None:
+            return await self._hand_over(scope, body, receive, send, None)
+        committer.submit(item)
+        try:
+            outcome = await item.future
+        except _Handover as handover:
+            return await self._hand_over(scope, body, receive, send, handover.counted)
+        request_id = new_request_id()
+        secure = self._is_secure(scope, headers)
+        if outcome is _AMBIGUOUS:
+            return await self._send_internal_error(send, scope, headers, request_id, secure)
+        return await self._send_created(send, outcome, request_id, secure)
+
+    def _enabled(self) -> bool:
+        if self.enabled is None:
+            self.enabled = fast_lane_available()
+            self.static_headers = _security_headers()
+        return self.enabled
+
+    async def _committer(self) -> _Committer:
+        loop = asyncio.get_running_loop()
+        committer = self.committers.get(loop)
+        if committer is None:
+            committer = self.committers[loop] = _Committer()
+            await committer.open()
+        return committer
+
+    def _pending(
+        self, scope, headers: dict[bytes, bytes], body: bytes, within_limit: bool
+    ) -> _Pending | None:
+        """The request, checked as far as it can be without I/O; None: the pipeline answers."""
+        if not within_limit or not self._host_allowed(headers):
+            return None
+        if settings.SECURE_SSL_REDIRECT and not self._is_secure(scope, headers):
+            return None
+        auth = headers.get(b"authorization")
+        if auth is None:
+            return None
+        scheme, _, secret = auth.decode("latin-1").partition(" ")
+        secret = secret.strip()
+        if scheme.lower() != "bearer" or not is_well_formed(secret):
+            return None
+        idem_key = headers.get(b"idempotency-key")
+        if idem_key is not None:
+            idem_key = idem_key.decode("latin-1").strip()
+            if not idem_key or len(idem_key) > settings.IDEMPOTENCY_KEY_MAX_LENGTH:
+                return None
+        try:
+            fields = validate_event(parse_strict_json(body, settings.JSON_MAX_DEPTH))
+        except InvalidBody:
+            return None
+        return _Pending(
+            digest=digest_of(secret),
+            idem_key=idem_key,
+            request_hash=None if idem_key is None else request_hash(scope["path"], body),
+            fields={**_MODEL_DEFAULTS, **fields},
+            received_at=datetime.now(UTC),
+            future=asyncio.get_running_loop().create_future(),
+        )
+
+    @staticmethod
+    def _host_allowed(headers: dict[bytes, bytes]) -> bool:
+        host = headers.get(b"host")
+        if host is None or settings.USE_X_FORWARDED_HOST:
+            return False
+        domain, _port = split_domain_port(host.decode("latin-1"))
+        allowed = settings.ALLOWED_HOSTS
+        if settings.DEBUG and not allowed:
+            allowed = [".localhost", "127.0.0.1", "[::1]"]
+        return bool(domain) and validate_host(domain, allowed)
+
+    @staticmethod
+    def _is_secure(scope, headers: dict[bytes, bytes]) -> bool:
+        proxy = settings.SECURE_PROXY_SSL_HEADER
+        if proxy:
+            name = proxy[0].removeprefix("HTTP_").lower().replace("_", "-").encode("latin-1")
+            value = headers.get(name)
+            if value is not None:
+                return value.decode("latin-1").split(",", 1)[0].strip() == proxy[1]
+        return scope.get("scheme") == "https"
+
+    async def _hand_over(self, scope, body, receive, send, counted) -> None:
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        if counted is not None:
+            scope = {**scope, BURST_COUNTED_SCOPE_KEY: counted}
+        return await self.app(scope, replay, send)
+
+    def _hsts(self, secure: bool) -> list[tuple[bytes, bytes]]:
+        if not (secure and settings.SECURE_HSTS_SECONDS):
+            return []
+        value = f"max-age={settings.SECURE_HSTS_SECONDS}"
+        if settings.SECURE_HSTS_INCLUDE_SUBDOMAINS:
+            value += "; includeSubDomains"
+        if settings.SECURE_HSTS_PRELOAD:
+            value += "; preload"
+        return [(b"strict-transport-security", value.encode())]
+
+    async def _send_created(self, send, stored: _Stored, request_id: str, secure: bool) -> None:
+        body = _created_body(stored.event_id).encode()
+        burst = stored.burst
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"x-quota-limit", str(stored.quota_limit).encode()),
+            (b"x-quota-remaining", str(max(0, stored.quota_limit - stored.quota_used)).encode()),
+            (b"x-quota-reset", str(stored.quota_reset).encode()),
+            (b"ratelimit-limit", str(burst.limit).encode()),
+            (b"ratelimit-remaining", str(burst.remaining).encode()),
+            (b"ratelimit-reset", str(burst.reset_seconds).encode()),
+            (b"allow", b"POST, OPTIONS"),
+            (b"content-length", str(len(body)).encode()),
+            *self.static_headers,
+            *self._hsts(secure),
+            (b"x-request-id", request_id.encode()),
+        ]
+        await send({"type": "http.response.start", "status": 201, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def _send_internal_error(self, send, scope, headers, request_id, secure) -> None:
+        code = "internal_error"
+        base = settings.PUBLIC_BASE_URL
+        if not base:
+            host = headers.get(b"host", b"").decode("latin-1")
+            base = f"{'https' if secure else 'http'}://{host}"
+        docs = f"{base.rstrip('/')}/docs/errors/{code}/"
+        body = json.dumps(
+            envelope(code, ERROR_CODES[code].description, request_id, docs),
+            separators=(",", ":"),
+        ).encode()
+        await send({"type": "http.response.start", "status": 500, "headers": [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            *self.static_headers,
+            *self._hsts(secure),
+            (b"x-request-id", request_id.encode()),
+        ]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _headers(scope) -> dict[bytes, bytes]:
+    """Request headers by lower-case name; a repeated header's values joined by commas, in
+    order, as Django's ASGIRequest builds META (so `Authorization` sent twice is refused by
+    both lanes alike, and two Idempotency-Key headers name the same key in both)."""
+    headers: dict[bytes, bytes] = {}
+    for name, value in scope["headers"]:
+        seen = headers.get(name)
+        headers[name] = value if seen is None else seen + b"," + value
+    return headers
+
+
+def _security_headers() -> list[tuple[bytes, bytes]]:
+    """What settings.API_MIDDLEWARE adds to every API response, computed once."""
+    headers = [(b"x-frame-options", settings.X_FRAME_OPTIONS.encode())]
+    if settings.SECURE_CONTENT_TYPE_NOSNIFF:
+        headers.append((b"x-content-type-options", b"nosniff"))
+    if settings.SECURE_REFERRER_POLICY:
+        policy = settings.SECURE_REFERRER_POLICY
+        if not isinstance(policy, str):
+            policy = ",".join(policy)
+        headers.append((b"referrer-policy", policy.encode()))
+    if settings.SECURE_CROSS_ORIGIN_OPENER_POLICY:
+        headers.append(
+            (b"cross-origin-opener-policy", settings.SECURE_CROSS_ORIGIN_OPENER_POLICY.encode())
+        )
+    return headers
+
