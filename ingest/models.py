@@ -45,8 +45,13 @@ class Event(models.Model):
     """One ingest-API event. Immutable."""
 
     public_id = models.CharField(max_length=24, unique=True, default=new_event_id, editable=False)
-    workspace = models.ForeignKey("workspaces.Workspace", on_delete=models.CASCADE, related_name="+")
-    source = models.ForeignKey("sources.Source", on_delete=models.CASCADE, related_name="events")
+    # No index of their own: event_ws_recent and event_source_recent lead with these.
+    workspace = models.ForeignKey(
+        "workspaces.Workspace", on_delete=models.CASCADE, db_index=False, related_name="+"
+    )
+    source = models.ForeignKey(
+        "sources.Source", on_delete=models.CASCADE, db_index=False, related_name="events"
+    )
     status = models.CharField(max_length=10, choices=EventStatus.choices)
     message = models.TextField(blank=True, default="")
     description = models.TextField(blank=True, default="")
@@ -77,9 +82,15 @@ class TimelineEvent(models.Model):
     public_id = models.CharField(
         max_length=40, unique=True, default=new_timeline_event_id, editable=False
     )
-    workspace = models.ForeignKey("workspaces.Workspace", on_delete=models.CASCADE, related_name="+")
+    # No index of its own: timeline_ws_recent leads with it (as worker's is led by
+    # timeline_worker_recent). Every index is paid for on every insert of a batch.
+    workspace = models.ForeignKey(
+        "workspaces.Workspace", on_delete=models.CASCADE, db_index=False, related_name="+"
+    )
     source = models.ForeignKey("sources.Source", on_delete=models.CASCADE, related_name="timeline")
-    worker = models.ForeignKey("workspaces.Worker", on_delete=models.CASCADE, related_name="timeline")
+    worker = models.ForeignKey(
+        "workspaces.Worker", on_delete=models.CASCADE, db_index=False, related_name="timeline"
+    )
     event_type = models.CharField(max_length=100)
     category = models.CharField(max_length=20, choices=Category.choices)
     timestamp = models.DateTimeField()
@@ -156,7 +167,10 @@ class SnapshotHistory(SnapshotFields):
 class IdempotencyRecord(models.Model):
     """The first response to (source, Idempotency-Key), replayed for 10 minutes."""
 
-    source = models.ForeignKey("sources.Source", on_delete=models.CASCADE, related_name="+")
+    # No index of its own: idempotency_unique_key leads with it.
+    source = models.ForeignKey(
+        "sources.Source", on_delete=models.CASCADE, db_index=False, related_name="+"
+    )
     key = models.CharField(max_length=200)
     request_hash = models.CharField(max_length=64)
     status_code = models.PositiveSmallIntegerField()
