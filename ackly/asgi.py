@@ -16,6 +16,7 @@ from django.conf import settings  # noqa: E402
 
 from ackly.errors import is_api_path  # noqa: E402
 from ackly.handlers import ApiASGIHandler  # noqa: E402
+from ackly.memory import freeze_loaded_objects  # noqa: E402
 from ackly.routing import websocket_urlpatterns  # noqa: E402
 from ackly.shutdown import install as install_exit_guard  # noqa: E402
 from ingest.fastlane import FastLane  # noqa: E402
@@ -89,3 +90,5 @@ application = ProtocolTypeRouter(
         ),
     }
 )
+
+freeze_loaded_objects()

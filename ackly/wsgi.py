@@ -14,6 +14,7 @@ django_application = get_wsgi_application()
 
 from ackly.errors import is_api_path  # noqa: E402
 from ackly.handlers import ApiWSGIHandler  # noqa: E402
+from ackly.memory import freeze_loaded_objects  # noqa: E402
 
 api_application = ApiWSGIHandler()
 
@@ -22,3 +23,6 @@ def application(environ, start_response):
     if is_api_path(environ.get("PATH_INFO", "")):
         return api_application(environ, start_response)
     return django_application(environ, start_response)
+
+
+freeze_loaded_objects()
