@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -113,12 +113,12 @@ def record_event_at_once(
 # --- The developer API (v1) -----------------------------------------------------------------
 
 
-_TIMELINE_COLUMNS = (
+TIMELINE_COLUMNS = (
     "public_id", "workspace_id", "source_id", "worker_id", "event_type", "category",
     "timestamp", "duration", "metadata", "request_id", "received_at",
 )
-_TIMELINE_TABLE_COLUMNS = (
-    f"{_q(TimelineEvent._meta.db_table)} ({', '.join(_q(c) for c in _TIMELINE_COLUMNS)})"
+TIMELINE_TABLE_COLUMNS = (
+    f"{_q(TimelineEvent._meta.db_table)} ({', '.join(_q(c) for c in TIMELINE_COLUMNS)})"
 )
 
 
@@ -130,41 +130,66 @@ def record_timeline_events(
     Returns (request index, eventType, timestamp as ISO 8601 Z) per event; a dry run stores
     and sends nothing. The caller has reserved their quota.
 
-    A multi-row INSERT built here, not bulk_create: for 500 rows the ORM spent ~10x the
-    database's own time building model instances and preparing 5,500 values field by field
-    (profiled). The values are validated already; the timestamps are adapted per backend.
+    A bulk write built here, not bulk_create: for 500 rows the ORM spent ~10x the database's
+    own time building model instances and preparing 5,500 values field by field (profiled).
+    The values are validated already; the timestamps are adapted per backend.
     """
     if not accepted:
         return []
-    now, request_id, source = ctx.now, ctx.request_id, ctx.source
-    received_iso = iso(now)
-    results: list[tuple[int, str, str]] = []
+    now = ctx.now
     if ctx.dry_run:
-        for event, _ in accepted:
-            results.append((event.index, event.event_type, iso(event.timestamp or now)))
-        return results
+        return [(event.index, event.event_type, iso(event.timestamp or now)) for event, _ in accepted]
+    batch = timeline_rows(
+        accepted, workspace_id=ctx.key.workspace_id, source_id=ctx.key.source_id,
+        source=ctx.source, now=now, request_id=ctx.request_id, adapt_time=_time_adapter(),
+    )
+    _insert_rows(TIMELINE_TABLE_COLUMNS, batch.rows)
+    ctx.broadcast(timeline_message(batch.items))
+    return batch.results
 
-    adapt_time = _time_adapter()
+
+@dataclass
+class TimelineRows:
+    """What a batch of accepted v1 events writes and sends, built once for both ingest lanes."""
+
+    rows: list[tuple[Any, ...]]  # in TIMELINE_COLUMNS order
+    items: list[dict[str, Any]]  # the broadcast's timeline items
+    results: list[tuple[int, str, str]]  # (request index, eventType, timestamp ISO 8601 Z)
+
+
+def timeline_rows(
+    accepted: list[tuple[ValidEvent, Any]],
+    *,
+    workspace_id: int,
+    source_id: int,
+    source: dict[str, str],
+    now: datetime,
+    request_id: str,
+    adapt_time: Callable[[datetime], Any],
+) -> TimelineRows:
+    """The rows, broadcast items and results of accepted events; each event's worker is
+    anything with `id`, `public_id` and `display_name` (a Worker, or a row the fast lane read)."""
     dumps = _json_dumps
-    workspace_id, source_id = ctx.key.workspace_id, ctx.key.source_id
+    received_iso = iso(now)
     received_db = adapt_time(now)
     ids = new_public_ids("tle", len(accepted))
     workers: dict[int, dict[str, str]] = {}
-    params: list[Any] = []
+    rows: list[tuple[Any, ...]] = []
     items: list[dict[str, Any]] = []
+    results: list[tuple[int, str, str]] = []
     for public_id, (event, worker) in zip(ids, accepted, strict=True):
         moment = event.timestamp or now
-        moment_iso = iso(moment)
+        moment_iso = received_iso if moment is now else iso(moment)
         metadata = event.metadata
         metadata_json = event.metadata_json
         if metadata is not None and metadata_json is None:
             metadata_json = dumps(metadata)
         worker_id = worker.id
-        params += (
+        rows.append((
             public_id, workspace_id, source_id, worker_id, event.event_type, event.category,
             received_db if moment is now else adapt_time(moment), event.duration, metadata_json,
             request_id, received_db,
-        )
+        ))
         ref = workers.get(worker_id)
         if ref is None:
             ref = workers[worker_id] = worker_ref(worker.public_id, worker.display_name)
@@ -176,9 +201,7 @@ def record_timeline_events(
             )
         )
         results.append((event.index, event.event_type, moment_iso))
-    _insert_rows(_TIMELINE_TABLE_COLUMNS, len(_TIMELINE_COLUMNS), params)
-    ctx.broadcast(timeline_message(items))
-    return results
+    return TimelineRows(rows, items, results)
 
 
 def _time_adapter() -> Callable[[datetime], Any]:
@@ -195,8 +218,8 @@ def _json_dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
-def _insert_rows(table_columns: str, width: int, params: list[Any]) -> None:
-    """Insert the rows of `params` (`width` values each) into `table (columns)`.
+def _insert_rows(table_columns: str, rows: list[tuple[Any, ...]]) -> None:
+    """Insert `rows` (tuples in column order) into `table (columns)`.
 
     PostgreSQL: COPY. A 500-row multi-row INSERT spent half of a batch's CPU in psycopg's
     client-side binding, which scans the 5,500-placeholder query with a regex and adapts
@@ -209,20 +232,20 @@ def _insert_rows(table_columns: str, width: int, params: list[Any]) -> None:
             connection.cursor() as cursor,
             cursor.cursor.copy(f"COPY {table_columns} FROM STDIN") as copy,
         ):
-            for start in range(0, len(params), width):
-                copy.write_row(params[start : start + width])
+            for row in rows:
+                copy.write_row(row)
         return
+    width = len(rows[0])
     head = f"INSERT INTO {table_columns} VALUES "
-    row = "(" + ", ".join("%s" for _ in range(width)) + ")"
+    placeholders = "(" + ", ".join("%s" for _ in range(width)) + ")"
     limit = connection.features.max_query_params or 65535
     per_statement = max(1, limit // width)
-    total = len(params) // width
     with connection.cursor() as cursor:
-        for start in range(0, total, per_statement):
-            count = min(per_statement, total - start)
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
             cursor.execute(
-                head + ", ".join([row] * count),
-                params[start * width : (start + count) * width],
+                head + ", ".join([placeholders] * len(chunk)),
+                [value for row in chunk for value in row],
             )
 
 
