@@ -106,12 +106,24 @@ class _Request:
     received_at: datetime
     future: asyncio.Future
     key: KeyContext | None = None
+    # Set once its transaction committed: from then on it is never handed over (the pipeline
+    # would write it a second time), whatever goes wrong before it is answered.
+    committed: bool = False
     start: int = 0
     counts: list[int] | None = None
     burst: BurstState | None = None
 
+    # The pipeline refuses a plan without the developer API (402) before counting any burst.
+    requires_developer_api = False
+
+    def admissible(self, key: KeyContext) -> bool:
+        """Whether the fast lane may count and serve this request for `key`."""
+        return _usable(key) and (key.limits.developer_api or not self.requires_developer_api)
+
     def hand_over(self) -> None:
-        if not self.future.done():
+        if self.committed:
+            self.answer(_AMBIGUOUS)
+        elif not self.future.done():
             counted = None if self.counts is None else (self.start, self.counts)
             self.future.set_exception(_Handover(counted))
 
@@ -134,6 +146,7 @@ class _Batch(_Request):
 
     events: list[Any] = field(default_factory=list)
     request_id: str = field(default_factory=new_request_id)
+    requires_developer_api = True
 
 
 @dataclass(frozen=True)
@@ -149,7 +162,7 @@ class _Stored:
     request_id: str | None = None  # a batch's body names its request id already
 
 
-_AMBIGUOUS = object()  # COMMIT failed: the outcome is unknown, answer 500
+_AMBIGUOUS = object()  # COMMIT failed, or a committed request failed after it: answer 500
 
 
 # --- SQL ------------------------------------------------------------------------------------
@@ -317,8 +330,8 @@ class _Committer:
         window = settings.RATELIMIT_WINDOW_SECONDS + 1
         for item in group:
             cached = self.keys.get(item.digest)
-            if cached is None or not _usable(cached[1]):
-                item.hand_over()  # the pipeline looks it up, or answers 401 (nothing counted)
+            if cached is None or not item.admissible(cached[1]):
+                item.hand_over()  # the pipeline looks it up, or answers 401/402 (nothing counted)
                 continue
             key = cached[1]
             item.start, names = burst_window(key, key.limits, now)
@@ -342,7 +355,7 @@ class _Committer:
             if raw != self.keys[item.digest][0]:
                 self._remember(item.digest, raw)
             item.key = key = self.keys[item.digest][1]
-            if not _usable(key):
+            if not item.admissible(key):
                 item.hand_over()
                 continue
             item.burst = burst_state(key.limits, item.start, item.counts, now)
@@ -433,6 +446,8 @@ class _Committer:
                     for item in ready:
                         item.answer(_AMBIGUOUS)
                     return None
+                for item in ready:
+                    item.committed = True
             for key_id in touch:
                 touched(key_id, now)
         except Exception:  # noqa: BLE001 - PostgreSQL down or slow: nothing was committed
@@ -453,8 +468,7 @@ class _Committer:
 
     async def _run_batch(self, batch: _Batch) -> None:
         try:
-            admitted = await self._admit([batch])
-            if admitted and admitted[0].key.limits.developer_api:
+            if await self._admit([batch]):
                 await self._write_batch(batch)
         except Exception:  # noqa: BLE001 - Redis down, or a bug: the pipeline answers
             logger.warning("fast lane: a batch failed; handing it to the pipeline", exc_info=True)
@@ -504,6 +518,7 @@ class _Committer:
                         _RESERVE_OR_FAIL_SQL, _reserve_params(batch, start, len(rows.rows), body)
                     )
                     await conn.commit()
+                batch.committed = True
             except psycopg.errors.DivisionByZero:  # not reserved: the quota (k of n), or the key
                 return
             except Exception:  # noqa: BLE001 - the outcome is unknown: never write it again

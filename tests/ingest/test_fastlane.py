@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -61,6 +61,18 @@ STATIC_HEADERS = (
 )
 SERVER_HEADERS = frozenset({"date", "server"})
 
+# v1 (`POST /api/v1/ingest/events`): the whitelist of every v1 source (one type not ASCII:
+# both lanes must escape it alike in their 202s) and the workers seeded in every v1 workspace,
+# so a batch naming them can be served by the fast lane (it never creates a worker).
+V1_TYPES = ["ticket.resolved", "call.logged", "d\u00e9ploiement.fini"]
+V1_WORKERS = [
+    {"externalId": "alex", "email": "alex.chen@example.com", "name": "Alex Chen"},
+    {"externalId": None, "email": "sam.lee@example.com", "name": "sam.lee"},
+    {"externalId": "kim", "email": None, "name": "Kim"},
+]
+V1_QUOTA = 25
+V1_WORKSPACE = {"limit": None, "used": 0, "types": V1_TYPES, "workers": V1_WORKERS}
+
 # Workspaces and their sources (one key each): a test uses keys of its own, so burst windows,
 # per-process key caches and quotas of one test never touch another's. `used` events of the
 # period are reserved before the servers start; every workspace gets this period's counter row
@@ -76,6 +88,21 @@ SPEC = {
     **{f"split-{kind}": {"limit": QUOTA, "used": 0, "sources": ["q"]} for kind in KINDS},
     "full": {"limit": 1, "used": 1, "sources": ["touch-pipeline", "touch-daphne"]},
     "live": {"limit": None, "used": 0, "sources": ["live"]},
+    # v1 workspaces: whitelisted sources, seeded workers ("v1-other" has a worker of its own
+    # only, "v1-free" is on the Free plan: no developer API).
+    "v1": {**V1_WORKSPACE, "sources": [
+        *(f"{test}-{kind}" for kind in KINDS
+          for test in ("served", "shape", "idem", "race", "invalid", "new", "tenant")),
+        "served-pipeline", "shape-pipeline",
+    ]},
+    "v1-live": {**V1_WORKSPACE, "sources": ["live"]},
+    **{f"v1-{c}-{kind}": {**V1_WORKSPACE, "limit": V1_QUOTA, "sources": ["q"]}
+       for c in ("capped", "split") for kind in KINDS},
+    "v1-other": {**V1_WORKSPACE, "sources": ["other"],
+                 "workers": [{"externalId": "stranger", "email": None, "name": "Stranger"}]},
+    "v1-free": {**V1_WORKSPACE, "plan": "free", "sources": ["free"]},
+    **{f"v1-free-{lane}": {**V1_WORKSPACE, "plan": "free", "workers": [], "sources": ["burst"]}
+       for lane in ("pipeline", *KINDS)},
 }
 
 # Run in the servers' environment (manage.py shell -c): a user with a logged-in session who
@@ -88,24 +115,32 @@ from django.db import transaction
 from bench.setup_data import logged_in_session
 from billing.services import limits_of, reserve_quota
 from sources.services import create_source
+from workspaces.models import Worker
 from workspaces.services import create_workspace
 
 spec = json.loads(__SPEC__)
 user = get_user_model().objects.create_user("fay-fast", "fay@example.com", "a-long-passphrase")
 out = {"session": logged_in_session(user), "cookie": settings.SESSION_COOKIE_NAME,
-       "orgs": {}, "ws_ids": {}, "keys": {}, "key_ids": {}, "sources": {}}
+       "orgs": {}, "ws_ids": {}, "keys": {}, "key_ids": {}, "sources": {}, "workers": {}}
 for name, ws_spec in spec.items():
-    ws = create_workspace(name.title(), "pro", owner=user, event_limit=ws_spec["limit"])
+    ws = create_workspace(name.title(), ws_spec.get("plan", "pro"), owner=user,
+                          event_limit=ws_spec["limit"])
     with transaction.atomic():
         reserve_quota(limits_of(ws), ws_spec["used"])
     out["orgs"][name] = ws.public_id
     out["ws_ids"][name] = ws.pk
     for slug in ws_spec["sources"]:
-        source, issued = create_source(ws, slug.replace("-", " ").title(), slug=slug)
+        source, issued = create_source(ws, slug.replace("-", " ").title(), slug=slug,
+                                       allowed_event_types=ws_spec.get("types", ()))
         out["keys"][f"{name}/{slug}"] = issued.secret
         out["key_ids"][f"{name}/{slug}"] = issued.key.public_id
         out["sources"][f"{name}/{slug}"] = {"id": source.public_id, "slug": source.slug,
                                             "name": source.name, "pk": source.pk}
+    for seed in ws_spec.get("workers", []):
+        worker = Worker.objects.create(workspace=ws, external_id=seed["externalId"],
+                                       email=seed["email"], display_name=seed["name"])
+        out["workers"][f"{name}/{seed['name']}"] = {
+            "id": worker.public_id, "pk": worker.pk, "displayName": worker.display_name}
 print(json.dumps(out))
 """
 
@@ -683,3 +718,564 @@ def test_a_key_whose_request_is_refused_over_quota_still_records_its_last_use(cl
     [(last_used,)] = _sql(cluster, "SELECT last_used_at FROM sources_key WHERE public_id = %s",
                           cluster["key_ids"][name])
     assert last_used is not None
+
+
+# --- v1 batches (`POST /api/v1/ingest/events`) through the fast lane -------------------------
+#
+# How a test knows the fast lane (not a handover) stored a batch: both lanes write a batch in
+# one transaction, but the pipeline writes its rows and quota in a savepoint
+# (ingest.api_v1.EventsView._store_all_if_they_fit) and its idempotency record after it, in
+# the outer transaction, so its rows' xmin (the savepoint's subtransaction id) is not the
+# record's. The fast lane writes rows, quota and record in one plain transaction: the rows
+# share their xmin with the record (test_..._keeps_its_rows_apart_from_its_record is the
+# contrast). Hence every batch to prove is sent with an Idempotency-Key.
+
+V1 = "/api/v1/ingest/events"
+CATEGORIES = ("communication", "development", "project_management", "documentation", "support",
+              "sales", "operations")
+TIMELINE_FIELDS = ("id", "event_type", "category", "worker", "timestamp", "duration", "metadata",
+                   "request_id", "received_at", "xmin", "workspace_id", "source_id")
+ALEX, SAM, KIM = (f"v1/{w['name']}" for w in V1_WORKERS)
+
+
+FREE_BURST_PER_KEY = 20  # the Free plan's RateLimit-Limit (RATELIMIT_WINDOW_SECONDS = 1)
+
+
+def _batch(client: httpx.Client, base: str, key: str, events: list | bytes,
+           headers: dict | None = None, path: str = V1) -> httpx.Response:
+    body = events if isinstance(events, bytes) else json.dumps({"events": events}).encode()
+    return _ingest(client, base, key, body, path=path, headers=headers)
+
+
+def _timeline(cluster: dict, where: str, *params) -> list[dict]:
+    """Timeline rows (in insertion order) with their worker's public id and their xmin."""
+    rows = _sql(
+        cluster,
+        "SELECT t.public_id, t.event_type, t.category, w.public_id, t.timestamp, t.duration, "
+        "t.metadata, t.request_id, t.received_at, t.xmin::text, t.workspace_id, t.source_id "
+        "FROM ingest_timelineevent t JOIN workspaces_worker w ON w.id = t.worker_id "
+        f"WHERE {where} ORDER BY t.id",
+        *params,
+    )
+    return [dict(zip(TIMELINE_FIELDS, row, strict=True)) for row in rows]
+
+
+def _rows_of(cluster: dict, response: httpx.Response) -> list[dict]:
+    return _timeline(cluster, "t.request_id = %s", response.json()["requestId"])
+
+
+def _fast_lane_wrote(cluster: dict, source: str, idem_key: str, rows: list[dict]) -> bool:
+    """Whether `rows` were written in the transaction of (source, idem_key)'s record itself."""
+    [(record_xmin,)] = _sql(
+        cluster, "SELECT xmin::text FROM ingest_idempotencyrecord WHERE source_id = %s AND key = %s",
+        cluster["sources"][source]["pk"], idem_key,
+    )
+    return bool(rows) and {row["xmin"] for row in rows} == {record_xmin}
+
+
+def _wid(cluster: dict, worker: str) -> str:
+    return cluster["workers"][worker]["id"]
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _offset_ts(minutes_ago: int, hours: int, minutes: int = 0) -> str:
+    """A moment `minutes_ago` in the past, written with a UTC offset of hours:minutes."""
+    zone = timezone(timedelta(hours=hours, minutes=minutes))
+    return (datetime.now(UTC) - timedelta(minutes=minutes_ago)).astimezone(zone).isoformat()
+
+
+def _events(n: int, tag: str, timestamps: bool = True) -> list[dict]:
+    """n valid events naming the seeded workers by each kind of actor, in turn."""
+    actors = ({"externalId": "alex"}, {"email": "Sam.Lee@Example.COM"}, {"workerId": None})
+    events = []
+    for i in range(n):
+        event = {"eventType": V1_TYPES[i % 3], "category": CATEGORIES[i % 7],
+                 "actor": dict(actors[i % 3]), "duration": i * 7,
+                 "metadata": {"tag": tag, "i": i, "ünï": "cödé ✓"}}
+        if timestamps:
+            event["timestamp"] = _offset_ts(i + 1, hours=(i % 5) - 2)
+        events.append(event)
+    return events
+
+
+def _named(cluster: dict, events: list[dict], workspace: str = "v1") -> list[dict]:
+    """The events with the kim worker's id of `workspace` where they name it by workerId."""
+    kim = _wid(cluster, f"{workspace}/Kim")
+    return [{**e, "actor": {"workerId": kim}} if e["actor"] == {"workerId": None} else e
+            for e in events]
+
+
+def _expected_202(request_id: str, events: list[dict], received_at: datetime) -> bytes:
+    """ingest.api_v1.EventsView's 202 body for `events` all accepted, byte for byte."""
+    accepted = [
+        {"index": i, "eventType": e["eventType"],
+         "timestamp": _iso(datetime.fromisoformat(e["timestamp"]) if "timestamp" in e else received_at)}
+        for i, e in enumerate(events)
+    ]
+    return json.dumps({
+        "requestId": request_id, "accepted": len(events), "rejected": 0, "batchLimit": 500,
+        "results": {"accepted": accepted, "rejected": []},
+    }, separators=(",", ":")).encode()
+
+
+def _assert_all_rejected(response: httpx.Response, status: int, code: str, n: int) -> dict:
+    """A batch whose every event was rejected: the envelope plus the batch's fields."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert set(body) == {"error", "accepted", "rejected", "batchLimit", "results"}, body
+    _assert_error(httpx.Response(status, json={"error": body["error"]},
+                                 headers={"x-request-id": response.headers["x-request-id"]}),
+                  status, code)
+    assert (body["accepted"], body["rejected"], body["batchLimit"]) == (0, n, 500)
+    assert body["results"]["accepted"] == []
+    assert [r["code"] for r in body["results"]["rejected"]] == [code] * n
+    return body
+
+
+def test_a_batch_naming_existing_workers_is_stored_by_the_fast_lane_with_every_field(
+    fast, cluster, client
+):
+    kind, base = fast
+    source = f"v1/served-{kind}"
+    key = cluster["keys"][source]
+    idem = f"served-{kind}-{secrets.token_hex(4)}"
+    alex, sam, kim = (_wid(cluster, w) for w in (ALEX, SAM, KIM))
+    with_offset = _offset_ts(90, hours=5, minutes=30)
+    events = [
+        {"eventType": "ticket.resolved", "category": "support", "actor": {"externalId": "alex"},
+         "timestamp": with_offset, "duration": 240,
+         "metadata": {"ticket": "SUP-431", "ünï": "cödé ✓", "nested": {"l": [1, "two", 3.5, None]}}},
+        # No timestamp (the time received), no duration, no metadata; email in mixed case.
+        {"eventType": "call.logged", "category": "sales", "actor": {"email": "SAM.lee@Example.Com"}},
+        # workerId first, whatever else the actor says; an empty metadata object, duration 0.
+        {"eventType": "déploiement.fini", "category": "development",
+         "actor": {"workerId": kim, "externalId": "alex"}, "timestamp": _offset_ts(5, hours=-7),
+         "duration": 0, "metadata": {}},
+        # externalId before email: Alex, though the email names no one.
+        {"eventType": "ticket.resolved", "category": "operations",
+         "actor": {"externalId": "alex", "email": "nobody@example.com"},
+         "timestamp": _offset_ts(1, hours=0), "duration": 86400},
+    ]
+    used_before = _usage(cluster, "v1")
+
+    response = _batch(client, base, key, events, headers={"Idempotency-Key": idem})
+
+    assert response.status_code == 202, response.text
+    request_id = response.json()["requestId"]
+    assert REQUEST_ID.fullmatch(request_id) and response.headers["x-request-id"] == request_id
+    rows = _rows_of(cluster, response)
+    assert len(rows) == len(events)
+    assert _fast_lane_wrote(cluster, source, idem, rows), rows
+    received_at = rows[0]["received_at"]
+    assert abs((datetime.now(UTC) - received_at).total_seconds()) < 60
+    expected_workers = [alex, sam, kim, alex]
+    for event, row, worker in zip(events, rows, expected_workers, strict=True):
+        stamp = datetime.fromisoformat(event["timestamp"]) if "timestamp" in event else received_at
+        assert row == {
+            **row, "event_type": event["eventType"], "category": event["category"],
+            "worker": worker, "timestamp": stamp, "duration": event.get("duration"),
+            "metadata": event.get("metadata"), "request_id": request_id,
+            "received_at": received_at, "workspace_id": cluster["ws_ids"]["v1"],
+            "source_id": cluster["sources"][source]["pk"],
+        }, event
+    # Stored in UTC (the offset applied, not dropped).
+    assert _iso(rows[0]["timestamp"]) == _iso(datetime.fromisoformat(with_offset))
+    assert response.content == _expected_202(request_id, events, received_at)
+    assert _usage(cluster, "v1") == used_before + len(events)
+
+
+def test_a_batch_of_500_events_the_limit_is_stored_by_the_fast_lane_in_one_transaction(
+    fast, cluster, client
+):
+    kind, base = fast
+    source = f"v1/served-{kind}"
+    idem = f"500-{kind}-{secrets.token_hex(4)}"
+    events = _named(cluster, _events(500, idem))
+    response = _batch(client, base, cluster["keys"][source], events,
+                      headers={"Idempotency-Key": idem})
+    assert response.status_code == 202, response.text
+    rows = _rows_of(cluster, response)
+    assert _fast_lane_wrote(cluster, source, idem, rows)
+    assert [(r["event_type"], r["category"], r["duration"], r["metadata"]) for r in rows] == [
+        (e["eventType"], e["category"], e["duration"], e["metadata"]) for e in events
+    ]
+    assert response.content == _expected_202(response.json()["requestId"], events,
+                                             rows[0]["received_at"])
+
+
+def test_the_pipeline_server_keeps_a_batchs_rows_apart_from_its_idempotency_record(cluster, client):
+    # The contrast that makes `_fast_lane_wrote` mean something: the pipeline's rows are written
+    # in a savepoint, so they never share their xmin with the record.
+    source = "v1/served-pipeline"
+    idem = f"served-pipeline-{secrets.token_hex(4)}"
+    events = _named(cluster, _events(4, idem))
+    response = _batch(client, cluster["pipeline"], cluster["keys"][source], events,
+                      headers={"Idempotency-Key": idem})
+    assert response.status_code == 202, response.text
+    rows = _rows_of(cluster, response)
+    assert len(rows) == 4
+    assert len({row["xmin"] for row in rows}) == 1  # one transaction all the same
+    assert not _fast_lane_wrote(cluster, source, idem, rows)
+
+
+def test_a_fast_202_for_a_batch_is_the_pipelines_202_in_headers_and_bytes(fast, cluster, client):
+    kind, base = fast
+    [(period_end,)] = _sql(cluster, "SELECT period_end FROM billing_usage WHERE workspace_id = %s",
+                           cluster["ws_ids"]["v1"])
+    events = _named(cluster, _events(5, f"shape-{kind}"))
+    del events[1]["timestamp"]  # one event at the time received
+    answers = {}
+    for lane, server in (("fast", base), ("pipeline", cluster["pipeline"])):
+        source = f"v1/shape-{kind if lane == 'fast' else 'pipeline'}"
+        idem = f"shape-{kind}-{lane}-{secrets.token_hex(4)}"
+        response = _batch(client, server, cluster["keys"][source], events,
+                          headers={"Idempotency-Key": idem})
+        assert response.status_code == 202, response.text
+        rows = _rows_of(cluster, response)
+        assert _fast_lane_wrote(cluster, source, idem, rows) == (lane == "fast"), rows
+        # The body, byte for byte: keys in order, compact, the non-ASCII eventType escaped.
+        request_id = response.json()["requestId"]
+        assert response.headers["x-request-id"] == request_id
+        assert response.content == _expected_202(request_id, events, rows[0]["received_at"])
+        assert b"d\\u00e9ploiement.fini" in response.content
+        # X-Quota-Remaining: what billing_usage says right after this batch.
+        assert response.headers["x-quota-remaining"] == str(PRO_EVENT_LIMIT - _usage(cluster, "v1"))
+        answers[lane] = response
+    fast_answer, pipeline_answer = answers["fast"], answers["pipeline"]
+    assert _names(fast_answer) == _names(pipeline_answer), (fast_answer.headers, pipeline_answer.headers)
+    for name in (*STATIC_HEADERS, "x-quota-limit", "x-quota-reset", "ratelimit-limit",
+                 "ratelimit-reset"):
+        assert fast_answer.headers[name] == pipeline_answer.headers[name], name
+    assert fast_answer.headers["x-quota-limit"] == str(PRO_EVENT_LIMIT)
+    assert fast_answer.headers["x-quota-reset"] == str(int(period_end.timestamp()))
+    assert fast_answer.headers["content-length"] == str(len(fast_answer.content))
+    assert "idempotent-replayed" not in fast_answer.headers
+    assert 0 <= int(fast_answer.headers["ratelimit-remaining"]) < PRO_BURST_PER_KEY
+
+
+def test_a_batch_retried_with_its_idempotency_key_replays_the_first_202_and_stores_once(
+    fast, cluster, client
+):
+    kind, base = fast
+    source = f"v1/idem-{kind}"
+    key = cluster["keys"][source]
+    idem = f"idem-{kind}-{secrets.token_hex(4)}"
+    events = _named(cluster, _events(6, idem))
+    body = json.dumps({"events": events}).encode()
+    used_before = _usage(cluster, "v1")
+
+    first = _batch(client, base, key, body, headers={"Idempotency-Key": idem})
+    assert first.status_code == 202, first.text
+    rows = _rows_of(cluster, first)
+    assert len(rows) == 6 and _fast_lane_wrote(cluster, source, idem, rows)
+    assert "idempotent-replayed" not in first.headers
+
+    for server, path in ((base, V1), (cluster["pipeline"], V1), (base, V1 + "/")):
+        again = _batch(client, server, key, body, headers={"Idempotency-Key": idem}, path=path)
+        assert again.status_code == 202, again.text
+        assert again.content == first.content
+        assert again.headers["idempotent-replayed"] == "true"
+        assert again.headers["x-request-id"] == first.json()["requestId"]
+
+    other = json.dumps({"events": events[:5]}).encode()
+    _assert_error(_batch(client, base, key, other, headers={"Idempotency-Key": idem}), 409,
+                  "idempotency_key_reused")
+    assert _timeline(cluster, "t.source_id = %s", cluster["sources"][source]["pk"]) == rows
+    assert _usage(cluster, "v1") == used_before + 6
+    assert _sql(cluster, "SELECT count(*) FROM ingest_idempotencyrecord WHERE key = %s", idem) == [(1,)]
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["all-fast", "fast-and-pipeline"])
+def test_five_identical_batches_at_once_store_their_events_once(fast, cluster, client, split):
+    kind, base = fast
+    source = f"v1/race-{kind}"
+    key = cluster["keys"][source]
+    idem = f"race-{kind}-{split}-{secrets.token_hex(4)}"
+    body = json.dumps({"events": _named(cluster, _events(8, idem))}).encode()
+    rows_before = len(_timeline(cluster, "t.source_id = %s", cluster["sources"][source]["pk"]))
+    used_before = _usage(cluster, "v1")
+    bases = [base, cluster["pipeline"]] * 2 + [base] if split else [base] * 5
+
+    responses = _all_at_once(
+        [lambda b=b: _batch(client, b, key, body, headers={"Idempotency-Key": idem}) for b in bases]
+    )
+
+    assert [r.status_code for r in responses] == [202] * 5, [r.text for r in responses]
+    assert len({r.content for r in responses}) == 1
+    assert sorted(r.headers.get("idempotent-replayed", "") for r in responses) == [""] + ["true"] * 4
+    request_id = responses[0].json()["requestId"]
+    assert {r.headers["x-request-id"] for r in responses} == {request_id}
+    rows = _rows_of(cluster, responses[0])
+    assert len(rows) == 8
+    if not split:  # no pipeline but for the handed-over duplicates: the fast lane stored it
+        assert _fast_lane_wrote(cluster, source, idem, rows)
+    assert len(_timeline(cluster, "t.source_id = %s", cluster["sources"][source]["pk"])) == rows_before + 8
+    assert _usage(cluster, "v1") == used_before + 8
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["all-fast", "fast-and-pipeline"])
+def test_the_quota_is_exact_when_six_batches_of_ten_race_for_its_last_25_events(
+    fast, cluster, client, split
+):
+    kind, base = fast
+    workspace = f"v1-{'split' if split else 'capped'}-{kind}"
+    source = f"{workspace}/q"
+    key = cluster["keys"][source]
+    bases = [base, cluster["pipeline"]] * 3 if split else [base] * 6
+    idems = [f"quota-{kind}-{split}-{i}-{secrets.token_hex(3)}" for i in range(6)]
+    batches = [_named(cluster, _events(10, idem), workspace) for idem in idems]
+
+    responses = _all_at_once([
+        lambda b=b, events=events, idem=idem: _batch(
+            client, b, key, events, headers={"Idempotency-Key": idem})
+        for b, events, idem in zip(bases, batches, idems, strict=True)
+    ])
+
+    # The counter row orders them: 25 → 15 → 5 → k = 5 of 10 → nothing left, three times.
+    assert sorted(r.status_code for r in responses) == [202, 202, 207, 402, 402, 402], [
+        r.text for r in responses
+    ]
+    assert sum(r.json()["accepted"] for r in responses) == V1_QUOTA
+    for response, idem in zip(responses, idems, strict=True):
+        body = response.json()
+        rows = _rows_of(cluster, response) if "requestId" in body else []
+        if response.status_code == 202:
+            assert len(rows) == 10
+            if not split:
+                assert _fast_lane_wrote(cluster, source, idem, rows), idem
+        elif response.status_code == 207:
+            assert (body["accepted"], body["rejected"]) == (5, 5)
+            assert [a["index"] for a in body["results"]["accepted"]] == list(range(5))
+            assert [(r["index"], r["code"]) for r in body["results"]["rejected"]] == [
+                (i, "quota_exceeded") for i in range(5, 10)
+            ]
+            assert len(rows) == 5
+            assert response.headers["x-quota-remaining"] == "0"
+        else:
+            _assert_all_rejected(response, 402, "quota_exceeded", 10)
+            assert int(response.headers["retry-after"]) >= 1
+            assert response.headers["x-quota-remaining"] == "0"
+            assert _timeline(cluster, "t.request_id = %s", body["error"]["requestId"]) == []
+    ids = _sql(cluster, "SELECT count(*) FROM ingest_timelineevent WHERE workspace_id = %s",
+               cluster["ws_ids"][workspace])
+    assert ids == [(V1_QUOTA,)]
+    assert _usage(cluster, workspace) == V1_QUOTA
+
+
+def test_a_batch_with_rejected_events_gets_from_the_fast_server_the_pipelines_207(
+    fast, cluster, client
+):
+    kind, base = fast
+    key = cluster["keys"][f"v1/invalid-{kind}"]
+    tag = f"invalid-{kind}-{secrets.token_hex(3)}"
+    events = _named(cluster, _events(5, tag))
+    events[1]["category"] = "gardening"
+    events[3]["eventType"] = "deploy.shipped"  # not whitelisted
+    used_before = _usage(cluster, "v1")
+
+    fast_answer = _batch(client, base, key, events)
+    pipeline_answer = _batch(client, cluster["pipeline"], key, events)
+
+    assert (fast_answer.status_code, pipeline_answer.status_code) == (207, 207), fast_answer.text
+    body = fast_answer.json()
+    assert body["requestId"] == fast_answer.headers["x-request-id"]
+    assert (body["accepted"], body["rejected"]) == (3, 2)
+    assert [a["index"] for a in body["results"]["accepted"]] == [0, 2, 4]
+    rejected = body["results"]["rejected"]
+    assert [(r["index"], r["code"]) for r in rejected] == [
+        (1, "invalid_body"), (3, "forbidden_event_type")
+    ]
+    assert "events[1].category" in rejected[0]["message"]
+    # Exactly the pipeline's answer, but for the request id.
+    assert body == {**pipeline_answer.json(), "requestId": body["requestId"]}
+    assert _names(fast_answer) == _names(pipeline_answer)
+    rows = _rows_of(cluster, fast_answer)
+    assert [(r["event_type"], r["category"]) for r in rows] == [
+        (events[i]["eventType"], events[i]["category"]) for i in (0, 2, 4)
+    ]
+    assert _usage(cluster, "v1") == used_before + 6
+
+
+def test_a_batch_naming_new_workers_creates_them_and_then_the_fast_lane_finds_them(
+    fast, cluster, client
+):
+    kind, base = fast
+    source = f"v1/new-{kind}"
+    key = cluster["keys"][source]
+    tag = secrets.token_hex(4)
+    external_id, email = f"new-{kind}-{tag}", f"Fresh.{tag}@Example.com"
+    events = [
+        {"eventType": "ticket.resolved", "category": "support",
+         "actor": {"externalId": external_id, "email": f"Rider.{tag}@Example.com"}},
+        {"eventType": "call.logged", "category": "sales", "actor": {"email": email}},
+    ]
+
+    created = _batch(client, base, key, events)
+
+    assert created.status_code == 202, created.text
+    workers = _sql(
+        cluster,
+        "SELECT public_id, external_id, email, display_name FROM workspaces_worker "
+        "WHERE workspace_id = %s AND (external_id = %s OR email = %s) ORDER BY external_id",
+        cluster["ws_ids"]["v1"], external_id, email.lower(),
+    )
+    assert [w[1:] for w in workers] == [
+        (external_id, f"rider.{tag}@example.com", f"rider.{tag}"),
+        (None, email.lower(), f"fresh.{tag}"),
+    ]
+    by_external, by_email = workers[0][0], workers[1][0]
+    assert [r["worker"] for r in _rows_of(cluster, created)] == [by_external, by_email]
+
+    # Named again (the email in other letters): the fast lane finds them, creates nothing.
+    idem = f"new-{kind}-{tag}"
+    again = [{**events[0], "actor": {"externalId": external_id}},
+             {**events[1], "actor": {"email": email.upper()}}]
+    found = _batch(client, base, key, again, headers={"Idempotency-Key": idem})
+    assert found.status_code == 202, found.text
+    rows = _rows_of(cluster, found)
+    assert _fast_lane_wrote(cluster, source, idem, rows)
+    assert [r["worker"] for r in rows] == [by_external, by_email]
+    assert _sql(cluster, "SELECT count(*) FROM workspaces_worker WHERE workspace_id = %s AND "
+                "(external_id = %s OR email = ANY(%s))", cluster["ws_ids"]["v1"], external_id,
+                [email.lower(), f"rider.{tag}@example.com"]) == [(2,)]
+
+
+def test_a_worker_id_of_another_workspace_is_not_found_through_the_fast_server(fast, cluster, client):
+    kind, base = fast
+    key = cluster["keys"][f"v1/tenant-{kind}"]
+    stranger = _wid(cluster, "v1-other/Stranger")
+    stranger_pk = cluster["workers"]["v1-other/Stranger"]["pk"]
+    events = [
+        {"eventType": "ticket.resolved", "category": "support", "actor": {"workerId": stranger}},
+        {"eventType": "ticket.resolved", "category": "support", "actor": {"externalId": "alex"}},
+        # workerId decides, even next to an externalId of this workspace.
+        {"eventType": "call.logged", "category": "sales",
+         "actor": {"workerId": stranger, "externalId": "alex"}},
+    ]
+    used_before = _usage(cluster, "v1")
+
+    partly = _batch(client, base, key, events)
+    alone = _batch(client, base, key, [events[0]], headers={"Idempotency-Key": secrets.token_hex(8)})
+
+    assert partly.status_code == 207, partly.text
+    body = partly.json()
+    assert [a["index"] for a in body["results"]["accepted"]] == [1]
+    assert [(r["index"], r["code"]) for r in body["results"]["rejected"]] == [
+        (0, "worker_not_found"), (2, "worker_not_found")
+    ]
+    assert [r["worker"] for r in _rows_of(cluster, partly)] == [_wid(cluster, ALEX)]
+    _assert_all_rejected(alone, 404, "worker_not_found", 1)
+    assert _sql(cluster, "SELECT count(*) FROM ingest_timelineevent WHERE worker_id = %s",
+                stranger_pk) == [(0,)]
+    assert _usage(cluster, "v1") == used_before + 1
+
+
+def test_a_free_plan_key_gets_402_plan_disabled_from_the_fast_server_and_stores_nothing(
+    fast, cluster, client
+):
+    kind, base = fast
+    key = cluster["keys"]["v1-free/free"]
+    idem = f"free-{kind}-{secrets.token_hex(4)}"
+    # Workers that exist (else the fast lane would hand the batch over for them anyway), and one
+    # that does not (the pipeline must not create it either).
+    events = [*_named(cluster, _events(3, idem), "v1-free"),
+              {"eventType": "ticket.resolved", "category": "support",
+               "actor": {"externalId": f"free-{kind}"}}]
+    for server in (base, base, cluster["pipeline"]):
+        _assert_error(_batch(client, server, key, events, headers={"Idempotency-Key": idem}),
+                      402, "plan_disabled")
+        _assert_error(_batch(client, server, key, events[:3]), 402, "plan_disabled")
+    workspace_id = cluster["ws_ids"]["v1-free"]
+    assert _sql(cluster, "SELECT count(*) FROM ingest_timelineevent WHERE workspace_id = %s",
+                workspace_id) == [(0,)]
+    assert _sql(cluster, "SELECT count(*) FROM workspaces_worker WHERE workspace_id = %s",
+                workspace_id) == [(len(V1_WORKERS),)]
+    assert _sql(cluster, "SELECT count(*) FROM ingest_idempotencyrecord WHERE key = %s", idem) == [(0,)]
+    assert _usage(cluster, "v1-free") == 0
+
+
+def test_a_fast_lane_batch_reaches_a_dashboard_socket_as_one_timeline_message(cluster, client):
+    import aiohttp
+
+    source = "v1-live/live"
+    key = cluster["keys"][source]
+    ref = {k: cluster["sources"][source][k] for k in ("id", "slug", "name")}
+    names = {cluster["workers"][f"v1-live/{w['name']}"]["id"]: w["name"] for w in V1_WORKERS}
+    events = _named(cluster, _events(4, "live"), "v1-live")
+    del events[2]["timestamp"]
+
+    async def scenario() -> dict[str, dict]:
+        host = urlsplit(cluster["fast"]).netloc
+        headers = {"Cookie": f"{cluster['cookie']}={cluster['session']}", "Origin": f"http://{host}"}
+        messages: dict[str, dict] = {}
+        async with aiohttp.ClientSession() as session, session.ws_connect(
+            f"ws://{host}/ws/workspaces/{cluster['orgs']['v1-live']}/", headers=headers,
+            timeout=aiohttp.ClientWSTimeout(ws_close=10),
+        ) as ws:
+            for lane, server in (("fast", cluster["fast"]), ("pipeline", cluster["pipeline"])):
+                idem = f"live-{lane}-{secrets.token_hex(4)}"
+                response = await asyncio.to_thread(
+                    _batch, client, server, key, events, {"Idempotency-Key": idem})
+                assert response.status_code == 202, response.text
+                request_id = response.json()["requestId"]
+                while request_id not in messages:
+                    message = await ws.receive(timeout=15)
+                    assert message.type == aiohttp.WSMsgType.TEXT, message
+                    payload = json.loads(message.data)
+                    if payload["type"] == "timeline":
+                        assert set(payload) == {"type", "items"}
+                        (rid,) = {item["requestId"] for item in payload["items"]}
+                        messages[rid] = {"lane": lane, "idem": idem, "items": payload["items"]}
+        return messages
+
+    messages = asyncio.run(scenario())
+    assert len(messages) == 2
+    shapes = []
+    for request_id, message in messages.items():
+        rows = _timeline(cluster, "t.request_id = %s", request_id)
+        assert _fast_lane_wrote(cluster, source, message["idem"], rows) == (message["lane"] == "fast")
+        assert [item["id"] for item in message["items"]] == [row["id"] for row in rows]
+        for item, row in zip(message["items"], rows, strict=True):
+            assert item == {
+                "kind": "timeline", "id": row["id"], "eventType": row["event_type"],
+                "category": row["category"],
+                "worker": {"id": row["worker"], "displayName": names[row["worker"]]},
+                "timestamp": _iso(row["timestamp"]), "duration": row["duration"],
+                "metadata": row["metadata"], "source": ref, "requestId": request_id,
+                "receivedAt": _iso(row["received_at"]),
+            }
+        shapes.append([list(item) for item in message["items"]])
+    assert shapes[0] == shapes[1]  # the same keys in the same order from both lanes
+
+
+def _refused_for_the_plan_then_one_event(client: httpx.Client, base: str, key: str) -> list:
+    """Three v1 batches (402 plan_disabled), then one single event (201), in one window."""
+    batch = [{"eventType": "ticket.resolved", "category": "support", "actor": {"externalId": "x"}}]
+    return [*(_batch(client, base, key, batch) for _ in range(3)),
+            _ingest(client, base, key, {"status": "success", "message": "after 402s"})]
+
+
+def test_through_the_pipeline_a_batch_refused_for_the_plan_takes_nothing_from_the_burst_window(
+    cluster, client
+):
+    # The pipeline refuses the plan (step 2) before it counts the burst (step 3).
+    key = cluster["keys"]["v1-free-pipeline/burst"]
+    responses = _one_second(lambda: _refused_for_the_plan_then_one_event(
+        client, cluster["pipeline"], key))
+    assert [r.status_code for r in responses] == [402, 402, 402, 201], [r.text for r in responses]
+    assert all("ratelimit-remaining" not in r.headers for r in responses[:3])
+    assert responses[3].headers["ratelimit-remaining"] == str(FREE_BURST_PER_KEY - 1)
+
+
+def test_through_the_fast_server_a_batch_refused_for_the_plan_takes_nothing_from_the_burst_window(
+    fast, cluster, client
+):
+    kind, base = fast
+    key = cluster["keys"][f"v1-free-{kind}/burst"]
+    responses = _one_second(lambda: _refused_for_the_plan_then_one_event(client, base, key))
+    assert [r.status_code for r in responses] == [402, 402, 402, 201], [r.text for r in responses]
+    assert all("ratelimit-remaining" not in r.headers for r in responses[:3])
+    assert responses[3].headers["ratelimit-remaining"] == str(FREE_BURST_PER_KEY - 1)
