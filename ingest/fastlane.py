@@ -1,4 +1,8 @@
-"""The fast lane: `POST /api/ingest`'s common case on the event loop, many requests per commit.
+"""The fast lane: the common case of both ingest APIs on the event loop.
+
+`POST /api/ingest`: many requests per commit. `POST /api/v1/ingest/events`: a batch whose
+events are all valid and whose workers all exist, in a transaction of its own (see
+`_Committer._write_batch`).
 
 ingest.pipeline serves one request at a time in a sync view: each pays its own Redis round
 trip, its own statement, its own COMMIT and its own PUBLISH, and under an ASGI server its own
@@ -20,15 +24,17 @@ application unchanged, which answers it exactly as before (ingest.pipeline): a d
 query string, a body over the limit or not valid, a header that is missing or malformed, a key
 that is not in the shared cache yet or is revoked or expired, a burst window exceeded, a quota
 that does not fit (or no counter row yet this period), an Idempotency-Key already taken, a
-Host not allowed, an http request that must be redirected, and any Redis or PostgreSQL error
-before COMMIT. A request handed over after its burst windows were counted carries the counts
-in its ASGI scope (`BURST_COUNTED_SCOPE_KEY`), so the pipeline never counts it twice.
+Host not allowed, an http request that must be redirected, a plan without the developer API
+(v1), a batch with any rejected event or naming a worker that does not exist yet, and any
+Redis or PostgreSQL error before COMMIT. A request handed over after its burst windows were
+counted carries the counts in its ASGI scope (`BURST_COUNTED_SCOPE_KEY`), so the pipeline
+never counts it twice.
 
 It runs only where it can keep every guarantee: PostgreSQL, Redis (cache and pub/sub channel
 layer) and `INGEST_FAST_LANE` on. Elsewhere (SQLite, no Redis: development and pass 1 of CI)
 every request goes to the pipeline.
 
-The 201 it sends carries the same headers as the pipeline's (the API middleware's security
+The 201 or 202 it sends carries the same body and headers as the pipeline's (the API middleware's security
 headers, X-Request-Id, X-Quota-*, RateLimit-*): tests/ingest/test_fastlane.py compares them.
 """
 
@@ -733,9 +739,6 @@ class FastLane:
             or not self._enabled()
         ):
             return await self.app(scope, receive, send)
-        # Made on the first request, handed over or not (the servers' readiness probes), so
-        # its connections are open before the load arrives.
-        committer = await self._committer()
         limit = settings.INGEST_MAX_BODY_BYTES
         chunks: list[bytes] = []
         size = 0
@@ -753,6 +756,9 @@ class FastLane:
         item = self._request(scope, headers, body, size <= limit)
         if item is None:
             return await self._hand_over(scope, body, receive, send, None)
+        # Made (and its pool opened) by the first request it can serve: none for a process
+        # that only ever hands over (tests of the handlers, a server behind the pipeline).
+        committer = await self._committer()
         if isinstance(item, _Batch):
             committer.submit_batch(item)
         else:

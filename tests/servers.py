@@ -10,17 +10,23 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
 from bench.run import die_with_parent, flush_redis
 
-__all__ = ["ROOT", "daphne", "flush_redis", "free_port", "manage", "postgres", "redis_db_url", "server_env"]
+__all__ = [
+    "ROOT", "all_at_once", "daphne", "flush_redis", "free_port", "manage", "postgres",
+    "redis_db_url", "server_env", "uvicorn",
+]
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,10 +88,28 @@ def daphne(env: dict[str, str], log_path: Path, timeout: float = 30) -> Iterator
     when the test failed. A server that does not come up fails with its log.
     """
     port = free_port()
+    argv = ["daphne", "-b", "127.0.0.1", "-p", str(port), "ackly.asgi:application"]
+    with _serving("Daphne", argv, port, env, log_path, timeout) as base:
+        yield base
+
+
+@contextmanager
+def uvicorn(env: dict[str, str], log_path: Path, timeout: float = 30) -> Iterator[Server]:
+    """A uvicorn process serving ackly.asgi as the production recipe runs it; as `daphne`."""
+    port = free_port()
+    argv = ["uvicorn", "ackly.asgi:application", "--host", "127.0.0.1", "--port", str(port),
+            "--lifespan", "off", "--no-access-log"]
+    with _serving("uvicorn", argv, port, env, log_path, timeout) as base:
+        yield base
+
+
+@contextmanager
+def _serving(
+    name: str, argv: list[str], port: int, env: dict[str, str], log_path: Path, timeout: float
+) -> Iterator[Server]:
     with open(log_path, "w+") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-             "ackly.asgi:application"],
+            [sys.executable, "-m", *argv],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
             preexec_fn=die_with_parent,  # a killed test run leaves no server behind
         )
@@ -101,7 +125,7 @@ def daphne(env: dict[str, str], log_path: Path, timeout: float = 30) -> Iterator
                     pass
                 if process.poll() is not None or time.monotonic() > deadline:
                     log.seek(0)
-                    raise RuntimeError(f"Daphne did not start:\n{log.read()}")
+                    raise RuntimeError(f"{name} did not start:\n{log.read()}")
                 time.sleep(0.2)
             yield base
         finally:
@@ -111,3 +135,15 @@ def daphne(env: dict[str, str], log_path: Path, timeout: float = 30) -> Iterator
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+def all_at_once(calls: list[Callable[[], Any]]) -> list[Any]:
+    """Run the calls in threads released together by a barrier; their results in order."""
+    barrier = threading.Barrier(len(calls))
+
+    def run(call):
+        barrier.wait(timeout=30)
+        return call()
+
+    with ThreadPoolExecutor(len(calls)) as pool:
+        return list(pool.map(run, calls))

@@ -20,23 +20,25 @@ import json
 import os
 import re
 import secrets
-import subprocess
-import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
-from bench.run import die_with_parent
-from tests.servers import ROOT, daphne, flush_redis, free_port, manage, postgres, redis_db_url, server_env
+from tests.servers import (
+    all_at_once,
+    daphne,
+    flush_redis,
+    manage,
+    postgres,
+    redis_db_url,
+    server_env,
+    uvicorn,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.server]
 
@@ -45,13 +47,6 @@ QUOTA = 30
 PRO_EVENT_LIMIT = 5_000_000
 PRO_BURST_PER_KEY = 500  # RateLimit-Limit with RATELIMIT_WINDOW_SECONDS = 1
 KINDS = ("daphne", "uvicorn")  # the fast servers
-
-try:
-    import uvicorn  # noqa: F401  (in the bench extras, not in the test extras)
-
-    NO_UVICORN = None
-except ImportError as error:
-    NO_UVICORN = f"uvicorn is not installed ({error}); the bench extras have it"
 
 ID_BODY = re.compile(rb'\{"id":"[0-9a-f]{24}"\}')
 REQUEST_ID = re.compile(r"req_[0-9A-Za-z]+")
@@ -145,37 +140,6 @@ print(json.dumps(out))
 """
 
 
-@contextmanager
-def _uvicorn(env: dict[str, str], log_path: Path, timeout: float = 30) -> Iterator[str]:
-    """A uvicorn process serving ackly.asgi on a free port, as tests.servers.daphne does."""
-    port = free_port()
-    with open(log_path, "w+") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "ackly.asgi:application", "--host", "127.0.0.1",
-             "--port", str(port), "--lifespan", "off", "--no-access-log"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    if httpx.get(f"{base}/login/", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if process.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    raise RuntimeError(f"uvicorn did not start:\n{log.read()}")
-                time.sleep(0.2)
-            yield base
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
 
 
 @pytest.fixture(scope="module")
@@ -211,9 +175,7 @@ def fast(request, cluster) -> Iterator[tuple[str, str]]:
     if request.param == "daphne":
         yield "daphne", cluster["fast"]
         return
-    if NO_UVICORN:
-        pytest.skip(NO_UVICORN)
-    with _uvicorn(cluster["env"], cluster["logs"] / "uvicorn.log") as base:
+    with uvicorn(cluster["env"], cluster["logs"] / "uvicorn.log") as base:
         yield "uvicorn", base
 
 
@@ -245,16 +207,6 @@ def _ingest(client: httpx.Client, base: str, key: str | None, body: dict | bytes
     return client.post(f"{base}{path}", content=content, headers=sent)
 
 
-def _all_at_once(calls: list[Callable[[], httpx.Response]]) -> list[httpx.Response]:
-    """Run the calls in threads released together by a barrier; their responses in order."""
-    barrier = threading.Barrier(len(calls))
-
-    def run(call):
-        barrier.wait(timeout=30)
-        return call()
-
-    with ThreadPoolExecutor(len(calls)) as pool:
-        return list(pool.map(run, calls))
 
 
 def _body(tag: str, i: int) -> dict:
@@ -354,7 +306,7 @@ def test_the_fast_lane_writes_concurrent_requests_together_in_one_transaction(fa
     key = cluster["keys"][f"lanes/group-{kind}"]
     for attempt in range(3):
         tag = f"group-{kind}-{attempt}-{secrets.token_hex(3)}"
-        responses = _all_at_once(
+        responses = all_at_once(
             [lambda i=i, tag=tag: _ingest(client, base, key, _body(tag, i)) for i in range(40)]
         )
         assert [r.status_code for r in responses] == [201] * 40, [r.text for r in responses]
@@ -370,7 +322,7 @@ def test_the_pipeline_server_writes_each_request_in_a_transaction_of_its_own(clu
     # The contrast that makes the test above mean something: no grouping without the fast lane.
     key = cluster["keys"]["lanes/group-pipeline"]
     tag = f"group-pipeline-{secrets.token_hex(3)}"
-    responses = _all_at_once(
+    responses = all_at_once(
         [lambda i=i: _ingest(client, cluster["pipeline"], key, _body(tag, i)) for i in range(30)]
     )
     assert [r.status_code for r in responses] == [201] * 30, [r.text for r in responses]
@@ -390,7 +342,7 @@ def test_a_fast_201_carries_the_pipelines_headers_and_stores_every_field_the_sam
         used_before = _usage(cluster, "lanes")
         bodies = [_body(tag, i) for i in range(n_fast + n_pipeline)]
         bases = [base] * n_fast + [cluster["pipeline"]] * n_pipeline
-        responses = _all_at_once(
+        responses = all_at_once(
             [lambda b=b, body=body: _ingest(client, b, key, body)
              for b, body in zip(bases, bodies, strict=True)]
         )
@@ -487,7 +439,7 @@ def test_ten_identical_requests_at_once_store_one_event_and_all_get_its_answer(
         body = json.dumps({"status": "success", "message": marker}).encode()
         used_before = _usage(cluster, "lanes")
         bases = [base, cluster["pipeline"]] * 5 if split else [base] * 10
-        responses = _all_at_once(
+        responses = all_at_once(
             [lambda b=b, body=body, marker=marker: _ingest(
                 client, b, key, body, headers={"Idempotency-Key": marker}) for b in bases]
         )
@@ -506,7 +458,7 @@ def test_the_quota_is_exact_when_80_requests_race_for_its_last_30_events(fast, c
     workspace = f"{'split' if split else 'capped'}-{kind}"
     key = cluster["keys"][f"{workspace}/q"]
     bases = [base, cluster["pipeline"]] * 40 if split else [base] * 80
-    responses = _all_at_once(
+    responses = all_at_once(
         [lambda i=i, b=b: _ingest(client, b, key, {"status": "success", "message": f"q{i}"})
          for i, b in enumerate(bases)]
     )
@@ -630,7 +582,7 @@ def test_events_ingested_through_the_fast_server_reach_a_dashboard_socket_as_the
             # pipeline; again (up to 3 rounds) until two of the five shared a transaction.
             for round_ in range(3):
                 bodies = [_body(f"live-{round_}-{secrets.token_hex(3)}", i) for i in range(6)]
-                responses = await asyncio.to_thread(_all_at_once, [
+                responses = await asyncio.to_thread(all_at_once, [
                     lambda b=b, body=body: _ingest(client, b, key, body)
                     for b, body in zip(bases, bodies, strict=True)
                 ])
@@ -999,7 +951,7 @@ def test_five_identical_batches_at_once_store_their_events_once(fast, cluster, c
     used_before = _usage(cluster, "v1")
     bases = [base, cluster["pipeline"]] * 2 + [base] if split else [base] * 5
 
-    responses = _all_at_once(
+    responses = all_at_once(
         [lambda b=b: _batch(client, b, key, body, headers={"Idempotency-Key": idem}) for b in bases]
     )
 
@@ -1028,7 +980,7 @@ def test_the_quota_is_exact_when_six_batches_of_ten_race_for_its_last_25_events(
     idems = [f"quota-{kind}-{split}-{i}-{secrets.token_hex(3)}" for i in range(6)]
     batches = [_named(cluster, _events(10, idem), workspace) for idem in idems]
 
-    responses = _all_at_once([
+    responses = all_at_once([
         lambda b=b, events=events, idem=idem: _batch(
             client, b, key, events, headers={"Idempotency-Key": idem})
         for b, events, idem in zip(bases, batches, idems, strict=True)

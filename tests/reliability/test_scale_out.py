@@ -12,16 +12,14 @@ import asyncio
 import json
 import os
 import secrets
-import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
-from tests.servers import daphne, flush_redis, manage, postgres, redis_db_url, server_env
+from tests.servers import all_at_once, daphne, flush_redis, manage, postgres, redis_db_url, server_env
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.server]
 
@@ -96,16 +94,6 @@ def _ingest(base: str, key: str, body: dict | bytes, **headers: str) -> httpx.Re
     )
 
 
-def _all_at_once(calls: list) -> list[httpx.Response]:
-    """Run the calls in threads released together by a barrier; their responses in order."""
-    barrier = threading.Barrier(len(calls))
-
-    def run(call):
-        barrier.wait(timeout=30)
-        return call()
-
-    with ThreadPoolExecutor(len(calls)) as pool:
-        return list(pool.map(run, calls))
 
 
 def test_an_event_ingested_through_a_reaches_a_dashboard_socket_on_b(cluster):
@@ -161,7 +149,7 @@ def test_the_per_key_burst_limit_holds_across_both_processes(cluster):
     # kept per process (3 on A + 3 on B) would show as 6 accepted and fail.
     time.sleep(1.02 - time.time() % 1)
     started = time.time()
-    responses = _all_at_once(
+    responses = all_at_once(
         [lambda base=base: _ingest(base, key, {"status": "success"}) for base in bases]
     )
     ended = time.time()
@@ -183,7 +171,7 @@ def test_the_per_key_burst_limit_holds_across_both_processes(cluster):
 def test_the_quota_is_exact_across_both_processes(cluster):
     key = cluster["capped"]
     bases = [cluster["a"], cluster["b"]] * (QUOTA + 1)
-    responses = _all_at_once(
+    responses = all_at_once(
         [lambda i=i, base=base: _ingest(base, key, {"status": "success", "message": f"q{i}"})
          for i, base in enumerate(bases)]
     )
@@ -201,7 +189,7 @@ def test_identical_retries_sent_to_a_and_b_at_once_store_one_event(cluster):
         marker = f"idem-{attempt}-{secrets.token_hex(4)}"
         body = json.dumps({"status": "success", "message": marker}).encode()
         headers = {"Idempotency-Key": marker}
-        first, second = _all_at_once(
+        first, second = all_at_once(
             [lambda base=base, body=body, headers=headers: _ingest(base, key, body, **headers)
              for base in (cluster["a"], cluster["b"])]
         )
