@@ -79,8 +79,8 @@ class ApiRouter:
 
 application = ProtocolTypeRouter(
     {
-        # POST /api/ingest's common case is served by the fast lane (ingest/fastlane.py) on
-        # the event loop; whatever it does not serve reaches the Django handlers unchanged.
+        # The common case of POST /api/ingest and POST /api/v1/ingest/events is served by the
+        # fast lane (ingest/fastlane.py) on the event loop; the rest reaches Django unchanged.
         "http": BodyLimitGuard(
             FastLane(ApiRouter(ApiASGIHandler(), django_asgi_app)),
             settings.INGEST_MAX_BODY_BYTES,

@@ -46,6 +46,28 @@ _BATCH_ERRORS: dict[str, type[APIError]] = {
 }
 
 
+def batch_body(
+    request_id: str, stored: list[tuple[int, str, str]], rejected: list[EventRejection]
+) -> dict[str, Any]:
+    """A batch's answer (202/207, or the fields added to an all-rejected batch's error), with
+    `stored` as ingest.services.record_timeline_events returns it."""
+    return {
+        "requestId": request_id,
+        "accepted": len(stored),
+        "rejected": len(rejected),
+        "batchLimit": settings.V1_MAX_BATCH,
+        "results": {
+            "accepted": [
+                {"index": index, "eventType": event_type, "timestamp": timestamp}
+                for index, event_type, timestamp in stored
+            ],
+            "rejected": [
+                {"index": r.index, "code": r.code, "message": r.message} for r in rejected
+            ],
+        },
+    }
+
+
 class V1Endpoint(IngestEndpoint):
     """What every v1 endpoint shares: the plan must include the developer API."""
 
@@ -116,21 +138,7 @@ class EventsView(V1Endpoint):
             stored = record_timeline_events(ctx, ready[:granted])
 
         rejected.sort(key=lambda r: r.index)
-        body = {
-            "requestId": ctx.request_id,
-            "accepted": len(stored),
-            "rejected": len(rejected),
-            "batchLimit": settings.V1_MAX_BATCH,
-            "results": {
-                "accepted": [
-                    {"index": index, "eventType": event_type, "timestamp": timestamp}
-                    for index, event_type, timestamp in stored
-                ],
-                "rejected": [
-                    {"index": r.index, "code": r.code, "message": r.message} for r in rejected
-                ],
-            },
-        }
+        body = batch_body(ctx.request_id, stored, rejected)
         counts: dict[str, int] = {}
         for r in rejected:
             counts[r.code] = counts.get(r.code, 0) + 1

@@ -64,14 +64,22 @@ from ackly.errors import ERROR_CODES, APIError, envelope
 from ackly.ids import new_event_id, new_request_id
 from billing.models import Usage
 from ingest.api import validate_event
+from ingest.api_v1 import batch_body
 from ingest.broadcast import MESSAGE_TYPE, group_channel, layer_prefix, warn_failed, workspace_group
 from ingest.idempotency import request_hash
 from ingest.jsonbody import parse_strict_json
 from ingest.models import Event, IdempotencyRecord
-from ingest.pipeline import BURST_COUNTED_SCOPE_KEY
+from ingest.pipeline import BURST_COUNTED_SCOPE_KEY, body_text
 from ingest.present import event_item_values, events_message, source_ref, timeline_message
 from ingest.ratelimits import BurstState, burst_state, burst_window
-from ingest.services import TIMELINE_COLUMNS, TIMELINE_TABLE_COLUMNS, timeline_rows
+from ingest.services import (
+    EVENT_COLUMNS,
+    TIMELINE_COLUMNS,
+    TIMELINE_TABLE_COLUMNS,
+    compact_json,
+    created_body,
+    timeline_rows,
+)
 from ingest.validation_v1 import events_of, validate_event_list
 from sources.keys import KeyContext, digest_of, is_well_formed, lookup_key
 from sources.models import Key
@@ -173,11 +181,7 @@ _AMBIGUOUS = object()  # COMMIT failed, or a committed request failed after it: 
 
 # --- SQL ------------------------------------------------------------------------------------
 
-_EVENT_COLUMNS = (
-    "public_id", "workspace_id", "source_id", "status", "message", "description", "event_type",
-    "external_id", "duration_ms", "metadata", "received_at",
-)
-_EVENT_TYPES = (
+_EVENT_TYPES = (  # of EVENT_COLUMNS
     "text", "bigint", "bigint", "text", "text", "text", "text", "text", "float8", "text",
     "timestamptz",
 )
@@ -208,14 +212,14 @@ _CLAIM_INTO = f"INSERT INTO {IdempotencyRecord._meta.db_table} ({', '.join(_CLAI
 _RESERVED = "SELECT (SELECT events FROM q), ARRAY(SELECT source_id::text || ' ' || key FROM r)"
 # A group's single events for one workspace: the quota, the records and the events in ONE
 # statement (a few rows: arrays cost less than a second round trip). The stored 201 body is
-# made from the event id in SQL (`_created_body`'s bytes): psycopg escapes each quote of a
+# made from the event id in SQL (`created_body`'s bytes): psycopg escapes each quote of a
 # text array's elements with a Python callback.
 _STORE_SQL = (
     f"{_QUOTA_CTE}, r AS ({_CLAIM_INTO} SELECT t.source_id, t.key, t.request_hash, 201, "
     "'{\"id\":\"' || t.event_id || '\"}', t.created_at "
     f"FROM {_unnest(_CLAIMS, _CLAIM_TYPES)}, q ON CONFLICT DO NOTHING RETURNING source_id, key), "
-    f"e AS (INSERT INTO {Event._meta.db_table} ({', '.join(_EVENT_COLUMNS)}) "
-    f"SELECT {_select(_EVENT_COLUMNS)} FROM {_unnest(_EVENT_COLUMNS, _EVENT_TYPES)}, q) {_RESERVED}"
+    f"e AS (INSERT INTO {Event._meta.db_table} ({', '.join(EVENT_COLUMNS)}) "
+    f"SELECT {_select(EVENT_COLUMNS)} FROM {_unnest(EVENT_COLUMNS, _EVENT_TYPES)}, q) {_RESERVED}"
 )
 # A batch: its rows by COPY first (psycopg adapts 500 rows of arrays at ~5x COPY's CPU,
 # measured), then the quota and its one record (scalar parameters: its 202 body is ~30 kB),
@@ -438,7 +442,7 @@ class _Committer:
                         ):
                             refused.add(item)
                         stored.append((item, _Stored(
-                            201, _created_body(item.event_id), limits.monthly_event_limit,
+                            201, created_body(item.event_id), limits.monthly_event_limit,
                             first + n + 1, reset, item.burst,
                         )))
                 if refused:
@@ -508,7 +512,7 @@ class _Committer:
                 source=source_ref(key.source_public_id, key.source_slug, key.source_name),
                 now=now, request_id=batch.request_id, adapt_time=_same,
             )
-            body = _batch_body(batch.request_id, rows.results)
+            body = body_text(batch_body(batch.request_id, rows.results, []))
             async with cursor.copy(_COPY_TIMELINE_SQL) as copy:
                 copy.set_types(_TIMELINE_COPY_TYPES)
                 for row in rows.rows:
@@ -594,14 +598,14 @@ def _store_params(workspace_id: int, start: datetime, items: list[_Pending]) -> 
         [i.event_id for i in claims],
         [i.received_at for i in claims],
     ]
-    columns: list[list[Any]] = [[] for _ in _EVENT_COLUMNS]
+    columns: list[list[Any]] = [[] for _ in EVENT_COLUMNS]
     for item in items:
         fields = item.fields
         metadata = fields["metadata"]
         row = (
             item.event_id, workspace_id, item.key.source_id, fields["status"], fields["message"],
             fields["description"], fields["event_type"], fields["external_id"],
-            fields["duration_ms"], None if metadata is None else _json_dumps(metadata),
+            fields["duration_ms"], None if metadata is None else compact_json(metadata),
             item.received_at,
         )
         for column, value in zip(columns, row, strict=True):
@@ -651,29 +655,13 @@ def _same(moment: datetime) -> datetime:
     return moment  # psycopg sends aware datetimes as timestamptz
 
 
-def _batch_body(request_id: str, results: list[tuple[int, str, str]]) -> str:
-    # ingest.api_v1.EventsView.store's 202 body for a batch with nothing rejected, byte for byte.
-    return json.dumps({
-        "requestId": request_id,
-        "accepted": len(results),
-        "rejected": 0,
-        "batchLimit": settings.V1_MAX_BATCH,
-        "results": {
-            "accepted": [
-                {"index": index, "eventType": event_type, "timestamp": timestamp}
-                for index, event_type, timestamp in results
-            ],
-            "rejected": [],
-        },
-    }, separators=(",", ":"))
-
 
 def _reserve_params(batch: _Batch, start: datetime, n: int, body: str) -> list[Any]:
     key = batch.key
     claimed = batch.idem_key is not None
     claim = [
-        key.source_id, batch.idem_key or "", batch.request_hash or "", body, batch.received_at,
-        claimed, claimed,
+        key.source_id, batch.idem_key or "", batch.request_hash or "", body if claimed else "",
+        batch.received_at, claimed, claimed,
     ]
     return [n, key.workspace_id, start, n, key.limits.monthly_event_limit, *claim]
 
@@ -690,13 +678,6 @@ def _event_item(item: _Pending, key: KeyContext) -> dict[str, Any]:
     )
 
 
-def _created_body(event_id: str) -> str:
-    # The pipeline's 201 body, byte for byte (ingest.services.record_event_at_once).
-    return f'{{"id":"{event_id}"}}'
-
-
-def _json_dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 # --- The ASGI side --------------------------------------------------------------------------
@@ -708,7 +689,7 @@ def fast_lane_available() -> bool:
 
     from ackly.cache import AcklyRedisCache
 
-    if not getattr(settings, "INGEST_FAST_LANE", False) or not settings.REDIS_URL:
+    if not settings.INGEST_FAST_LANE or not settings.REDIS_URL:
         return False
     if settings.DATABASES["default"]["ENGINE"] != "django.db.backends.postgresql":
         return False

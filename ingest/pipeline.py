@@ -291,7 +291,7 @@ class IngestEndpoint(APIView):
                 if record is not None and record.created_at >= idempotency.window_start(ctx.now):
                     return self._replay(request, record, hashed)
             status, payload = self.store(self._parse(body), ctx)
-            return _json_response(status, _dumps(payload))
+            return _json_response(status, body_text(payload))
         return self._commit(request, ctx, body, idem_key, hashed)
 
     def _parse(self, body: bytes) -> Any:
@@ -361,7 +361,7 @@ class IngestEndpoint(APIView):
                 if free_expired:
                     idempotency.delete_expired(key.source_id, idem_key, ctx.now)
                 status, payload = self.store(validated, ctx)
-                text = _dumps(payload)
+                text = body_text(payload)
                 if claim is not None:
                     claim.save(status, text)
         if ctx.message is not None:
@@ -388,7 +388,8 @@ class IngestEndpoint(APIView):
                 response[name] = value
 
 
-def _dumps(payload: dict[str, Any]) -> str:
+def body_text(payload: dict[str, Any]) -> str:
+    """A response body as both lanes write it (compact JSON, ASCII)."""
     return json.dumps(payload, separators=(",", ":"))
 
 

@@ -55,14 +55,14 @@ def record_event(ctx: IngestContext, fields: dict[str, Any]) -> Event:
     return event
 
 
-_EVENT_COLUMNS = (
+EVENT_COLUMNS = (
     "public_id", "workspace_id", "source_id", "status", "message", "description", "event_type",
     "external_id", "duration_ms", "metadata", "received_at",
 )
 # `q` is the quota reservation (one row when it was granted): the event is inserted per row.
 _EVENT_FROM_QUOTA = (
-    f"e AS (INSERT INTO {_q(Event._meta.db_table)} ({', '.join(_q(c) for c in _EVENT_COLUMNS)}) "
-    f"SELECT {', '.join('%s::jsonb' if c == 'metadata' else '%s' for c in _EVENT_COLUMNS)} FROM q)"
+    f"e AS (INSERT INTO {_q(Event._meta.db_table)} ({', '.join(_q(c) for c in EVENT_COLUMNS)}) "
+    f"SELECT {', '.join('%s::jsonb' if c == 'metadata' else '%s' for c in EVENT_COLUMNS)} FROM q)"
 )
 
 
@@ -84,13 +84,13 @@ def record_event_at_once(
         workspace_id=ctx.key.workspace_id, source_id=ctx.key.source_id, received_at=ctx.now,
         **fields,
     )
-    body = f'{{"id":"{event.public_id}"}}'
+    body = created_body(event.public_id)
     quota_sql, params, quota = reservation_sql(ctx.limits, 1, ctx.now)
     metadata = event.metadata
     params += (
         event.public_id, event.workspace_id, event.source_id, event.status, event.message,
         event.description, event.event_type, event.external_id, event.duration_ms,
-        None if metadata is None else _json_dumps(metadata), event.received_at,
+        None if metadata is None else compact_json(metadata), event.received_at,
     )
     sql = f"WITH q AS ({quota_sql}), {_EVENT_FROM_QUOTA}"
     if claim is not None:
@@ -169,7 +169,7 @@ def timeline_rows(
 ) -> TimelineRows:
     """The rows, broadcast items and results of accepted events; each event's worker is
     anything with `id`, `public_id` and `display_name` (a Worker, or a row the fast lane read)."""
-    dumps = _json_dumps
+    dumps = compact_json
     received_iso = iso(now)
     received_db = adapt_time(now)
     ids = new_public_ids("tle", len(accepted))
@@ -214,7 +214,12 @@ def _time_adapter() -> Callable[[datetime], Any]:
     return connection.ops.adapt_datetimefield_value
 
 
-def _json_dumps(value: Any) -> str:
+def created_body(event_id: str) -> str:
+    """The 201 body of `POST /api/ingest` (both lanes store it for replays, byte for byte)."""
+    return f'{{"id":"{event_id}"}}'
+
+
+def compact_json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 

@@ -81,15 +81,19 @@ class Server(str):
 
 
 @contextmanager
-def daphne(env: dict[str, str], log_path: Path, timeout: float = 30) -> Iterator[Server]:
+def daphne(
+    env: dict[str, str], log_path: Path, timeout: float = 30, probe: str = "/login/"
+) -> Iterator[Server]:
     """A Daphne process serving ackly.asgi on 127.0.0.1:<free port>; yields its base URL.
 
-    Waits until /login/ answers 200; on exit stops it (SIGTERM, then SIGKILL after 10 s) even
-    when the test failed. A server that does not come up fails with its log.
+    Waits until `probe` answers 200 (over "https" as a TLS proxy says it: X-Forwarded-Proto,
+    which only DEBUG=0 trusts; `/login/` needs collected static files once DEBUG=0). On exit
+    stops it (SIGTERM, then SIGKILL after 10 s) even when the test failed. A server that does
+    not come up fails with its log.
     """
     port = free_port()
     argv = ["daphne", "-b", "127.0.0.1", "-p", str(port), "ackly.asgi:application"]
-    with _serving("Daphne", argv, port, env, log_path, timeout) as base:
+    with _serving("Daphne", argv, port, env, log_path, timeout, probe) as base:
         yield base
 
 
@@ -99,13 +103,14 @@ def uvicorn(env: dict[str, str], log_path: Path, timeout: float = 30) -> Iterato
     port = free_port()
     argv = ["uvicorn", "ackly.asgi:application", "--host", "127.0.0.1", "--port", str(port),
             "--lifespan", "off", "--no-access-log"]
-    with _serving("uvicorn", argv, port, env, log_path, timeout) as base:
+    with _serving("uvicorn", argv, port, env, log_path, timeout, "/login/") as base:
         yield base
 
 
 @contextmanager
 def _serving(
-    name: str, argv: list[str], port: int, env: dict[str, str], log_path: Path, timeout: float
+    name: str, argv: list[str], port: int, env: dict[str, str], log_path: Path, timeout: float,
+    probe: str,
 ) -> Iterator[Server]:
     with open(log_path, "w+") as log:
         process = subprocess.Popen(
@@ -119,7 +124,9 @@ def _serving(
             deadline = time.monotonic() + timeout
             while True:
                 try:
-                    if httpx.get(f"{base}/login/", timeout=1).status_code == 200:
+                    answer = httpx.get(f"{base}{probe}", timeout=1,
+                                       headers={"X-Forwarded-Proto": "https"})
+                    if answer.status_code == 200:
                         break
                 except httpx.TransportError:
                     pass

@@ -83,6 +83,7 @@ SPEC = {
     **{f"split-{kind}": {"limit": QUOTA, "used": 0, "sources": ["q"]} for kind in KINDS},
     "full": {"limit": 1, "used": 1, "sources": ["touch-pipeline", "touch-daphne"]},
     "live": {"limit": None, "used": 0, "sources": ["live"]},
+    "secure": {"limit": None, "used": 0, "sources": ["fast", "pipeline"]},
     # v1 workspaces: whitelisted sources, seeded workers ("v1-other" has a worker of its own
     # only, "v1-free" is on the Free plan: no developer API).
     "v1": {**V1_WORKSPACE, "sources": [
@@ -205,8 +206,6 @@ def _ingest(client: httpx.Client, base: str, key: str | None, body: dict | bytes
         sent.append(("Authorization", f"Bearer {key}"))
     sent += list(headers.items()) if isinstance(headers, dict) else list(headers or [])
     return client.post(f"{base}{path}", content=content, headers=sent)
-
-
 
 
 def _body(tag: str, i: int) -> dict:
@@ -626,6 +625,64 @@ def test_events_ingested_through_the_fast_server_reach_a_dashboard_socket_as_the
 
 
 # --- where the two lanes once answered differently (bugs these tests found, now fixed) ------
+
+
+@pytest.fixture(scope="module")
+def production(cluster) -> Iterator[dict[str, str]]:
+    """A fast and a pipeline Daphne with production settings (DEBUG=0: the SSL redirect, HSTS,
+    X-Forwarded-Proto trusted), on the cluster's database and Redis."""
+    env = {
+        **cluster["env"], "DEBUG": "0", "SECRET_KEY": secrets.token_urlsafe(48),
+        "ALLOWED_HOSTS": "127.0.0.1,localhost", "SECURE_SSL_REDIRECT": "1",
+    }
+    probe = "/openapi/v1.yaml"
+    with daphne({**env, "INGEST_FAST_LANE": "1"}, cluster["logs"] / "secure-fast.log",
+                probe=probe) as fast, daphne(
+        {**env, "INGEST_FAST_LANE": "0"}, cluster["logs"] / "secure-pipeline.log", probe=probe
+    ) as pipeline:
+        yield {"fast": fast, "pipeline": pipeline}
+
+
+def test_behind_a_tls_proxy_a_fast_201_carries_the_pipelines_security_headers_and_hsts(
+    cluster, client, production
+):
+    https = {"X-Forwarded-Proto": "https"}
+    for attempt in range(3):
+        tag = f"secure-{attempt}-{secrets.token_hex(3)}"
+        lanes = ["fast"] * 12 + ["pipeline"] * 4
+        bodies = [_body(tag, i) for i in range(len(lanes))]
+        calls = [
+            lambda lane=lane, body=body: _ingest(
+                client, production[lane], cluster["keys"][f"secure/{lane}"], body, headers=https)
+            for lane, body in zip(lanes, bodies, strict=True)
+        ]
+        responses = all_at_once(calls)
+        assert [r.status_code for r in responses] == [201] * 16, [r.text for r in responses]
+        ids = [r.json()["id"] for r in responses]
+        grouped = _grouped(_stored(cluster, ids[:12]))
+        if grouped:
+            break
+    assert grouped, "no request to the fast server was written by the fast lane"
+    reference = responses[-1]
+    assert reference.headers["strict-transport-security"] == (
+        "max-age=31536000; includeSubDomains; preload"
+    )
+    for response in responses[:12]:
+        assert _names(response) == _names(reference)
+        for name in (*STATIC_HEADERS, "strict-transport-security"):
+            assert response.headers[name] == reference.headers[name], name
+
+
+def test_over_plain_http_with_ssl_redirect_on_both_lanes_redirect_and_store_nothing(
+    cluster, client, production
+):
+    tag = f"plain-{secrets.token_hex(3)}"
+    for lane in ("fast", "pipeline"):
+        response = _ingest(client, production[lane], cluster["keys"][f"secure/{lane}"],
+                           _body(tag, 0))
+        assert response.status_code == 301, response.text
+        assert response.headers["location"].startswith("https://")
+    assert _sql(cluster, "SELECT count(*) FROM ingest_event WHERE message LIKE %s", f"{tag} %") == [(0,)]
 
 
 def _lane(cluster: dict, lane: str) -> str:
