@@ -84,12 +84,21 @@ class TimelineEvent(models.Model):
     )
     # No index of its own: timeline_ws_recent leads with it (as worker's is led by
     # timeline_worker_recent). Every index is paid for on every insert of a batch.
+    #
+    # No per-row foreign keys either: the database checks these three references once per
+    # statement instead, with triggers (migration ingest.0003, docs/performance.md). A row's
+    # source and worker must exist and belong to its workspace; they are locked until COMMIT
+    # as a foreign key locks them, and deleting one that still has timeline rows fails.
     workspace = models.ForeignKey(
-        "workspaces.Workspace", on_delete=models.CASCADE, db_index=False, related_name="+"
+        "workspaces.Workspace", on_delete=models.CASCADE, db_index=False, db_constraint=False,
+        related_name="+",
     )
-    source = models.ForeignKey("sources.Source", on_delete=models.CASCADE, related_name="timeline")
+    source = models.ForeignKey(
+        "sources.Source", on_delete=models.CASCADE, db_constraint=False, related_name="timeline"
+    )
     worker = models.ForeignKey(
-        "workspaces.Worker", on_delete=models.CASCADE, db_index=False, related_name="timeline"
+        "workspaces.Worker", on_delete=models.CASCADE, db_index=False, db_constraint=False,
+        related_name="timeline",
     )
     event_type = models.CharField(max_length=100)
     category = models.CharField(max_length=20, choices=Category.choices)
