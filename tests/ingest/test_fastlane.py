@@ -23,6 +23,7 @@ import secrets
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
@@ -97,6 +98,9 @@ SPEC = {
     "v1-other": {**V1_WORKSPACE, "sources": ["other"],
                  "workers": [{"externalId": "stranger", "email": None, "name": "Stranger"}]},
     "v1-free": {**V1_WORKSPACE, "plan": "free", "sources": ["free"]},
+    # A worker deleted while a batch naming it is being written (one workspace per fast server).
+    **{f"v1-gone-{kind}": {**V1_WORKSPACE, "sources": ["gone"], "workers": [
+        *V1_WORKERS, {"externalId": None, "email": None, "name": "Doomed"}]} for kind in KINDS},
     **{f"v1-free-{lane}": {**V1_WORKSPACE, "plan": "free", "workers": [], "sources": ["burst"]}
        for lane in ("pipeline", *KINDS)},
 }
@@ -1180,6 +1184,95 @@ def test_a_worker_id_of_another_workspace_is_not_found_through_the_fast_server(f
     assert _sql(cluster, "SELECT count(*) FROM ingest_timelineevent WHERE worker_id = %s",
                 stranger_pk) == [(0,)]
     assert _usage(cluster, "v1") == used_before + 1
+
+
+def _blocked_by(cluster: dict, pid: int, timeout: float = 10) -> list[str]:
+    """The statements waiting on a lock that backend `pid` holds, once there is one."""
+    deadline = time.monotonic() + timeout
+    while True:
+        waiting = _sql(cluster, "SELECT query FROM pg_stat_activity "
+                       "WHERE %s = ANY(pg_blocking_pids(pid))", pid)
+        if waiting or time.monotonic() > deadline:
+            return [query for (query,) in waiting]
+        time.sleep(0.02)
+
+
+def test_a_worker_deleted_while_the_fast_lane_copies_its_batch_gets_the_pipelines_404(
+    fast, cluster, client
+):
+    import psycopg
+
+    from ingest.fastlane import POOL_MAX_SIZE
+
+    kind, base = fast
+    workspace = f"v1-gone-{kind}"
+    source = f"{workspace}/gone"
+    key = cluster["keys"][source]
+    doomed = cluster["workers"][f"{workspace}/Doomed"]
+    events = [{"eventType": event_type, "category": "support", "actor": {"workerId": doomed["id"]}}
+              for event_type in V1_TYPES]
+    idem = f"gone-{kind}-{secrets.token_hex(4)}"
+    log = cluster["logs"] / ("fast.log" if kind == "daphne" else "uvicorn.log")
+    logged_before = log.stat().st_size
+    used_before = _usage(cluster, workspace)
+
+    with ThreadPoolExecutor(1) as sender, psycopg.connect(cluster["dsn"]) as deleter:
+        # Not committed: the fast lane's look-up still finds the worker, then the COPY's check
+        # (FOR KEY SHARE) waits on the deleted row's lock.
+        deleted = deleter.execute("DELETE FROM workspaces_worker WHERE id = %s", [doomed["pk"]])
+        assert deleted.rowcount == 1
+        sent = sender.submit(_batch, client, base, key, events, {"Idempotency-Key": idem})
+        waiting = _blocked_by(cluster, deleter.info.backend_pid)
+        assert len(waiting) == 1 and waiting[0].startswith('COPY "ingest_timelineevent" '), waiting
+        time.sleep(0.5)
+        assert not sent.done(), sent.result().text
+        deleter.commit()  # nothing references the fresh worker: the delete goes through
+        response = sent.result(timeout=30)
+
+    # The check raised, the batch was handed over, and the pipeline finds no such worker.
+    body = _assert_all_rejected(response, 404, "worker_not_found", len(events))
+    not_a_worker = f"actor.workerId: '{doomed['id']}' is not a worker of this workspace."
+    assert body["results"]["rejected"] == [
+        {"index": i, "code": "worker_not_found", "message": f"events[{i}].{not_a_worker}"}
+        for i in range(len(events))
+    ]
+    assert body["error"]["message"] == (
+        f"No event was accepted; the first rejection: events[0].{not_a_worker}"
+    )
+    # What the pipeline server answers the same batch now, but for the request id (and host).
+    elsewhere = _batch(client, cluster["pipeline"], key, events)
+    assert elsewhere.status_code == 404, elsewhere.text
+
+    def same(answer: httpx.Response) -> dict:
+        error = answer.json()["error"]
+        return {**answer.json(), "error": {**error, "requestId": None,
+                                           "docsUrl": urlsplit(error["docsUrl"]).path}}
+
+    assert same(response) == same(elsewhere)
+    assert _names(response) == _names(elsewhere)
+    # The key's first request: counted once in its burst window, though served by both lanes.
+    assert response.headers["ratelimit-remaining"] == str(PRO_BURST_PER_KEY - 1)
+    with open(log, "rb") as f:
+        f.seek(logged_before)
+        logged = f.read().decode()
+    assert "fast lane: a batch failed; handing it to the pipeline" in logged, logged
+    assert "a worker that is not in the row's workspace" in logged, logged
+    assert _sql(cluster, "SELECT count(*) FROM workspaces_worker WHERE id = %s", doomed["pk"]) == [(0,)]
+    assert _sql(cluster, "SELECT count(*) FROM ingest_timelineevent WHERE workspace_id = %s "
+                "OR worker_id = %s", cluster["ws_ids"][workspace], doomed["pk"]) == [(0,)]
+    assert _sql(cluster, "SELECT count(*) FROM ingest_idempotencyrecord WHERE key = %s", idem) == [(0,)]
+    assert _usage(cluster, workspace) == used_before
+
+    # Every pooled connection (the pool hands them out in turn) was left clean: each of the
+    # next batches is stored by the fast lane itself.
+    for n in range(POOL_MAX_SIZE):
+        idem = f"gone-after-{kind}-{n}-{secrets.token_hex(4)}"
+        after = _batch(client, base, key, _named(cluster, _events(3, idem), workspace),
+                       headers={"Idempotency-Key": idem})
+        assert after.status_code == 202, after.text
+        rows = _rows_of(cluster, after)
+        assert len(rows) == 3 and _fast_lane_wrote(cluster, source, idem, rows), rows
+    assert _usage(cluster, workspace) == used_before + 3 * POOL_MAX_SIZE
 
 
 def test_a_free_plan_key_gets_402_plan_disabled_from_the_fast_server_and_stores_nothing(
