@@ -172,6 +172,31 @@ INSERT_SQL = (
 )
 
 
+DELETE_WORKER_SQL = "DELETE FROM workspaces_worker WHERE id = %s"
+
+
+def _waits_for(conn: psycopg.Connection, sql: str, params: list, then) -> psycopg.Error | None:
+    """Run `sql` and COMMIT on `conn` in a thread, which must wait on another transaction's
+    lock until `then()` ends that transaction; what it ended with (None: committed)."""
+    outcome: list[psycopg.Error | None] = []
+
+    def run() -> None:
+        try:
+            conn.execute(sql, params)
+            conn.commit()
+            outcome.append(None)
+        except psycopg.Error as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(0.3)
+    assert thread.is_alive(), "the statement must wait on the other transaction's lock"
+    then()
+    thread.join(5)
+    return outcome[0]
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 class TestConcurrentDeletes:
@@ -180,7 +205,7 @@ class TestConcurrentDeletes:
             writer.execute(INSERT_SQL, ["tle_lock1", workspace.pk, source.pk, worker.pk])
             deleter.execute("SET lock_timeout = '300ms'")
             with pytest.raises(psycopg.errors.LockNotAvailable):
-                deleter.execute("DELETE FROM workspaces_worker WHERE id = %s", [worker.pk])
+                deleter.execute(DELETE_WORKER_SQL, [worker.pk])
             deleter.rollback()
             writer.commit()
         assert TimelineEvent.objects.filter(public_id="tle_lock1", worker=worker).exists()
@@ -190,61 +215,28 @@ class TestConcurrentDeletes:
         with _connect() as writer, _connect() as deleter:
             writer.execute(INSERT_SQL, ["tle_lock2", workspace.pk, source.pk, worker.pk])
             deleter.execute("DELETE FROM ingest_timelineevent WHERE worker_id = %s", [worker.pk])
-            outcome: list[BaseException | None] = []
-
-            def delete_then_commit():
-                try:
-                    deleter.execute("DELETE FROM workspaces_worker WHERE id = %s", [worker.pk])
-                    deleter.commit()
-                    outcome.append(None)
-                except psycopg.Error as exc:
-                    outcome.append(exc)
-
-            thread = threading.Thread(target=delete_then_commit)
-            thread.start()
-            thread.join(0.3)
-            assert thread.is_alive(), "the delete must wait for the writer's lock"
-            writer.commit()
-            thread.join(5)
-        assert isinstance(outcome[0], psycopg.errors.ForeignKeyViolation)
+            outcome = _waits_for(deleter, DELETE_WORKER_SQL, [worker.pk], then=writer.commit)
+        assert isinstance(outcome, psycopg.errors.ForeignKeyViolation)
         assert Worker.objects.filter(pk=worker.pk).exists()
         assert TimelineEvent.objects.filter(public_id="tle_lock2").exists()
 
     def test_a_write_that_waited_for_a_delete_fails(self, workspace, source, worker):
         with _connect() as writer, _connect() as deleter:
-            deleter.execute("DELETE FROM workspaces_worker WHERE id = %s", [worker.pk])
-            outcome: list[BaseException | None] = []
-
-            def write():
-                try:
-                    writer.execute(INSERT_SQL, ["tle_lock3", workspace.pk, source.pk, worker.pk])
-                    writer.commit()
-                    outcome.append(None)
-                except psycopg.Error as exc:
-                    outcome.append(exc)
-
-            thread = threading.Thread(target=write)
-            thread.start()
-            thread.join(0.3)
-            assert thread.is_alive(), "the write must wait for the delete's lock"
-            deleter.commit()
-            thread.join(5)
-        assert isinstance(outcome[0], psycopg.errors.ForeignKeyViolation)
+            deleter.execute(DELETE_WORKER_SQL, [worker.pk])
+            outcome = _waits_for(writer, INSERT_SQL,
+                                 ["tle_lock3", workspace.pk, source.pk, worker.pk],
+                                 then=deleter.commit)
+        assert isinstance(outcome, psycopg.errors.ForeignKeyViolation)
         assert not Worker.objects.filter(pk=worker.pk).exists()
         assert not TimelineEvent.objects.filter(public_id="tle_lock3").exists()
 
     def test_a_write_after_a_rolled_back_delete_is_stored(self, workspace, source, worker):
         with _connect() as writer, _connect() as deleter:
-            deleter.execute("DELETE FROM workspaces_worker WHERE id = %s", [worker.pk])
-            thread = threading.Thread(target=lambda: (
-                writer.execute(INSERT_SQL, ["tle_lock4", workspace.pk, source.pk, worker.pk]),
-                writer.commit(),
-            ))
-            thread.start()
-            thread.join(0.3)
-            assert thread.is_alive()
-            deleter.rollback()
-            thread.join(5)
+            deleter.execute(DELETE_WORKER_SQL, [worker.pk])
+            outcome = _waits_for(writer, INSERT_SQL,
+                                 ["tle_lock4", workspace.pk, source.pk, worker.pk],
+                                 then=deleter.rollback)
+        assert outcome is None
         assert TimelineEvent.objects.filter(public_id="tle_lock4", worker=worker).exists()
 
 
