@@ -29,32 +29,31 @@ these tables must create them again (tests/ingest/test_timeline_references.py fa
 from django.db import migrations, models
 
 # -- PostgreSQL ------------------------------------------------------------------------------
+# One look-up per distinct (workspace, parent) of the statement's rows (`written`), each found
+# parent locked FOR KEY SHARE until COMMIT, as a foreign key's check locks it.
+_PG_PARENT_CHECK = """
+      IF EXISTS (
+        SELECT FROM (SELECT DISTINCT workspace_id, {column} FROM written) AS w
+        WHERE NOT EXISTS (
+          SELECT FROM {table} AS p
+          WHERE p.id = w.{column} AND p.workspace_id = w.workspace_id
+          FOR KEY SHARE
+        )
+      ) THEN
+        RAISE foreign_key_violation USING
+          MESSAGE = 'ingest_timelineevent: a {noun} that is not in the row''s workspace';
+      END IF;"""
+PARENTS = (("source_id", "sources_source", "source"), ("worker_id", "workspaces_worker", "worker"))
+
 PG_FORWARD = [
     """
     CREATE FUNCTION ackly_timeline_refs() RETURNS trigger LANGUAGE plpgsql AS $$
-    BEGIN
-      IF EXISTS (
-        SELECT FROM (SELECT DISTINCT workspace_id, source_id FROM written) AS w
-        WHERE NOT EXISTS (
-          SELECT FROM sources_source AS s
-          WHERE s.id = w.source_id AND s.workspace_id = w.workspace_id
-          FOR KEY SHARE
-        )
-      ) THEN
-        RAISE foreign_key_violation USING
-          MESSAGE = 'ingest_timelineevent: a source that is not in the row''s workspace';
-      END IF;
-      IF EXISTS (
-        SELECT FROM (SELECT DISTINCT workspace_id, worker_id FROM written) AS w
-        WHERE NOT EXISTS (
-          SELECT FROM workspaces_worker AS k
-          WHERE k.id = w.worker_id AND k.workspace_id = w.workspace_id
-          FOR KEY SHARE
-        )
-      ) THEN
-        RAISE foreign_key_violation USING
-          MESSAGE = 'ingest_timelineevent: a worker that is not in the row''s workspace';
-      END IF;
+    BEGIN"""
+    + "".join(
+        _PG_PARENT_CHECK.format(column=column, table=table, noun=noun)
+        for column, table, noun in PARENTS
+    )
+    + """
       RETURN NULL;
     END
     $$
@@ -121,7 +120,7 @@ SQLITE_FORWARD = [
     f"WHEN {_SQLITE_ROW_MISSES} {_SQLITE_FAIL}",
 ] + [
     statement
-    for table, column in (("sources_source", "source_id"), ("workspaces_worker", "worker_id"))
+    for column, table, _ in PARENTS
     for statement in (
         # SQLite has no deferred triggers, and Django's flush deletes tables in any order:
         # the rows go with their parent, as Django's own cascade (on_delete) would take them.
