@@ -147,6 +147,17 @@ STATEMENTS = {
 }
 
 
+# The rows already stored are held to the new check too, as VALIDATE CONSTRAINT would: the old
+# keys guaranteed that the ids exist, not that they belong to the row's workspace.
+_ROWS_OUTSIDE_THEIR_WORKSPACE = """
+    SELECT count(*) FROM ingest_timelineevent AS t
+    WHERE NOT EXISTS (SELECT 1 FROM sources_source AS s
+                      WHERE s.id = t.source_id AND s.workspace_id = t.workspace_id)
+       OR NOT EXISTS (SELECT 1 FROM workspaces_worker AS k
+                      WHERE k.id = t.worker_id AND k.workspace_id = t.workspace_id)
+"""
+
+
 def _run(direction: int):
     def run(apps, schema_editor):
         statements = STATEMENTS.get(schema_editor.connection.vendor)
@@ -154,6 +165,15 @@ def _run(direction: int):
             raise NotImplementedError(
                 f"ingest.0003: no reference checks for {schema_editor.connection.vendor}"
             )
+        if direction == 0:
+            with schema_editor.connection.cursor() as cursor:
+                cursor.execute(_ROWS_OUTSIDE_THEIR_WORKSPACE)
+                (stray,) = cursor.fetchone()
+            if stray:
+                raise RuntimeError(
+                    f"ingest.0003: {stray} timeline rows name a source or worker of another "
+                    "workspace; correct them before migrating (the query is in this migration)"
+                )
         for statement in statements[direction]:
             schema_editor.execute(statement, params=None)  # no placeholders: % is literal
 

@@ -258,3 +258,35 @@ def test_the_checks_are_statement_triggers_not_foreign_keys():
             "timeline_refs_insert", "timeline_refs_update",
         ]
 
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_refuses_stored_rows_outside_their_workspace(workspace, source, foreign):
+    """The old keys only checked that the ids existed: 0003 holds the stored rows to the new
+    check before it installs it, as VALIDATE CONSTRAINT would."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    before, checks = [("ingest", "0002_fewer_indexes")], [("ingest", "0003_timeline_statement_checks")]
+
+    def migrate(target):
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(target)
+
+    migrate(before)
+    try:
+        # Allowed by the foreign keys: both ids exist, but the worker is another workspace's.
+        with connection.cursor() as cursor:
+            cursor.execute(
+                INSERT_SQL.replace("now()", "CURRENT_TIMESTAMP"),
+                ["tle_stray", workspace.pk, source.pk, foreign[1].pk],
+            )
+        with pytest.raises(RuntimeError, match="1 timeline rows name a source or worker"):
+            migrate(checks)
+        assert TimelineEvent.objects.filter(public_id="tle_stray").exists()
+        TimelineEvent.objects.filter(public_id="tle_stray").delete()
+        migrate(checks)
+    finally:
+        TimelineEvent.objects.filter(public_id="tle_stray").delete()
+        migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+    assert_refused(lambda: timeline(workspace, source, foreign[1]).save())  # installed again
