@@ -100,7 +100,10 @@ function delay()
   if started >= PER_THREAD_LIMIT or now() >= DEADLINE then
     parked = parked + 1
     if parked == CONNECTIONS then
-      io.write("%(parked_mark)s", thread_index, "\n")
+      -- One string, so one write: threads parking at the same moment wrote their marks in
+      -- pieces that interleaved ("MARK MARK 1\n2\n"), the supervisor saw one thread parked,
+      -- and wrk ran on to its -d backstop with idle connections the server then closed.
+      io.write("%(parked_mark)s" .. thread_index .. "\n")
       io.flush()
     end
     return PARK_MS
