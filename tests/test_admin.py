@@ -320,3 +320,19 @@ def test_an_event_limit_override_in_the_admin_applies_on_the_next_ingest(
     assert Event.objects.count() == 1
     # Saving the form kept the billing anchor (to the microsecond), so the period's usage holds.
     assert Usage.objects.get(workspace=source.workspace).events == 1
+
+
+def test_a_worker_cannot_be_moved_to_another_workspace(admin_client, rows, other_workspace):
+    """Its timeline belongs where it is (and the database refuses the move while it has one)."""
+    worker = rows
+    home = worker.workspace_id
+    page = admin_client.get(url(Worker, "change", worker.pk))
+    assert page.status_code == 200
+    assert "workspace" not in page.context["adminform"].form.fields
+    response = admin_client.post(url(Worker, "change", worker.pk), {
+        "display_name": "Alex M.", "external_id": "", "email": "a@example.com",
+        "workspace": other_workspace.pk,
+    })
+    assert response.status_code == 302, response.content[:500]
+    worker.refresh_from_db()
+    assert (worker.display_name, worker.workspace_id) == ("Alex M.", home)

@@ -75,3 +75,8 @@ class WorkerAdmin(admin.ModelAdmin):
     ]
     autocomplete_fields = ["workspace"]
     readonly_fields = ["public_id", "created_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        # A worker never moves to another tenant: its timeline and snapshots belong where they
+        # are (the database refuses the move while timeline rows reference it).
+        return [*self.readonly_fields, "workspace"] if obj else self.readonly_fields

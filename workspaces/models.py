@@ -110,6 +110,11 @@ class Worker(models.Model):
                 condition=models.Q(email__isnull=False),
                 name="worker_unique_email",
             ),
+            # Makes workspace_id a key column for PostgreSQL's row locks: the timeline's
+            # reference check (ingest migration 0003) locks a worker FOR KEY SHARE, and only
+            # then does moving it to another workspace wait for the writer (as a source's
+            # move does, through source_unique_slug).
+            models.UniqueConstraint(fields=["workspace", "id"], name="worker_workspace_key"),
         ]
 
     def __str__(self) -> str:

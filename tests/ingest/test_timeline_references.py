@@ -8,6 +8,7 @@ PostgreSQL (statement triggers, deferred parent-side checks, row locks).
 
 from __future__ import annotations
 
+import importlib
 import threading
 
 import psycopg
@@ -240,6 +241,91 @@ class TestConcurrentDeletes:
         assert TimelineEvent.objects.filter(public_id="tle_lock4", worker=worker).exists()
 
 
+MOVE_SQL = {
+    "worker": "UPDATE workspaces_worker SET workspace_id = %s WHERE id = %s",
+    "source": "UPDATE sources_source SET workspace_id = %s WHERE id = %s",
+}
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("parent", ["worker", "source"])
+class TestConcurrentMoves:
+    """A move to another workspace conflicts with the writer's FOR KEY SHARE lock only because
+    workspace_id is a key column (worker_workspace_key, source_unique_slug)."""
+
+    def moved(self, parent, source, worker):
+        return worker.pk if parent == "worker" else source.pk
+
+    def test_a_move_that_waited_for_a_write_fails_at_commit(
+        self, parent, workspace, other_workspace, source, worker
+    ):
+        with _connect() as writer, _connect() as mover:
+            writer.execute(INSERT_SQL, ["tle_move1", workspace.pk, source.pk, worker.pk])
+            outcome = _waits_for(mover, MOVE_SQL[parent],
+                                 [other_workspace.pk, self.moved(parent, source, worker)],
+                                 then=writer.commit)
+        assert isinstance(outcome, psycopg.errors.ForeignKeyViolation)
+        assert TimelineEvent.objects.filter(
+            public_id="tle_move1", worker__workspace=workspace, source__workspace=workspace
+        ).exists()
+
+    def test_a_write_that_waited_for_a_move_fails(
+        self, parent, workspace, other_workspace, source, worker
+    ):
+        with _connect() as writer, _connect() as mover:
+            mover.execute(MOVE_SQL[parent], [other_workspace.pk, self.moved(parent, source, worker)])
+            outcome = _waits_for(writer, INSERT_SQL,
+                                 ["tle_move2", workspace.pk, source.pk, worker.pk],
+                                 then=mover.commit)
+        assert isinstance(outcome, psycopg.errors.ForeignKeyViolation)
+        assert not TimelineEvent.objects.filter(public_id="tle_move2").exists()
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("table", ["workspaces_worker", "sources_source"])
+def test_truncating_a_referenced_table_fails(workspace, source, worker, table):
+    timeline(workspace, source, worker).save()
+    with (pytest.raises(IntegrityError, match="still references it"), transaction.atomic(),
+          connection.cursor() as cursor):
+        cursor.execute(f"TRUNCATE {table} CASCADE")
+    assert TimelineEvent.objects.filter(worker=worker, source=source).count() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db
+def test_the_checks_name_their_tables_whatever_the_search_path(workspace, source, worker):
+    """A temporary table of the same name cannot stand in for the workers, and an empty
+    search_path (as pg_dump sets) still finds them."""
+    schema = connection.ops.quote_name(_schema())
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE TEMP TABLE workspaces_worker (id bigint, workspace_id bigint)")
+        cursor.execute("INSERT INTO workspaces_worker VALUES (987654321, %s)", [workspace.pk])
+        try:
+            row = timeline(workspace, source, worker)
+            row.worker_id = 987654321
+            assert_refused(row.save)
+        finally:
+            cursor.execute("DROP TABLE pg_temp.workspaces_worker")
+        cursor.execute("SELECT set_config('search_path', '', true)")
+        cursor.execute(
+            f"INSERT INTO {schema}.ingest_timelineevent "
+            "(public_id, workspace_id, source_id, worker_id, event_type, category, timestamp, "
+            "request_id, received_at) VALUES ('tle_path', %s, %s, %s, 'call.logged', 'success', "
+            "now(), 'req_path', now())",
+            [workspace.pk, source.pk, worker.pk],
+        )
+        cursor.execute("RESET search_path")
+    assert TimelineEvent.objects.filter(public_id="tle_path").exists()
+
+
+def _schema() -> str:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT current_schema()")
+        return cursor.fetchone()[0]
+
+
 @pytest.mark.postgres
 @pytest.mark.django_db
 def test_the_checks_are_statement_triggers_not_foreign_keys():
@@ -290,3 +376,36 @@ def test_the_migration_refuses_stored_rows_outside_their_workspace(workspace, so
         TimelineEvent.objects.filter(public_id="tle_stray").delete()
         migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
     assert_refused(lambda: timeline(workspace, source, foreign[1]).save())  # installed again
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_sqlite_a_later_migration_rebuilds_these_tables_with_the_documented_recipe(
+    workspace, source, worker, foreign
+):
+    """Django rebuilds a SQLite table to alter it; with the checks naming the table, that fails
+    unless the migration drops them first and creates them again after (0003's docstring)."""
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's table rebuild; PostgreSQL alters in place")
+    from django.db import OperationalError, models
+
+    checks = importlib.import_module("ingest.migrations.0003_timeline_statement_checks")
+    old = Worker._meta.get_field("display_name")
+    new = models.CharField(max_length=old.max_length + 1)
+    new.set_attributes_from_name("display_name")
+
+    with pytest.raises(OperationalError, match="error in trigger"), connection.schema_editor() as editor:
+        editor.alter_field(Worker, old, new)
+
+    def rebuild(before, after) -> None:
+        with connection.schema_editor() as editor:
+            checks.drop_sqlite_checks(None, editor)
+            editor.alter_field(Worker, before, after)
+            checks.create_sqlite_checks(None, editor)
+
+    rebuild(old, new)
+    try:
+        assert_refused(lambda: timeline(workspace, source, foreign[1]).save())
+        timeline(workspace, source, worker).save()
+    finally:
+        rebuild(new, old)
+    assert_refused(lambda: timeline(workspace, source, foreign[1]).save())
