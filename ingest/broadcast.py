@@ -68,7 +68,36 @@ class _Publisher:
         )
 
     def publish(self, layer: RedisPubSubChannelLayer, group: str, event: dict[str, Any]) -> None:
-        self.client.publish(group_channel(self.prefix, group), layer.serialize(event))
+        self.client.publish(group_channel(self.prefix, group), serialized(layer, event))
+
+
+# msgpack (the Redis layer's format) holds integers in [-2**63, 2**64 - 1]; JSON, and so an
+# event's metadata or a snapshot's metrics, has no such bound.
+_MSGPACK_INT_MIN, _MSGPACK_INT_MAX = -(2**63), 2**64 - 1
+
+
+def serialized(layer: RedisPubSubChannelLayer, message: dict[str, Any]) -> bytes:
+    """The layer's bytes for `message`; an integer msgpack cannot hold is sent as the float a
+    browser's JSON.parse makes of it anyway, or as its digits past a float's range. Only a
+    message that fails is walked (the common case costs nothing); the stored value and the
+    HTTP feed keep every digit."""
+    try:
+        return layer.serialize(message)
+    except OverflowError:
+        return layer.serialize(_packable(message))
+
+
+def _packable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {key: _packable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_packable(item) for item in value]
+    if isinstance(value, int) and not _MSGPACK_INT_MIN <= value <= _MSGPACK_INT_MAX:
+        try:
+            return float(value)
+        except OverflowError:
+            return str(value)
+    return value
 
 
 def group_channel(prefix: str, group: str) -> str:

@@ -65,7 +65,14 @@ from ackly.ids import new_event_id, new_request_id
 from billing.models import Usage
 from ingest.api import validate_event
 from ingest.api_v1 import batch_body
-from ingest.broadcast import MESSAGE_TYPE, group_channel, layer_prefix, warn_failed, workspace_group
+from ingest.broadcast import (
+    MESSAGE_TYPE,
+    group_channel,
+    layer_prefix,
+    serialized,
+    warn_failed,
+    workspace_group,
+)
 from ingest.idempotency import request_hash
 from ingest.jsonbody import parse_strict_json
 from ingest.models import Event, IdempotencyRecord
@@ -561,7 +568,7 @@ class _Committer:
                 message = {"type": MESSAGE_TYPE, "payload": payload}
                 pipe.publish(
                     group_channel(self.channel_prefix, workspace_group(workspace)),
-                    self.layer.serialize(message),
+                    serialized(self.layer, message),
                 )
             await pipe.execute()
         except Exception:  # noqa: BLE001 - committed already: the dashboards catch up over HTTP

@@ -151,6 +151,50 @@ def test_sync_code_publishes_what_the_pubsub_layers_subscribers_receive(redis_la
     }
 
 
+BIG = {"n": 2**70, "negative": -(2**64), "huge": 10**400, "fits": 2**64 - 1, "ok": [1, True]}
+
+
+@pytest.mark.redis
+def test_integers_msgpack_cannot_hold_still_reach_the_subscribers(redis_layer, caplog):
+    """JSON bounds no integer, msgpack holds 64 bits (found by the contract fuzzing: a snapshot's
+    metric of 2**70 logged an OverflowError and its live message was lost). They arrive as the
+    float a browser's JSON.parse makes of them, or as digits past a float's range."""
+    group = workspace_group("org_shutdown_test_big")
+    items = [{"id": "e1", "metadata": BIG}]
+
+    async def listen_while_broadcasting():
+        channel = await redis_layer.new_channel()
+        await redis_layer.group_add(group, channel)
+        try:
+            await asyncio.to_thread(
+                broadcast, "org_shutdown_test_big", {"type": "events", "items": items}
+            )
+            return await asyncio.wait_for(redis_layer.receive(channel), 5)
+        finally:
+            await redis_layer.group_discard(group, channel)
+
+    with caplog.at_level(logging.WARNING, logger="ingest.broadcast"):
+        message = async_to_sync(listen_while_broadcasting)()
+    assert message["payload"]["items"][0]["metadata"] == {
+        "n": float(2**70), "negative": float(-(2**64)), "huge": str(10**400), "fits": 2**64 - 1,
+        "ok": [1, True],
+    }
+    assert not caplog.records
+    assert items[0]["metadata"] is BIG and BIG["n"] == 2**70  # the caller's value is untouched
+
+
+def test_a_message_msgpack_can_hold_is_serialized_as_it_is(monkeypatch):
+    """The walk happens only for a message that fails: the common case is one serialize."""
+    from channels_redis.pubsub import RedisPubSubChannelLayer
+
+    layer = RedisPubSubChannelLayer(hosts=["redis://127.0.0.1:1/0"])  # never connected
+    calls = []
+    monkeypatch.setattr(broadcast_module, "_packable", lambda value: calls.append(value) or value)
+    message = {"type": "events", "items": [{"n": 2**63}]}
+    assert layer.deserialize(broadcast_module.serialized(layer, message)) == message
+    assert calls == []
+
+
 @pytest.mark.redis
 def test_an_unreachable_redis_is_logged_once_and_never_raises(monkeypatch, caplog):
     with socket.socket() as s:  # a port nothing listens on
