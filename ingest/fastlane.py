@@ -662,7 +662,6 @@ def _same(moment: datetime) -> datetime:
     return moment  # psycopg sends aware datetimes as timestamptz
 
 
-
 def _reserve_params(batch: _Batch, start: datetime, n: int, body: str) -> list[Any]:
     key = batch.key
     claimed = batch.idem_key is not None
@@ -683,8 +682,6 @@ def _event_item(item: _Pending, key: KeyContext) -> dict[str, Any]:
         source=source_ref(key.source_public_id, key.source_slug, key.source_name),
         received_at=item.received_at,
     )
-
-
 
 
 # --- The ASGI side --------------------------------------------------------------------------

@@ -628,6 +628,49 @@ def test_events_ingested_through_the_fast_server_reach_a_dashboard_socket_as_the
         }
 
 
+def test_an_integer_beyond_64_bits_reaches_the_socket_from_both_lanes(cluster, client):
+    """msgpack (the Redis layer's format) holds 64 bits; JSON, and so metadata, has no bound.
+    Both lanes publish through ingest.broadcast.serialized (found by the contract fuzzing)."""
+    import aiohttp
+
+    key = cluster["keys"]["live/live"]
+    logs = {base: cluster["logs"] / name for base, name in (
+        (cluster["fast"], "fast.log"), (cluster["pipeline"], "pipeline.log"))}
+    for log in logs.values():
+        assert log.exists(), log
+    sizes = {base: log.stat().st_size for base, log in logs.items()}
+
+    async def scenario() -> dict[str, dict]:
+        host = urlsplit(cluster["fast"]).netloc
+        headers = {"Cookie": f"{cluster['cookie']}={cluster['session']}", "Origin": f"http://{host}"}
+        items: dict[str, dict] = {}
+        async with aiohttp.ClientSession() as session, session.ws_connect(
+            f"ws://{host}/ws/workspaces/{cluster['orgs']['live']}/", headers=headers,
+            timeout=aiohttp.ClientWSTimeout(ws_close=10),
+        ) as ws:
+            ids = {}
+            for base in logs:
+                body = {**_body("big", 1), "metadata": {"big": 2**70, "fits": 2**63}}
+                response = await asyncio.to_thread(_ingest, client, base, key, body)
+                assert response.status_code == 201, response.text
+                ids[base] = response.json()["id"]
+            while not set(ids.values()) <= set(items):
+                message = await ws.receive(timeout=15)
+                assert message.type == aiohttp.WSMsgType.TEXT, message
+                payload = json.loads(message.data)
+                if payload["type"] == "events":
+                    items.update({item["id"]: item for item in payload["items"]})
+        return {base: items[event_id] for base, event_id in ids.items()}
+
+    for base, item in asyncio.run(scenario()).items():
+        assert item["metadata"] == {"big": float(2**70), "fits": 2**63}, base
+        with open(logs[base], "rb") as f:
+            f.seek(sizes[base])
+            assert b"Traceback" not in f.read(), base
+    rows = _sql(cluster, "SELECT metadata->>'big' FROM ingest_event WHERE metadata ? 'big'")
+    assert rows and {big for (big,) in rows} == {str(2**70)}  # stored with every digit
+
+
 # --- where the two lanes once answered differently (bugs these tests found, now fixed) ------
 
 
