@@ -80,8 +80,35 @@ def log(msg: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+def _ephemeral_low(default: int = 32768) -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return default
+
+
 def free_port() -> int:
-    with socket.socket() as s:
+    """A TCP port on 127.0.0.1 that nothing uses now, below the kernel's ephemeral range.
+
+    The port bind(0) hands out comes from the ephemeral range, which every outgoing connection
+    draws from too: between picking it and a server binding it, or while a fault test has
+    killed a server and restarts it on the same port, a client's connection can take it (CI
+    saw a private Redis fail with "Address already in use"). The kernel gives a port below
+    that range to nobody but whoever binds it. Free means bindable without SO_REUSEADDR: no
+    listener and no connection in TIME_WAIT on it.
+    """
+    import random
+
+    low = _ephemeral_low()
+    candidates = range(max(1024, low - 12000), low) if low > 2048 else range(0)
+    for port in random.sample(candidates, min(len(candidates), 200)):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    with socket.socket() as s:  # no room below the ephemeral range: let the OS pick
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 

@@ -7,7 +7,6 @@ scale-out), so each starts, waits for and stops its servers the same way.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -21,7 +20,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from bench.run import die_with_parent, flush_redis
+from bench.run import die_with_parent, flush_redis, free_port
 
 __all__ = [
     "ROOT", "all_at_once", "daphne", "flush_redis", "free_port", "manage", "postgres",
@@ -29,13 +28,6 @@ __all__ = [
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now (the OS picks it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def manage(env: dict[str, str], *args: str) -> str:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 from django.contrib.auth import get_user_model
 from django.urls import reverse
 
+from tests.servers import free_port
 from workspaces.models import Membership, Role, Workspace
 
 pytestmark = pytest.mark.django_db
@@ -134,9 +133,7 @@ def test_login_is_rate_limited_per_address(client, make_user, settings):
 def test_login_still_works_while_the_shared_cache_is_unreachable(client, owner, settings):
     """The limiter cannot count without Redis: sign-ins go through (passwords still checked)
     rather than every user being told they tried too often."""
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        dead = f"redis://127.0.0.1:{s.getsockname()[1]}/0"
+    dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     settings.CACHES = {
         **settings.CACHES,
         "default": {"BACKEND": "ackly.resilient_cache.ResilientRedisCache", "LOCATION": dead},

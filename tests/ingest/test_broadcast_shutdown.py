@@ -11,7 +11,6 @@ import asyncio
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,16 +25,11 @@ from django.conf import settings
 
 from ingest import broadcast as broadcast_module
 from ingest.broadcast import broadcast, workspace_group
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 # A correctness bound (the process must end by itself), not a speed figure.
 EXIT_BOUND_SECONDS = 15
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _env(tmp_path: Path) -> dict[str, str]:
@@ -66,7 +60,7 @@ def test_daphne_exits_on_sigterm_while_ingest_requests_are_broadcasting(tmp_path
     _manage(env, "migrate", "--noinput")
     org = _manage(env, "createworkspace", "Shutdown", "--plan", "pro")
     key = _manage(env, "createsource", org, "shutdown")
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     with open(tmp_path / "daphne.log", "w+") as log:
         process = subprocess.Popen(
@@ -197,9 +191,7 @@ def test_a_message_msgpack_can_hold_is_serialized_as_it_is(monkeypatch):
 
 @pytest.mark.redis
 def test_an_unreachable_redis_is_logged_once_and_never_raises(monkeypatch, caplog):
-    with socket.socket() as s:  # a port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        dead = f"redis://127.0.0.1:{s.getsockname()[1]}/0"
+    dead = f"redis://127.0.0.1:{free_port()}/0"  # nothing listens there
     layers = {"default": {**settings.CHANNEL_LAYERS["default"]}}
     layers["default"]["CONFIG"] = {**layers["default"]["CONFIG"], "hosts": [dead]}
     monkeypatch.setattr(settings, "CHANNEL_LAYERS", layers)
