@@ -16,6 +16,7 @@ that shares its `xmin` with another was certainly written by the fast lane.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import re
@@ -563,6 +564,20 @@ def test_bad_requests_through_the_fast_server_get_the_documented_errors_and_stor
     assert _usage(cluster, "lanes") == used_before
 
 
+@contextlib.asynccontextmanager
+async def _dashboard_socket(cluster: dict, org: str):
+    """A logged-in dashboard's websocket on the fast server, for workspace `org` of the cluster."""
+    import aiohttp
+
+    host = urlsplit(cluster["fast"]).netloc
+    headers = {"Cookie": f"{cluster['cookie']}={cluster['session']}", "Origin": f"http://{host}"}
+    async with aiohttp.ClientSession() as session, session.ws_connect(
+        f"ws://{host}/ws/workspaces/{cluster['orgs'][org]}/", headers=headers,
+        timeout=aiohttp.ClientWSTimeout(ws_close=10),
+    ) as ws:
+        yield ws
+
+
 def test_events_ingested_through_the_fast_server_reach_a_dashboard_socket_as_the_pipelines_do(
     cluster, client
 ):
@@ -573,14 +588,9 @@ def test_events_ingested_through_the_fast_server_reach_a_dashboard_socket_as_the
     bases = [cluster["fast"]] * 5 + [cluster["pipeline"]]
 
     async def scenario() -> tuple:
-        host = urlsplit(cluster["fast"]).netloc
-        headers = {"Cookie": f"{cluster['cookie']}={cluster['session']}", "Origin": f"http://{host}"}
         items: dict[str, dict] = {}
         frames: list[set[str]] = []
-        async with aiohttp.ClientSession() as session, session.ws_connect(
-            f"ws://{host}/ws/workspaces/{cluster['orgs']['live']}/", headers=headers,
-            timeout=aiohttp.ClientWSTimeout(ws_close=10),
-        ) as ws:
+        async with _dashboard_socket(cluster, "live") as ws:
             # Subscribed once accepted: five at once through the fast lane, one through the
             # pipeline; again (up to 3 rounds) until two of the five shared a transaction.
             for round_ in range(3):
@@ -641,13 +651,8 @@ def test_an_integer_beyond_64_bits_reaches_the_socket_from_both_lanes(cluster, c
     sizes = {base: log.stat().st_size for base, log in logs.items()}
 
     async def scenario() -> dict[str, dict]:
-        host = urlsplit(cluster["fast"]).netloc
-        headers = {"Cookie": f"{cluster['cookie']}={cluster['session']}", "Origin": f"http://{host}"}
         items: dict[str, dict] = {}
-        async with aiohttp.ClientSession() as session, session.ws_connect(
-            f"ws://{host}/ws/workspaces/{cluster['orgs']['live']}/", headers=headers,
-            timeout=aiohttp.ClientWSTimeout(ws_close=10),
-        ) as ws:
+        async with _dashboard_socket(cluster, "live") as ws:
             ids = {}
             for base in logs:
                 body = {**_body("big", 1), "metadata": {"big": 2**70, "fits": 2**63}}
@@ -1353,13 +1358,8 @@ def test_a_fast_lane_batch_reaches_a_dashboard_socket_as_one_timeline_message(cl
     del events[2]["timestamp"]
 
     async def scenario() -> dict[str, dict]:
-        host = urlsplit(cluster["fast"]).netloc
-        headers = {"Cookie": f"{cluster['cookie']}={cluster['session']}", "Origin": f"http://{host}"}
         messages: dict[str, dict] = {}
-        async with aiohttp.ClientSession() as session, session.ws_connect(
-            f"ws://{host}/ws/workspaces/{cluster['orgs']['v1-live']}/", headers=headers,
-            timeout=aiohttp.ClientWSTimeout(ws_close=10),
-        ) as ws:
+        async with _dashboard_socket(cluster, "v1-live") as ws:
             for lane, server in (("fast", cluster["fast"]), ("pipeline", cluster["pipeline"])):
                 idem = f"live-{lane}-{secrets.token_hex(4)}"
                 response = await asyncio.to_thread(
