@@ -16,6 +16,7 @@ import fcntl
 import json
 import os
 import platform
+import random
 import secrets
 import shutil
 import signal
@@ -97,10 +98,8 @@ def free_port() -> int:
     that range to nobody but whoever binds it. Free means bindable without SO_REUSEADDR: no
     listener and no connection in TIME_WAIT on it.
     """
-    import random
-
     low = _ephemeral_low()
-    candidates = range(max(1024, low - 12000), low) if low > 2048 else range(0)
+    candidates = range(max(1024, low - 12000), low)  # empty when the range starts at 1024
     for port in random.sample(candidates, min(len(candidates), 200)):
         with socket.socket() as s:
             try:

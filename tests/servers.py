@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -23,11 +23,33 @@ import httpx
 from bench.run import die_with_parent, flush_redis, free_port
 
 __all__ = [
-    "ROOT", "all_at_once", "daphne", "flush_redis", "free_port", "manage", "postgres",
-    "redis_db_url", "server_env", "uvicorn",
+    "ROOT", "all_at_once", "daphne", "dashboard_socket", "dashboard_socket_target",
+    "flush_redis", "free_port", "manage", "postgres", "redis_db_url", "server_env", "uvicorn",
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def dashboard_socket_target(
+    base: str, org: str, cookie: str, session: str
+) -> tuple[str, dict[str, str]]:
+    """The live page's websocket URL for workspace `org` on the server at `base`, and the
+    headers a logged-in browser sends with it (session cookie `cookie`=`session`, same Origin)."""
+    host = urlsplit(base).netloc
+    headers = {"Cookie": f"{cookie}={session}", "Origin": f"http://{host}"}
+    return f"ws://{host}/ws/workspaces/{org}/", headers
+
+
+@asynccontextmanager
+async def dashboard_socket(base: str, org: str, cookie: str, session: str):
+    """An open dashboard websocket, as `dashboard_socket_target` describes it."""
+    import aiohttp
+
+    url, headers = dashboard_socket_target(base, org, cookie, session)
+    async with aiohttp.ClientSession() as client, client.ws_connect(
+        url, headers=headers, timeout=aiohttp.ClientWSTimeout(ws_close=10)
+    ) as ws:
+        yield ws
 
 
 def manage(env: dict[str, str], *args: str) -> str:

@@ -16,7 +16,6 @@ that shares its `xmin` with another was certainly written by the fast lane.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import os
 import re
@@ -34,6 +33,7 @@ import pytest
 from tests.servers import (
     all_at_once,
     daphne,
+    dashboard_socket,
     flush_redis,
     manage,
     postgres,
@@ -564,18 +564,9 @@ def test_bad_requests_through_the_fast_server_get_the_documented_errors_and_stor
     assert _usage(cluster, "lanes") == used_before
 
 
-@contextlib.asynccontextmanager
-async def _dashboard_socket(cluster: dict, org: str):
+def _dashboard_socket(cluster: dict, org: str):
     """A logged-in dashboard's websocket on the fast server, for workspace `org` of the cluster."""
-    import aiohttp
-
-    host = urlsplit(cluster["fast"]).netloc
-    headers = {"Cookie": f"{cluster['cookie']}={cluster['session']}", "Origin": f"http://{host}"}
-    async with aiohttp.ClientSession() as session, session.ws_connect(
-        f"ws://{host}/ws/workspaces/{cluster['orgs'][org]}/", headers=headers,
-        timeout=aiohttp.ClientWSTimeout(ws_close=10),
-    ) as ws:
-        yield ws
+    return dashboard_socket(cluster["fast"], cluster["orgs"][org], cluster["cookie"], cluster["session"])
 
 
 def test_events_ingested_through_the_fast_server_reach_a_dashboard_socket_as_the_pipelines_do(

@@ -28,14 +28,13 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from ackly import resilient_cache
 from tests.faults import PrivateCluster, PrivateRedis, private_services
-from tests.servers import Server, daphne, free_port, manage, server_env
+from tests.servers import Server, daphne, dashboard_socket_target, free_port, manage, server_env
 
 pytestmark = pytest.mark.server
 
@@ -218,9 +217,7 @@ def test_the_cache_says_once_when_redis_answers_again_and_still_raises_real_erro
 # --- Redis killed mid-run -----------------------------------------------------------------------
 
 def _socket_url(stack: Stack, space: str) -> tuple[str, dict[str, str]]:
-    host = urlsplit(stack.base).netloc
-    headers = {"Cookie": f"{stack.cookie}={stack.session}", "Origin": f"http://{host}"}
-    return f"ws://{host}/ws/workspaces/{stack.spaces[space]['org']}/", headers
+    return dashboard_socket_target(stack.base, stack.spaces[space]["org"], stack.cookie, stack.session)
 
 
 async def _next_events(ws, timeout: float) -> list[dict] | None:

@@ -14,12 +14,20 @@ import os
 import secrets
 import time
 from collections.abc import Iterator
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
-from tests.servers import all_at_once, daphne, flush_redis, manage, postgres, redis_db_url, server_env
+from tests.servers import (
+    all_at_once,
+    daphne,
+    dashboard_socket,
+    flush_redis,
+    manage,
+    postgres,
+    redis_db_url,
+    server_env,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.server]
 
@@ -102,11 +110,8 @@ def test_an_event_ingested_through_a_reaches_a_dashboard_socket_on_b(cluster):
     marker = f"scale-{secrets.token_hex(6)}"
 
     async def scenario() -> dict:
-        host = urlsplit(cluster["b"]).netloc
-        headers = {"Cookie": f"{cluster['cookie']}={cluster['session']}", "Origin": f"http://{host}"}
-        async with aiohttp.ClientSession() as session, session.ws_connect(
-            f"ws://{host}/ws/workspaces/{cluster['org']}/", headers=headers,
-            timeout=aiohttp.ClientWSTimeout(ws_close=10),
+        async with dashboard_socket(
+            cluster["b"], cluster["org"], cluster["cookie"], cluster["session"]
         ) as ws:
             # The subscription is in Redis once accepted; ingest only then, through the other process.
             response = await asyncio.to_thread(
