@@ -1,6 +1,6 @@
 """Schemathesis hooks for test_contract_fuzz.py: where OpenAPI 3.0 cannot state a rule we keep.
 
-Loaded by the schemathesis CLI (the `hooks` line of the config the test writes), not by pytest.
+Loaded by the schemathesis CLI (the `hooks` line of tests/reliability/schemathesis.toml), not by pytest.
 Each hook narrows what is *generated* to what the documented contract already promises, so a
 failure of positive_data_acceptance or negative_data_rejection points at a real mismatch:
 
