@@ -233,6 +233,13 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 # Password guessing: attempts per client address and, separately, per username (django-ratelimit).
 LOGIN_RATE_LIMIT = env_str("LOGIN_RATE_LIMIT", "10/m")
+# How many reverse proxies of the operator's own append to X-Forwarded-For in front of the app
+# (ackly/clientip.py). 0: no proxy, the header is ignored and the peer address is the client.
+TRUSTED_PROXY_HOPS = env_int("TRUSTED_PROXY_HOPS", 0)
+if TRUSTED_PROXY_HOPS < 0:
+    raise ImproperlyConfigured("TRUSTED_PROXY_HOPS must be 0 or more")
+# Every per-address limit (django-ratelimit's key="ip" included) reads the one rule.
+RATELIMIT_IP_META_KEY = "ackly.clientip.client_ip"
 # With Redis unreachable the count is unknown: let sign-ins through (passwords still checked)
 # rather than lock every user out with a false "too many attempts" (docs/reliability.md).
 RATELIMIT_FAIL_OPEN = True
