@@ -139,13 +139,41 @@ def drop_database(db_url: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{db_name(db_url)}" WITH (FORCE)')
 
 
-def flush_redis(redis_url: str) -> None:
-    """Empty the bench's own Redis DB (stale cached limits from a previous run's ids)."""
+# Every key Ackly writes starts with this: the cache's KEY_PREFIX ("ackly:") and the channel
+# layer's prefix ("ackly:ch"). A key without it belongs to somebody else.
+OWN_REDIS_PREFIX = b"ackly"
+
+
+class ForeignRedisData(BenchError):
+    """The Redis database holds keys Ackly did not write: it is somebody else's."""
+
+
+def clear_redis(redis_url: str) -> int:
+    """Delete Ackly's own keys in the Redis DB of `redis_url`; the number deleted.
+
+    Never empties a database: DB 0 (every client's default) is refused outright, and so is a
+    database holding any key without Ackly's prefix, before anything is deleted.
+    """
     import redis
 
     if urlsplit(redis_url).path.strip("/") in ("", "0"):
-        raise BenchError("refusing to flush Redis DB 0: give the bench its own DB (e.g. /7)")
-    redis.Redis.from_url(redis_url).flushdb()
+        raise ForeignRedisData(
+            f"refusing Redis DB 0 ({redis_url}): give Ackly's tests and benchmarks a DB of their own"
+        )
+    client = redis.Redis.from_url(redis_url)
+    try:
+        own = []
+        for key in client.scan_iter(count=1000):
+            if not key.startswith(OWN_REDIS_PREFIX):
+                raise ForeignRedisData(
+                    f"refusing Redis {redis_url}: it holds {key[:60]!r}, a key Ackly did not write"
+                )
+            own.append(key)
+        for start in range(0, len(own), 1000):
+            client.delete(*own[start : start + 1000])
+        return len(own)
+    finally:
+        client.close()
 
 
 def sql_scalar(db_url: str, query: str, params: tuple = ()) -> Any:
@@ -430,7 +458,7 @@ class Bench:
     def prepare(self) -> None:
         log(f"fresh database {db_name(self.args.db_url)}, Redis {self.args.redis_url}")
         recreate_database(self.args.db_url)
-        flush_redis(self.args.redis_url)
+        clear_redis(self.args.redis_url)
         self.manage("migrate", "--noinput")
         if not self.args.keep_burst_limits:
             # The bench measures throughput, not the burst limiter refusing it: raise Pro's burst
@@ -1186,7 +1214,7 @@ def main(argv: list[str] | None = None) -> int:
             with contextlib.suppress(psycopg.Error):
                 drop_database(args.db_url)
         with contextlib.suppress(Exception):
-            flush_redis(args.redis_url)
+            clear_redis(args.redis_url)
         release_lock(lock)
     if args.keep_logs:
         results["logs"] = str(workdir)

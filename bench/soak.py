@@ -1210,7 +1210,7 @@ def flush_redis(redis_url: str) -> None:
         raise bench_run.BenchError(
             "refusing to empty Redis DB 0-3: give the soak its own DB (e.g. /13)"
         )
-    bench_run.flush_redis(redis_url)
+    bench_run.clear_redis(redis_url)
 
 
 # --- report -----------------------------------------------------------------------------------

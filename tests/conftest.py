@@ -10,8 +10,10 @@ import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.cache import caches
+from django.core.cache.backends.redis import RedisCache
 from django.db import connection
 
+from bench.run import ForeignRedisData, clear_redis
 from sources.services import _last_touched, create_source
 from workspaces.models import Membership, Role
 from workspaces.services import create_workspace
@@ -47,16 +49,37 @@ def _fast_passwords(settings):
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_redis_database():
+    """REDIS_URL must name a database of the suite's own: never DB 0, never one with others' keys.
+
+    Checked before the first test touches it; every clear afterwards deletes only Ackly's keys.
+    """
+    if settings.REDIS_URL:
+        try:
+            clear_redis(settings.REDIS_URL)
+        except ForeignRedisData as refused:
+            pytest.exit(f"{refused} (REDIS_URL)", returncode=4)
+
+
+def _clear_caches() -> None:
+    on_redis = False
+    for alias in ("default", "auth"):
+        if isinstance(caches[alias], RedisCache):
+            on_redis = True
+        else:
+            caches[alias].clear()
+    if on_redis:
+        clear_redis(settings.REDIS_URL)  # Ackly's keys only; the database is never emptied
+    _last_touched.clear()
+
+
 @pytest.fixture(autouse=True)
 def _fresh_caches():
     """Rate-limit windows and cached look-ups never leak from one test into the next."""
-    for alias in ("default", "auth"):
-        caches[alias].clear()
-    _last_touched.clear()
+    _clear_caches()
     yield
-    for alias in ("default", "auth"):
-        caches[alias].clear()
-    _last_touched.clear()
+    _clear_caches()
 
 
 @pytest.fixture

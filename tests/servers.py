@@ -20,11 +20,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from bench.run import die_with_parent, flush_redis, free_port
+from bench.run import clear_redis, die_with_parent, free_port
 
 __all__ = [
     "ROOT", "all_at_once", "daphne", "dashboard_socket", "dashboard_socket_target",
-    "flush_redis", "free_port", "manage", "postgres", "redis_db_url", "server_env", "uvicorn",
+    "clear_redis", "free_port", "manage", "postgres", "redis_db_url", "server_env", "uvicorn",
 ]
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -34,7 +34,7 @@ from tests.servers import (
     all_at_once,
     daphne,
     dashboard_socket,
-    flush_redis,
+    clear_redis,
     manage,
     postgres,
     redis_db_url,
@@ -44,7 +44,7 @@ from tests.servers import (
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.server]
 
-REDIS_DB = 11  # this file's own Redis database (flushed before and after)
+REDIS_DB = 11  # this file's own Redis database (its keys cleared before and after)
 QUOTA = 30
 PRO_EVENT_LIMIT = 5_000_000
 PRO_BURST_PER_KEY = 500  # RateLimit-Limit with RATELIMIT_WINDOW_SECONDS = 1
@@ -157,7 +157,7 @@ def cluster(tmp_path_factory) -> Iterator[dict]:
         pytest.skip("needs Redis: run with REDIS_URL=redis://…")
     database = f"ackly_test_fastlane_{secrets.token_hex(4)}"
     redis_url = redis_db_url(REDIS_DB)
-    flush_redis(redis_url)
+    clear_redis(redis_url)
     env = server_env(REDIS_URL=redis_url, INGEST_FAST_LANE="1")
     env["DATABASE_URL"] = postgres(os.environ["DATABASE_URL"], f"CREATE DATABASE {database}", database)
     logs = tmp_path_factory.mktemp("fastlane")
@@ -172,7 +172,7 @@ def cluster(tmp_path_factory) -> Iterator[dict]:
                    "logs": logs, **data}
     finally:
         postgres(os.environ["DATABASE_URL"], f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-        flush_redis(redis_url)
+        clear_redis(redis_url)
 
 
 @pytest.fixture(scope="module", params=KINDS)

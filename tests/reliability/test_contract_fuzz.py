@@ -27,11 +27,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import ROOT, daphne, flush_redis, manage, postgres, redis_db_url, server_env
+from tests.servers import ROOT, clear_redis, daphne, manage, postgres, redis_db_url, server_env
 
 pytestmark = pytest.mark.server
 
-REDIS_DB = 12  # this file's own Redis database (flushed before and after)
+REDIS_DB = 12  # this file's own Redis database (its keys cleared before and after)
 
 # Every check that applies to these operations. Left off: the stateful ones (use_after_free,
 # ensure_resource_availability: no resource is created then read back, no OpenAPI links) and
@@ -83,7 +83,7 @@ def server(tmp_path_factory) -> Iterator[dict]:
     if env.get("REDIS_URL"):
         # Cached key and plan look-ups of an earlier run's workspace ids must not leak in.
         env["REDIS_URL"] = redis_url = redis_db_url(REDIS_DB)
-        flush_redis(redis_url)
+        clear_redis(redis_url)
     else:
         env.pop("REDIS_URL", None)
     work = tmp_path_factory.mktemp("fuzz")
@@ -96,7 +96,7 @@ def server(tmp_path_factory) -> Iterator[dict]:
         if database:
             postgres(os.environ["DATABASE_URL"], f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
         if redis_url:
-            flush_redis(redis_url)
+            clear_redis(redis_url)
 
 
 def schemathesis(server: dict, *args: str) -> subprocess.CompletedProcess:

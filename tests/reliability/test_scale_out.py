@@ -2,7 +2,7 @@
 
 Nothing a request needs may live in one process's memory: a broadcast, a revocation, a burst
 window, the quota and an idempotency record made through process A all hold on process B.
-The servers get a throwaway database (created, migrated, dropped) and Redis db 9 (flushed
+The servers get a throwaway database (created, migrated, dropped) and Redis db 9 (its Ackly keys cleared
 before and after); both are started once for the module and stopped even when a test fails.
 """
 
@@ -22,7 +22,7 @@ from tests.servers import (
     all_at_once,
     daphne,
     dashboard_socket,
-    flush_redis,
+    clear_redis,
     manage,
     postgres,
     redis_db_url,
@@ -73,7 +73,7 @@ def cluster(tmp_path_factory) -> Iterator[dict]:
         pytest.skip("needs PostgreSQL: run with DATABASE_URL=postgres://…")
     database = f"ackly_scale_{secrets.token_hex(4)}"
     redis_url = redis_db_url(REDIS_DB)
-    flush_redis(redis_url)
+    clear_redis(redis_url)
     env = server_env(REDIS_URL=redis_url)
     env["DATABASE_URL"] = postgres(os.environ["DATABASE_URL"], f"CREATE DATABASE {database}", database)
     logs = tmp_path_factory.mktemp("scale-out")
@@ -84,7 +84,7 @@ def cluster(tmp_path_factory) -> Iterator[dict]:
             yield {"a": a, "b": b, "env": env, "dsn": env["DATABASE_URL"], **data}
     finally:
         postgres(os.environ["DATABASE_URL"], f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-        flush_redis(redis_url)
+        clear_redis(redis_url)
 
 
 def _sql(cluster: dict, query: str, *params) -> list[tuple]:
