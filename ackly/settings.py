@@ -131,8 +131,18 @@ TEMPLATES = [
 # pool: persistent CONN_MAX_AGE connections leak under Daphne's thread-per-request model, and a
 # fresh connection per request costs ~9x in throughput, so the pool is the only sane choice.
 DATABASE_URL = env_str("DATABASE_URL")
+# Every SQLite database, the default file or one named by DATABASE_URL=sqlite:///path:
+# IMMEDIATE takes the write lock when a transaction starts, so concurrent writers queue up
+# (timeout) instead of failing with "database is locked" on lock upgrade.
+SQLITE_OPTIONS = {
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 20,
+    "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+}
 if DATABASE_URL:
     _db = dj_database_url.parse(DATABASE_URL, conn_max_age=0)
+    if _db["ENGINE"] == "django.db.backends.sqlite3":
+        _db["OPTIONS"] = {**SQLITE_OPTIONS, **_db.get("OPTIONS", {})}
     if _db["ENGINE"] == "django.db.backends.postgresql":
         _db.setdefault("OPTIONS", {})["pool"] = {
             "min_size": env_int("DB_POOL_MIN", 2),
@@ -148,13 +158,7 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": env_str("SQLITE_PATH", str(BASE_DIR / "db.sqlite3")),
-            # IMMEDIATE takes the write lock when a transaction starts, so concurrent writers
-            # queue up (timeout) instead of failing with "database is locked" on lock upgrade.
-            "OPTIONS": {
-                "transaction_mode": "IMMEDIATE",
-                "timeout": 20,
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-            },
+            "OPTIONS": SQLITE_OPTIONS,
             # A file (not shared memory) so threaded tests see real locking behaviour; one per
             # process so parallel test runs never share it.
             "TEST": {"NAME": os.path.join(tempfile.gettempdir(), f"ackly-test-{os.getpid()}.sqlite3")},
