@@ -83,6 +83,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # GET /healthz and /readyz, before the Host check, the HTTPS redirect and sessions.
+    "ackly.health.HealthMiddleware",
     "ackly.requestid.RequestIdMiddleware",
     # JSON envelope for an exception in any view under /api/, DEBUG or not.
     "ackly.middleware.ApiExceptionMiddleware",
@@ -100,6 +102,8 @@ MIDDLEWARE = [
 # any exception, the security headers, Content-Length (CommonMiddleware; without it servers
 # answer chunked). Bearer keys and csrf_exempt views need nothing else.
 API_MIDDLEWARE = [
+    # GET /healthz and /readyz, before the Host check, the HTTPS redirect and sessions.
+    "ackly.health.HealthMiddleware",
     "ackly.requestid.RequestIdMiddleware",
     "ackly.middleware.ApiExceptionMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -223,6 +227,8 @@ IDEMPOTENCY_WINDOW_SECONDS = 10 * 60
 KEY_LAST_USED_INTERVAL_SECONDS = 60
 RATELIMIT_WINDOW_SECONDS = 1
 PURGE_BATCH_SIZE = env_int("PURGE_BATCH_SIZE", 5000)
+# GET /readyz: how long the database and Redis each get to answer before the probe says 503.
+READY_TIMEOUT_SECONDS = env_int("READY_TIMEOUT_SECONDS", 2)
 # Request bodies past this are refused by Django itself (the ingest guard answers first).
 DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_BODY_BYTES
 # Public base URL for absolute links (docsUrl); taken from the request when unset.
