@@ -11,12 +11,12 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.conf import settings  # noqa: E402
 
 from ackly.errors import is_api_path  # noqa: E402
 from ackly.handlers import ApiASGIHandler  # noqa: E402
 from ackly.memory import freeze_loaded_objects  # noqa: E402
+from ackly.origins import SameOriginValidator  # noqa: E402
 from ackly.routing import websocket_urlpatterns  # noqa: E402
 from ackly.shutdown import install as install_exit_guard  # noqa: E402
 from ingest.fastlane import FastLane  # noqa: E402
@@ -85,9 +85,8 @@ application = ProtocolTypeRouter(
             FastLane(ApiRouter(ApiASGIHandler(), django_asgi_app)),
             settings.INGEST_MAX_BODY_BYTES,
         ),
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
+        # The handshake's Origin must be this site's exact origin (ackly/origins.py).
+        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
 
