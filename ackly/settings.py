@@ -348,3 +348,15 @@ LOGGING = {
         "daphne": {"level": "WARNING"},
     },
 }
+
+# --- Error reporting ----------------------------------------------------------------------------
+# Errors go to Sentry when SENTRY_DSN is set (ackly/sentry.py scrubs keys and credentials).
+SENTRY_DSN = env_str("SENTRY_DSN")
+if SENTRY_DSN:
+    from ackly.sentry import init as _sentry_init
+
+    _sentry_init(
+        SENTRY_DSN,
+        environment=env_str("SENTRY_ENVIRONMENT", "development" if DEBUG else "production"),
+        traces_sample_rate=env_int("SENTRY_TRACES_PERCENT", 0) / 100,
+    )
