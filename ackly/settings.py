@@ -253,6 +253,12 @@ RATELIMIT_IP_META_KEY = "ackly.clientip.client_ip"
 # With Redis unreachable the count is unknown: let sign-ins through (passwords still checked)
 # rather than lock every user out with a false "too many attempts" (docs/reliability.md).
 RATELIMIT_FAIL_OPEN = True
+# Key guessing: unknown (well-formed) API keys per client address, "N/s", "N/m", "N/h" or "N/d";
+# past it the address is answered 429 before a key is looked up in the database (sources/auth.py).
+AUTH_FAILURE_LIMIT = env_str("AUTH_FAILURE_LIMIT", "20/m")
+_failures, _, _per = AUTH_FAILURE_LIMIT.partition("/")
+if not (_failures.isdigit() and int(_failures) > 0 and _per in {"s", "m", "h", "d"}):
+    raise ImproperlyConfigured(f"AUTH_FAILURE_LIMIT must look like 20/m, got {AUTH_FAILURE_LIMIT!r}")
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"

@@ -3,7 +3,9 @@
 `IngestEndpoint` is a DRF APIView. Its `post` runs, in this order (the first failure answers):
 
  1. auth           Authorization: Bearer <key> -> 401 missing_authorization / invalid_key /
-                   key_revoked / key_expired (a malformed header never reaches the database).
+                   key_revoked / key_expired (a malformed header never reaches the database);
+                   429 rate_limited, before the look-up, from an address past
+                   AUTH_FAILURE_LIMIT unknown keys (sources/auth.py).
  2. plan           `requires_developer_api = True` -> 402 plan_disabled on plans without it.
  3. burst          per key and per workspace from the plan (django-ratelimit, 'default' cache)
                    -> 429 rate_limited + Retry-After.
@@ -71,6 +73,7 @@ from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
+from ackly.clientip import client_ip
 from ackly.errors import (
     APIError,
     KeyExpired,
@@ -236,7 +239,7 @@ class IngestEndpoint(APIView):
     def _authenticate(self, request: HttpRequest) -> IngestContext:
         header = request.META.get("HTTP_AUTHORIZATION")
         try:
-            key = authenticate_key(header)
+            key = authenticate_key(header, client_ip(request))
         except (KeyRevoked, KeyExpired) as exc:
             # A known key: count the refusal against its source (one more look-up, error path).
             key = lookup_key(digest_of(header.partition(" ")[2].strip()))

@@ -1,20 +1,83 @@
-"""The one authentication class both ingest APIs use: `Authorization: Bearer ak_live_…`."""
+"""The one authentication class both ingest APIs use: `Authorization: Bearer ak_live_…`.
+
+Key guessing is limited per client address (`AUTH_FAILURE_LIMIT`, e.g. 20 per minute): a
+well-formed key that does not exist costs an indexed query, so failures are counted in the
+shared cache, and an address past the limit is answered 429 `rate_limited` with Retry-After
+*before* the query. The counter is read only when the key is not in the shared key cache (a
+valid key in use is a cache hit and pays nothing) and written only when a key is not found.
+So a valid key keeps working from a blocked address while it is cached; one that has to be
+looked up is refused like a guess until the window ends. Malformed keys cost no query and
+are not counted; revoked and expired keys exist and are not guesses.
+"""
 
 from __future__ import annotations
 
+import ipaddress
+import math
+import time
+
+from django.conf import settings
+from django.core.cache import caches
 from django.utils import timezone
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
-from ackly.errors import InvalidKey, KeyExpired, KeyRevoked, MissingAuthorization
-from sources.keys import KeyContext, digest_of, is_well_formed, lookup_key
+from ackly.clientip import client_ip
+from ackly.errors import InvalidKey, KeyExpired, KeyRevoked, MissingAuthorization, RateLimited
+from ingest.ratelimits import incr_windows
+from sources.keys import KeyContext, cached_key, digest_of, is_well_formed, load_key
+
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def authenticate_key(header: str | None) -> KeyContext:
+def failure_limit() -> tuple[int, int]:
+    """AUTH_FAILURE_LIMIT ("20/m") as (failures, window seconds)."""
+    count, _, unit = settings.AUTH_FAILURE_LIMIT.partition("/")
+    return int(count), _UNIT_SECONDS[unit]
+
+
+def _failure_counter(address: str, now: float) -> tuple[str, int]:
+    """The address's counter for the current window, and the seconds left in it."""
+    _, window = failure_limit()
+    start = int(now // window) * window
+    return f"authfail:{_counted_as(address)}:{start}", max(1, math.ceil(start + window - now))
+
+
+def _counted_as(address: str) -> str:
+    """An IPv6 client counts per /64, the block one host is normally given (not 2**64 counters)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if ip.version == 6:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False).network_address)
+    return address
+
+
+def refuse_if_guessing(address: str) -> None:
+    """429 rate_limited when `address` has had AUTH_FAILURE_LIMIT unknown keys this window."""
+    name, retry_after = _failure_counter(address, time.time())
+    limit, window = failure_limit()
+    if (caches["default"].get(name) or 0) >= limit:
+        raise RateLimited(
+            f"More than {limit} requests with unknown keys from this address in {window}s; "
+            "retry after Retry-After seconds with a valid key.",
+            headers={"Retry-After": str(retry_after)},
+        )
+
+
+def count_failure(address: str) -> None:
+    """Count one unknown key against `address` (one cache round trip, on the failure path)."""
+    name, _ = _failure_counter(address, time.time())
+    incr_windows([name], failure_limit()[1] + 1)
+
+
+def authenticate_key(header: str | None, address: str | None = None) -> KeyContext:
     """The key context for an Authorization header, or the documented 401 error.
 
     A header that is not `Bearer <key>`, or a key that is malformed, is refused before any
-    database or cache access.
+    database or cache access. With the client's `address`, unknown keys are counted and an
+    address past AUTH_FAILURE_LIMIT is refused with 429 before the database is asked.
     """
     if not header:
         raise MissingAuthorization("The Authorization header is missing; send 'Bearer <key>'.")
@@ -24,8 +87,15 @@ def authenticate_key(header: str | None) -> KeyContext:
         raise MissingAuthorization("The Authorization header must be 'Bearer <key>'.")
     if not is_well_formed(secret):
         raise InvalidKey("The key is malformed: expected 'ak_live_' and 40 letters or digits.")
-    context = lookup_key(digest_of(secret))
+    digest = digest_of(secret)
+    context = cached_key(digest)
     if context is None:
+        if address is not None:
+            refuse_if_guessing(address)
+        context = load_key(digest)
+    if context is None:
+        if address is not None:
+            count_failure(address)
         raise InvalidKey("The key does not exist.")
     if context.revoked_at is not None:
         raise KeyRevoked("The key was revoked.")
@@ -38,7 +108,7 @@ class BearerKeyAuthentication(BaseAuthentication):
     """Attaches the KeyContext as `request.auth`; there is no user on API requests."""
 
     def authenticate(self, request: Request) -> tuple[None, KeyContext]:
-        return None, authenticate_key(request.META.get("HTTP_AUTHORIZATION"))
+        return None, authenticate_key(request.META.get("HTTP_AUTHORIZATION"), client_ip(request))
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="ackly"'

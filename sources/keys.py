@@ -69,10 +69,17 @@ def _cache_key(digest: str) -> str:
 
 def lookup_key(digest: str) -> KeyContext | None:
     """The key with this digest, from the shared auth cache or one indexed query."""
-    cache = caches["auth"]
-    context = cache.get(_cache_key(digest))
-    if context is not None:
-        return context
+    context = cached_key(digest)
+    return context if context is not None else load_key(digest)
+
+
+def cached_key(digest: str) -> KeyContext | None:
+    """The key with this digest if the shared auth cache holds it (no query)."""
+    return caches["auth"].get(_cache_key(digest))
+
+
+def load_key(digest: str) -> KeyContext | None:
+    """The key with this digest from one indexed query, then kept in the shared auth cache."""
     from sources.models import Key
 
     key = Key.objects.select_related("source__workspace__plan").filter(digest=digest).first()
@@ -92,7 +99,7 @@ def lookup_key(digest: str) -> KeyContext | None:
         workspace_public_id=key.source.workspace.public_id,
         limits=limits_of(key.source.workspace),
     )
-    cache.set(_cache_key(digest), context, settings.AUTH_CACHE_SECONDS)
+    caches["auth"].set(_cache_key(digest), context, settings.AUTH_CACHE_SECONDS)
     return context
 
 
