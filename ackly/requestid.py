@@ -9,6 +9,15 @@ from django.http import HttpRequest, HttpResponse
 from ackly.ids import new_request_id
 
 current_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+# The public ids of the workspace and source whose key authenticated the request, for logs.
+current_tenant: contextvars.ContextVar[tuple[str, str]] = contextvars.ContextVar(
+    "tenant", default=("-", "-")
+)
+
+
+def bind_tenant(workspace_id: str, source_id: str) -> None:
+    """Every later log line of this request (or task) names this workspace and source."""
+    current_tenant.set((workspace_id, source_id))
 
 
 def get_request_id(request: HttpRequest) -> str:
@@ -26,18 +35,22 @@ class RequestIdMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        # Set, not reset afterwards: Django logs a 4xx/5xx (django.request) after the middleware
+        # chain has returned, and that line must carry the ids too. Each request sets its own
+        # (under ASGI each request also runs in a context of its own).
         request_id = get_request_id(request)
-        token = current_request_id.set(request_id)
-        try:
-            response = self.get_response(request)
-        finally:
-            current_request_id.reset(token)
+        current_request_id.set(request_id)
+        current_tenant.set(("-", "-"))
+        response = self.get_response(request)
         # The view may re-point the id (an idempotent replay answers with the first request's).
         response["X-Request-Id"] = getattr(request, "request_id", request_id)
         return response
 
 
 class RequestIdLogFilter(logging.Filter):
+    """Adds request_id, workspace_id and source_id to every record (ids, never a key)."""
+
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = current_request_id.get()
+        record.workspace_id, record.source_id = current_tenant.get()
         return True

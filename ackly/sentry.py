@@ -10,38 +10,17 @@ stack frame, a log message, an exception's text. No request body is sent.
 
 from __future__ import annotations
 
-import re
-from functools import cache
 from typing import Any
 
-FILTERED = "[Filtered]"
-# "Bearer <anything>" as a header value or inside a message.
-_BEARER = re.compile(r"(?i)\bbearer\s+\S+")
+from ackly.scrub import scrub as scrub_value
+
 # Field names that carry a secret in Ackly, beyond sentry-sdk's default deny list.
 EXTRA_DENYLIST = ["secret_key", "signing_secret", "idempotency_key", "metrics_token", "key_hash"]
 
 
-@cache
-def _key_pattern() -> re.Pattern[str]:
-    # Imported when the first event is sent: settings (which calls `init`) load before apps.
-    from sources.keys import KEY_PATTERN
-
-    return KEY_PATTERN
-
-
-def _clean(value: Any) -> Any:
-    if isinstance(value, str):
-        return _BEARER.sub(FILTERED, _key_pattern().sub(FILTERED, value))
-    if isinstance(value, dict):
-        return {key: _clean(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_clean(item) for item in value]
-    return value
-
-
 def scrub(event: dict[str, Any], hint: dict[str, Any] | None = None) -> dict[str, Any]:
     """sentry-sdk's `before_send`: the event with every key-like string replaced."""
-    return _clean(event)
+    return scrub_value(event)
 
 
 def init(dsn: str, environment: str, traces_sample_rate: float) -> None:
@@ -58,6 +37,6 @@ def init(dsn: str, environment: str, traces_sample_rate: float) -> None:
         event_scrubber=EventScrubber(denylist=DEFAULT_DENYLIST + EXTRA_DENYLIST, recursive=True),
         before_send=scrub,
         before_send_transaction=scrub,
-        before_breadcrumb=lambda crumb, hint: _clean(crumb),
+        before_breadcrumb=lambda crumb, hint: scrub_value(crumb),
         traces_sample_rate=traces_sample_rate,
     )
