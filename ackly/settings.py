@@ -94,6 +94,8 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    # Idle timeout renewal and the absolute session age (ackly/sessions.py).
+    "ackly.sessions.SessionTimeoutMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
@@ -285,6 +287,15 @@ WHITENOISE_AUTOREFRESH = DEBUG
 
 # --- Security (production) ------------------------------------------------------------------
 SESSION_COOKIE_HTTPONLY = True
+# A dashboard session ends after this long without a request (the expiry slides, renewed at
+# most once a minute) and this long after sign-in whatever the activity (ackly/sessions.py).
+SESSION_IDLE_TIMEOUT_SECONDS = env_int("SESSION_IDLE_TIMEOUT_SECONDS", 8 * 3600)
+SESSION_MAX_AGE_SECONDS = env_int("SESSION_MAX_AGE_SECONDS", 14 * 24 * 3600)
+if not 120 <= SESSION_IDLE_TIMEOUT_SECONDS <= SESSION_MAX_AGE_SECONDS:
+    raise ImproperlyConfigured(
+        "SESSION_IDLE_TIMEOUT_SECONDS must be at least 120 and at most SESSION_MAX_AGE_SECONDS"
+    )
+SESSION_COOKIE_AGE = SESSION_IDLE_TIMEOUT_SECONDS
 CSRF_COOKIE_HTTPONLY = False
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
