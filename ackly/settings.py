@@ -5,8 +5,10 @@ With DEBUG off, SECRET_KEY and ALLOWED_HOSTS must be given or start-up fails.
 """
 
 import os
+import re
 import tempfile
 from pathlib import Path
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -243,8 +245,37 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
-# Password guessing: attempts per client address and, separately, per username (django-ratelimit).
-LOGIN_RATE_LIMIT = env_str("LOGIN_RATE_LIMIT", "10/m")
+
+
+# Rates as django-ratelimit reads them ("10/m", "30/h", "5/15m"), checked at start-up.
+_RATE = re.compile(r"[1-9][0-9]*/[0-9]*[smhd]")
+
+
+def env_rates(name: str, default: list[str]) -> list[str]:
+    rates = env_list(name, default)
+    for rate in rates:
+        if not _RATE.fullmatch(rate):
+            raise ImproperlyConfigured(f"{name} must be rates like 10/m or 30/h, got {rate!r}")
+    return rates
+
+
+def env_rate(name: str, default: str) -> str:
+    rates = env_rates(name, [default])
+    if len(rates) != 1:
+        raise ImproperlyConfigured(f"{name} must be one rate like 10/m, got {rates!r}")
+    return rates[0]
+
+
+# Password guessing (workspaces/accounts.py; docs/decisions.md, "Sign-in throttle"). Attempts
+# are counted per client address, and per username only for clients without a device cookie of
+# that user (the back-off steps then hold a persistent guesser off that username for the rest of
+# the hour, then of the day). A device cookie, set by a successful sign-in, carries its own
+# budget: strangers' failures never lock a user out of the browsers they already use.
+LOGIN_RATE_LIMIT = env_rate("LOGIN_RATE_LIMIT", "10/m")
+LOGIN_BACKOFF_RATE_LIMITS = env_rates("LOGIN_BACKOFF_RATE_LIMITS", ["30/h", "100/d"])
+LOGIN_DEVICE_RATE_LIMIT = env_rate("LOGIN_DEVICE_RATE_LIMIT", "5/m")  # then the back-off steps
+LOGIN_DEVICE_COOKIE_NAME = "ackly_device"
+LOGIN_DEVICE_COOKIE_DAYS = env_int("LOGIN_DEVICE_COOKIE_DAYS", 365)
 # How many reverse proxies of the operator's own append to X-Forwarded-For in front of the app
 # (ackly/clientip.py). 0: no proxy, the header is ignored and the peer address is the client.
 TRUSTED_PROXY_HOPS = env_int("TRUSTED_PROXY_HOPS", 0)
@@ -264,6 +295,55 @@ if not (_failures.isdigit() and int(_failures) > 0 and _per in {"s", "m", "h", "
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"
+# Sign-up is email first (workspaces/accounts.py): the form answers "check your inbox" whether
+# or not the address has an account, and only the emailed link leads to choosing a username.
+SIGNUP_RATE_LIMIT = env_rate("SIGNUP_RATE_LIMIT", "5/h")  # sign-up POSTs per client address
+SIGNUP_EMAIL_RATE_LIMIT = env_rate("SIGNUP_EMAIL_RATE_LIMIT", "3/h")  # emails to one address
+SIGNUP_FINISH_RATE_LIMIT = env_rate("SIGNUP_FINISH_RATE_LIMIT", "20/h")  # link-page POSTs
+SIGNUP_LINK_MAX_AGE_SECONDS = env_int("SIGNUP_LINK_MAX_AGE_SECONDS", 3 * 24 * 3600)
+
+
+# Email (the sign-up links). EMAIL_URL sets the SMTP server; EMAIL_BACKEND any other backend.
+def email_url_settings(url: str) -> dict[str, object]:
+    """Django's SMTP settings from EMAIL_URL: smtp://user:pass@host:587 or smtps://…:465.
+
+    A dozen lines of urllib instead of a package: dj-email-url, the usual one, has had no
+    release since 1.0.6 (2022), and django-environ would be a second settings system here.
+    `smtp://` upgrades with STARTTLS (add `?starttls=0` for a local relay without TLS);
+    `smtps://` is TLS from the first byte. User and password are percent-decoded.
+    """
+    parts = urlsplit(url)
+    if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+        raise ImproperlyConfigured(f"EMAIL_URL must be smtp://… or smtps://…, got {url!r}")
+    query = dict(parse_qsl(parts.query))
+    starttls = query.pop("starttls", "1")
+    if query or starttls not in ("0", "1"):
+        raise ImproperlyConfigured(f"EMAIL_URL takes only ?starttls=0 or 1, got {parts.query!r}")
+    implicit_tls = parts.scheme == "smtps"
+    return {
+        "EMAIL_HOST": parts.hostname,
+        "EMAIL_PORT": parts.port or (465 if implicit_tls else 587),
+        "EMAIL_HOST_USER": unquote(parts.username or ""),
+        "EMAIL_HOST_PASSWORD": unquote(parts.password or ""),
+        "EMAIL_USE_SSL": implicit_tls,
+        "EMAIL_USE_TLS": not implicit_tls and starttls == "1",
+    }
+
+
+# Without EMAIL_URL or EMAIL_BACKEND: the console when DEBUG, else Django's own default (SMTP to
+# localhost:25, a local relay), so a DEBUG=0 process starts without mail configured.
+EMAIL_URL = env_str("EMAIL_URL")
+if EMAIL_URL:
+    globals().update(email_url_settings(EMAIL_URL))
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_URL or not DEBUG
+    else "django.core.mail.backends.console.EmailBackend",
+)
+EMAIL_FILE_PATH = env_str("EMAIL_FILE_PATH")  # for django.core.mail.backends.filebased
+EMAIL_TIMEOUT = 10  # seconds: a stalled mail server must not hold a request thread for minutes
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Ackly <noreply@localhost>")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

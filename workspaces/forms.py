@@ -1,4 +1,4 @@
-"""Dashboard forms: sign-up and a new workspace."""
+"""Dashboard forms: the two steps of sign-up and a new workspace."""
 
 from __future__ import annotations
 
@@ -6,23 +6,35 @@ from django import forms
 from django.contrib.auth import get_user_model
 from django.contrib.auth.forms import UserCreationForm
 
+WORKSPACE_NAME_HELP = "Your team or project. You can add more workspaces later."
 
-class SignupForm(UserCreationForm):
-    """A new user plus the name of the workspace made for them."""
 
-    email = forms.EmailField(required=True, help_text="For password resets; never shared.")
+class SignupForm(forms.Form):
+    """Sign-up's first step: where to send the link. Says nothing about existing accounts."""
+
+    email = forms.EmailField(help_text="We send a link there to finish signing up.")
     workspace_name = forms.CharField(
-        max_length=200,
-        required=False,
-        label="Workspace name",
-        help_text="Your team or project. You can add more workspaces later.",
+        max_length=200, required=False, label="Workspace name", help_text=WORKSPACE_NAME_HELP
+    )
+
+    def clean_email(self) -> str:
+        return self.cleaned_data["email"].strip().lower()
+
+
+class FinishSignupForm(UserCreationForm):
+    """Sign-up's second step, behind the emailed link: username, password, workspace name."""
+
+    workspace_name = forms.CharField(
+        max_length=200, required=False, label="Workspace name", help_text=WORKSPACE_NAME_HELP
     )
 
     class Meta(UserCreationForm.Meta):
         model = get_user_model()
-        fields = ("username", "email")
+        fields = ("username",)
 
-    def __init__(self, *args, **kwargs) -> None:
+    def __init__(self, *args, email: str, **kwargs) -> None:
+        # The verified address goes on the instance so the password validators see it too.
+        kwargs["instance"] = get_user_model()(email=email)
         super().__init__(*args, **kwargs)
         # Django's validator list is long; one calm sentence says the same.
         self.fields["username"].help_text = "Letters, digits and @ . + - _ only."
@@ -31,12 +43,6 @@ class SignupForm(UserCreationForm):
         )
         self.fields["password2"].help_text = ""
         self.fields["password2"].label = "Confirm password"
-
-    def clean_email(self) -> str:
-        email = self.cleaned_data["email"].strip().lower()
-        if get_user_model().objects.filter(email__iexact=email).exists():
-            raise forms.ValidationError("An account with this email already exists.")
-        return email
 
     def workspace_label(self) -> str:
         """The chosen workspace name, or one derived from the username."""

@@ -1,27 +1,26 @@
-"""Dashboard pages: accounts, home, and the live events page with its JSON feed."""
+"""Dashboard pages: home, new workspace, and the live events page with its JSON feed.
+
+Sign-up and sign-in are in workspaces/accounts.py.
+"""
 
 from __future__ import annotations
 
 import json
 
 from django.conf import settings
-from django.contrib.auth import login
-from django.contrib.auth import views as auth_views
 from django.contrib.auth.decorators import login_required
-from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET
-from django_ratelimit.core import is_ratelimited
 
 from ingest.models import Category, EventStatus
 from ingest.present import iso
 from sources.models import Source
 from workspaces import live
 from workspaces.access import workspace_view
-from workspaces.forms import SignupForm, WorkspaceForm
+from workspaces.forms import WorkspaceForm
 from workspaces.models import Membership
 from workspaces.services import create_workspace
 
@@ -43,44 +42,6 @@ def home(request: HttpRequest) -> HttpResponse:
     if org_id is None:
         return redirect("workspace-new")
     return redirect("live-events", org_id=org_id)
-
-
-def signup(request: HttpRequest) -> HttpResponse:
-    """A user, their Free workspace (they own it), a session; then on to the first source."""
-    if request.user.is_authenticated:
-        return redirect("home")
-    form = SignupForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        with transaction.atomic():
-            user = form.save()
-            workspace = create_workspace(form.workspace_label(), "free", owner=user)
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
-        return redirect(f"/w/{workspace.public_id}/sources/")
-    return render(request, "registration/signup.html", {"form": form})
-
-
-def _username_key(group: str, request: HttpRequest) -> str:
-    # Case-folded so "Alice" and "alice" share one budget.
-    return (request.POST.get("username") or "").strip().lower()
-
-
-class LoginView(auth_views.LoginView):
-    """Django's login, limited per client address and per username against password guessing."""
-
-    def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        rate = settings.LOGIN_RATE_LIMIT
-        limited_ip = is_ratelimited(request, group="login-ip", key="ip", rate=rate, increment=True)
-        limited_user = is_ratelimited(
-            request, group="login-user", key=_username_key, rate=rate, increment=True
-        )
-        if limited_ip or limited_user:
-            form = self.get_form()
-            form.errors.clear()
-            form.add_error(
-                None, "Too many sign-in attempts. Wait a minute, then try again."
-            )
-            return self.render_to_response(self.get_context_data(form=form), status=429)
-        return super().post(request, *args, **kwargs)
 
 
 @login_required

@@ -8,6 +8,7 @@ stack — nothing here is faked.
 
 from __future__ import annotations
 
+import email
 import os
 import re
 import secrets
@@ -17,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.dashboard.test_accounts import finish_path
 from tests.servers import daphne, manage, postgres, server_env
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
@@ -33,7 +35,12 @@ WAIT_MS = 15_000
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[dict]:
     """A Daphne process serving ackly.asgi on 127.0.0.1:<free port>."""
-    env = server_env()
+    mail = tmp_path_factory.mktemp("e2e-mail")  # sign-up's emails, one file each
+    env = server_env(
+        EMAIL_BACKEND="django.core.mail.backends.filebased.EmailBackend",
+        EMAIL_FILE_PATH=str(mail),
+        SIGNUP_RATE_LIMIT="1000/h",  # every sign-up here comes from 127.0.0.1
+    )
     database = None
     if env.get("DATABASE_URL"):
         database = f"ackly_e2e_{os.getpid()}"
@@ -43,7 +50,7 @@ def server(tmp_path_factory) -> Iterator[dict]:
     manage(env, "migrate", "--noinput", "-v", "0")
     try:
         with daphne(env, tmp_path_factory.mktemp("e2e-log") / "daphne.log") as base:
-            yield {"base": base, "env": env}
+            yield {"base": base, "env": env, "mail": mail}
     finally:
         if database:
             postgres(os.environ["DATABASE_URL"], f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
@@ -59,17 +66,33 @@ def browser():
         chromium.close()
 
 
-def sign_up(browser, base: str, name: str):
-    """A fresh browser context that signs up; returns (page, org_id)."""
+def emailed_to(mail_dir: Path, address: str) -> str:
+    """The body of the one email the server wrote to `address` (file-based email backend)."""
+    bodies = []
+    for path in mail_dir.iterdir():
+        for chunk in path.read_bytes().split(b"-" * 79):
+            message = email.message_from_bytes(chunk.strip())
+            if message["To"] == address:
+                bodies.append(message.get_payload(decode=True).decode())
+    assert len(bodies) == 1, (address, bodies)
+    return bodies[0]
+
+
+def sign_up(browser, server: dict, name: str):
+    """A fresh browser context that signs up through the emailed link; returns (page, org_id)."""
+    base = server["base"]
     context = browser.new_context(viewport={"width": 1440, "height": 900})
     page = context.new_page()
     page.set_default_timeout(WAIT_MS)
     page.goto(f"{base}/signup/")
-    page.fill("#id_username", name)
     page.fill("#id_email", f"{name}@example.com")
+    page.fill("#id_workspace_name", f"{name} team")
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"/signup/sent/$"))
+    page.goto(base + finish_path(emailed_to(server["mail"], f"{name}@example.com")))
+    page.fill("#id_username", name)
     page.fill("#id_password1", "a-long-unusual-passphrase")
     page.fill("#id_password2", "a-long-unusual-passphrase")
-    page.fill("#id_workspace_name", f"{name} team")
     page.click("button[type=submit]")
     # Sign-up walks to the workspace's Sources page.
     page.wait_for_url(re.compile(r"/w/org_[0-9A-Z]+/sources/$"))
@@ -113,8 +136,8 @@ def ingest(base: str, key: str, **body) -> str:
 def test_an_ingested_event_appears_live_for_its_workspace_only(server, browser):
     base = server["base"]
     suffix = secrets.token_hex(3)
-    alice, alice_org = sign_up(browser, base, f"alice{suffix}")
-    bob, bob_org = sign_up(browser, base, f"bob{suffix}")
+    alice, alice_org = sign_up(browser, server, f"alice{suffix}")
+    bob, bob_org = sign_up(browser, server, f"bob{suffix}")
     assert alice_org != bob_org
     key = create_source_in_browser(alice, base, alice_org, "Nightly backups")
     open_live(alice, base, alice_org)
@@ -158,7 +181,7 @@ def test_an_ingested_event_appears_live_for_its_workspace_only(server, browser):
 def test_paused_rows_wait_behind_a_counter_and_a_reconnect_catches_up(server, browser):
     base = server["base"]
     suffix = secrets.token_hex(3)
-    page, org_id = sign_up(browser, base, f"carol{suffix}")
+    page, org_id = sign_up(browser, server, f"carol{suffix}")
     key = create_source_by_command(server, org_id, "Deploys")
     open_live(page, base, org_id)
 

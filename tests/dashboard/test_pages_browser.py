@@ -23,7 +23,7 @@ def test_a_source_made_in_the_ui_feeds_a_worker_page_live(server, browser):
     import httpx
 
     base = server["base"]
-    page, org_id = sign_up(browser, base, f"dana{secrets.token_hex(3)}")
+    page, org_id = sign_up(browser, server, f"dana{secrets.token_hex(3)}")
 
     # Sign-up lands on Sources: create one there; its key is on the POST's response page.
     page.fill("#new-source input[name=name]", "Support desk")
