@@ -521,8 +521,10 @@ class Bench:
             return [
                 str(BIN / "uvicorn"), "ackly.asgi:application", "--host", "127.0.0.1",
                 "--port", str(port),
-                # As docs/deployment.md runs it: no access log, Django has no lifespan.
-                "--no-access-log", "--lifespan", "off", "--log-level", "warning",
+                # As docs/deployment.md runs it: no access log, Django has no lifespan, the
+                # app (not uvicorn) reads proxy headers.
+                "--no-access-log", "--lifespan", "off", "--no-proxy-headers",
+                "--log-level", "warning",
             ]
         return [
             str(BIN / "gunicorn"),

@@ -63,14 +63,14 @@ def _own_redis_database():
 
 
 def _clear_caches() -> None:
-    on_redis = False
+    redis_urls = set()
     for alias in ("default", "auth"):
         if isinstance(caches[alias], RedisCache):
-            on_redis = True
+            redis_urls.add(settings.CACHES[alias]["LOCATION"])
         else:
             caches[alias].clear()
-    if on_redis:
-        clear_redis(settings.REDIS_URL)  # Ackly's keys only; the database is never emptied
+    for url in redis_urls:
+        clear_redis(url)  # Ackly's keys only; the database is never emptied
     _last_touched.clear()
 
 

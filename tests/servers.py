@@ -112,11 +112,16 @@ def daphne(
 
 
 @contextmanager
-def uvicorn(env: dict[str, str], log_path: Path, timeout: float = 30) -> Iterator[Server]:
-    """A uvicorn process serving ackly.asgi as the production recipe runs it; as `daphne`."""
+def uvicorn(
+    env: dict[str, str], log_path: Path, timeout: float = 30, workers: int = 1
+) -> Iterator[Server]:
+    """A uvicorn process serving ackly.asgi as the production recipe runs it; as `daphne`.
+    With `workers` > 1 it is the recipe's supervisor, serving through that many worker processes."""
     port = free_port()
     argv = ["uvicorn", "ackly.asgi:application", "--host", "127.0.0.1", "--port", str(port),
-            "--lifespan", "off", "--no-access-log"]
+            "--lifespan", "off", "--no-access-log", "--no-proxy-headers"]
+    if workers > 1:
+        argv += ["--workers", str(workers)]
     with _serving("uvicorn", argv, port, env, log_path, timeout, "/login/") as base:
         yield base
 
