@@ -91,6 +91,8 @@ MIDDLEWARE = [
     # JSON envelope for an exception in any view under /api/, DEBUG or not.
     "ackly.middleware.ApiExceptionMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Content-Security-Policy on every page, error pages included (ackly/csp.py).
+    "ackly.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
