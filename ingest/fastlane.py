@@ -15,7 +15,8 @@ every request that arrived while the previous group was being written, together:
   2. one statement          per workspace and billing period: the quota UPDATE for all of its
                             events, their idempotency records and the events, as CTEs
   3. one COMMIT             for the group; a COMMIT that fails answers 500 (its outcome is
-                            unknown: the request is never written a second time)
+                            unknown: the request is never written a second time). A key whose
+                            last_used_at is due is written after it, in a transaction of its own
   4. one PUBLISH            per workspace, carrying all of its events (SPEC §6's `events`
                             message with several items, as a room's shared frame carries)
 
@@ -89,8 +90,7 @@ from ingest.services import (
 )
 from ingest.validation_v1 import events_of, validate_event_list
 from sources.keys import KeyContext, digest_of, is_well_formed, lookup_key
-from sources.models import Key
-from sources.services import due_for_touch, touched
+from sources.services import claim_touches, touch_statement
 from workspaces.models import Worker
 
 logger = logging.getLogger(__name__)
@@ -252,7 +252,6 @@ _WORKERS_SQL = (
     "WHERE workspace_id = %s AND (public_id = ANY(%s::text[]) OR external_id = ANY(%s::text[]) "
     "OR email = ANY(%s::text[]))"
 )
-_TOUCH_SQL = f"UPDATE {Key._meta.db_table} SET last_used_at = %s WHERE id = ANY(%s::bigint[])"
 
 
 # --- The per-process writer -----------------------------------------------------------------
@@ -426,8 +425,6 @@ class _Committer:
         for item in ready:
             start, _end = item.key.limits.period(item.received_at)
             shares[(item.key.workspace_id, start)].append(item)
-        now = datetime.now(UTC)
-        touch = sorted({i.key.key_id for i in ready if due_for_touch(i.key.key_id, now)})
         refused: set[_Pending] = set()
         stored: list[tuple[_Pending, _Stored]] = []
         try:
@@ -454,8 +451,6 @@ class _Committer:
                         )))
                 if refused:
                     return refused  # rolled back by _connection
-                if touch:
-                    await cursor.execute(_TOUCH_SQL, [now, touch])
                 try:
                     await conn.commit()
                 except Exception:  # noqa: BLE001 - the outcome is unknown: never write it again
@@ -465,8 +460,7 @@ class _Committer:
                     return None
                 for item in ready:
                     item.committed = True
-            for key_id in touch:
-                touched(key_id, now)
+                await _touch(conn, [item.key.key_id for item in ready], datetime.now(UTC))
         except Exception:  # noqa: BLE001 - PostgreSQL down or slow: nothing was committed
             if any(item.future.done() for item in ready):
                 return None
@@ -501,7 +495,6 @@ class _Committer:
             return  # the pipeline answers 207, or the first rejection's error
         actors = [event.actor for event in valid.events]
         start, end = limits.period(now)
-        touch = due_for_touch(key.key_id, now)
         async with self._connection() as conn, conn.cursor() as cursor:
             # Each distinct value once: psycopg adapts a text array in Python.
             await cursor.execute(_WORKERS_SQL, [
@@ -524,8 +517,6 @@ class _Committer:
                 copy.set_types(_TIMELINE_COPY_TYPES)
                 for row in rows.rows:
                     await copy.write_row(_binary_row(row))
-            if touch:
-                await cursor.execute(_TOUCH_SQL, [now, [key.key_id]])
             # The counter row is locked from the reservation to COMMIT: both go in one round
             # trip (a reservation that cannot be made fails its statement, so the COMMIT rolls
             # back), never waiting on this event loop in between.
@@ -543,8 +534,7 @@ class _Committer:
                 batch.answer(_AMBIGUOUS)
                 return
             (used,) = await cursor.fetchone()
-        if touch:
-            touched(key.key_id, now)
+            await _touch(conn, [key.key_id], now)
         await self._publish({key.workspace_public_id: timeline_message(rows.items)})
         batch.answer(_Stored(
             202, body, limits.monthly_event_limit, used, int(end.timestamp()), batch.burst,
@@ -583,6 +573,22 @@ def _look_up(digest: str) -> bool:
         return lookup_key(digest) is not None
     finally:
         close_old_connections()
+
+
+async def _touch(conn: psycopg.AsyncConnection, key_ids: list[int], now: datetime) -> None:
+    """Record the keys' use (those due) after their request's transaction committed, in one of
+    its own: statement and COMMIT in one round trip. The write transactions lock counter rows
+    and never key rows, so no two of them wait on each other in a cycle. Failing here fails
+    nothing: the requests are stored, and the key is written again an interval later."""
+    due = claim_touches(key_ids, now)
+    if not due:
+        return
+    try:
+        async with conn.pipeline():
+            await conn.execute(*touch_statement(due, now))
+            await conn.commit()
+    except Exception:  # noqa: BLE001 - committed already: never answer 500 for last_used_at
+        logger.warning("fast lane: recording the keys' last use failed", exc_info=True)
 
 
 _NOT_CONNINFO = frozenset({"pool", "server_side_binding", "isolation_level", "assume_role"})

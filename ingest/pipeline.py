@@ -361,11 +361,13 @@ class IngestEndpoint(APIView):
             status, text = done
         else:
             with transaction.atomic():
-                if free_expired:
-                    idempotency.delete_expired(key.source_id, idem_key, ctx.now)
                 status, payload = self.store(validated, ctx)
                 text = body_text(payload)
                 if claim is not None:
+                    # After `store`: the counter row first, then the record (the lock order of
+                    # every write path, docs/decisions.md).
+                    if free_expired:
+                        idempotency.delete_expired(key.source_id, idem_key, ctx.now)
                     claim.save(status, text)
         if ctx.message is not None:
             broadcast_on_commit(key.workspace_public_id, ctx.message)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from django.db import transaction
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 from django.utils.text import slugify
 
@@ -96,27 +99,57 @@ def revoke_key(key: Key) -> Key:
 
 
 # When each key's last_used_at was last written by this process. In process memory on purpose:
-# N processes write at most N tiny UPDATEs a minute per key, and no request pays a cache
-# round trip to find out (the shared-cache marker it replaced cost one on every request).
+# no request pays a cache round trip to find out (the shared-cache marker it replaced cost one
+# on every request), and the statement itself skips a key another process wrote less than an
+# interval ago, so N processes write at most one row version a minute per key between them.
 _last_touched: dict[int, datetime] = {}
+
+# Both lanes record use with this one statement, in a transaction of its own after the request's
+# write (never inside it: the write transactions lock counter rows, and a key row locked there
+# too is what let a batch and a group of single events wait on each other in a cycle). It never
+# waits: a key row another transaction holds (a concurrent touch, a rotation) is skipped.
+_TOUCH_SQL = (
+    f"UPDATE {Key._meta.db_table} SET last_used_at = %s WHERE id IN ("
+    f"SELECT id FROM {Key._meta.db_table} WHERE id = ANY(%s::bigint[]) "
+    "AND (last_used_at IS NULL OR last_used_at <= %s) FOR NO KEY UPDATE SKIP LOCKED)"
+)
 
 
 def due_for_touch(key_id: int, now: datetime) -> bool:
-    """Whether this process should write the key's last_used_at now (see `touched`)."""
-    from django.conf import settings
-
+    """Whether this process should write the key's last_used_at now (see `claim_touches`)."""
     last = _last_touched.get(key_id)
     return last is None or (now - last).total_seconds() >= settings.KEY_LAST_USED_INTERVAL_SECONDS
 
 
-def touched(key_id: int, now: datetime) -> None:
-    """The key's last_used_at was written (committed) at `now`."""
-    _last_touched[key_id] = now
+def claim_touches(key_ids: Iterable[int], now: datetime) -> list[int]:
+    """Those of the keys whose last_used_at this process writes now, in id order; each is
+    marked as written, so a concurrent request of the same process does not write it too."""
+    due = sorted({key_id for key_id in key_ids if due_for_touch(key_id, now)})
+    for key_id in due:
+        _last_touched[key_id] = now
+    return due
+
+
+def touch_statement(key_ids: list[int], now: datetime) -> tuple[str, list]:
+    """PostgreSQL: the statement recording the keys' use at `now`, and its parameters. Run it
+    outside any transaction that locks other rows (see `_TOUCH_SQL`)."""
+    return _TOUCH_SQL, [now, key_ids, _stale_before(now)]
+
+
+def _stale_before(now: datetime) -> datetime:
+    return now - timedelta(seconds=settings.KEY_LAST_USED_INTERVAL_SECONDS)
 
 
 def touch_key(key_id: int, now: datetime | None = None) -> None:
-    """Record use at most once a minute per key per process: one tiny UPDATE, not per request."""
+    """Record use at most once a minute per key: one tiny UPDATE in autocommit, not per request."""
     now = now or timezone.now()
-    if due_for_touch(key_id, now):
-        touched(key_id, now)
-        Key.objects.filter(pk=key_id).update(last_used_at=now)
+    if not claim_touches([key_id], now):
+        return
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(*touch_statement([key_id], now))
+    else:  # SQLite: one writer at a time, no row lock to skip
+        since = _stale_before(now)
+        Key.objects.filter(
+            Q(last_used_at__isnull=True) | Q(last_used_at__lte=since), pk=key_id
+        ).update(last_used_at=now)
