@@ -8,10 +8,13 @@ is exact to a minute and a busy page costs at most one write a minute. An expire
 not loaded at all (the session backend filters on its expiry): the visitor is anonymous and
 signs in again, and a websocket handshake with it is refused 4401.
 
-Absolute: `SESSION_MAX_AGE_SECONDS` after sign-in the session is ended (logged out, so the
-user's sockets are told to close too) however active it is, so a stolen cookie kept alive
-by use does not last forever. The sign-in time is written at login (`user_logged_in`); a
-session made without it (seeded by a script) starts its clock at its first request.
+Absolute: `SESSION_MAX_AGE_SECONDS` after sign-in the session is ended (logged out) however
+active it is, so a stolen cookie kept alive by use does not last forever. The sign-in time is
+written at login (`user_logged_in`); a session made without it (seeded by a script) starts
+its clock at its first request.
+
+A websocket already open is not closed when its session expires: the check is at the
+handshake, so the page's next reconnect is refused.
 
 API paths run the lean middleware chain without sessions (ackly/handlers.py): none of this
 costs the ingest path anything.
