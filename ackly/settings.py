@@ -87,6 +87,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     # GET /healthz and /readyz, before the Host check, the HTTPS redirect and sessions.
     "ackly.health.HealthMiddleware",
+    # Counts requests by route, executor and status; answers GET /metrics (ackly/metrics.py).
+    "ackly.metrics.MetricsMiddleware",
     "ackly.requestid.RequestIdMiddleware",
     # JSON envelope for an exception in any view under /api/, DEBUG or not.
     "ackly.middleware.ApiExceptionMiddleware",
@@ -110,6 +112,8 @@ MIDDLEWARE = [
 API_MIDDLEWARE = [
     # GET /healthz and /readyz, before the Host check, the HTTPS redirect and sessions.
     "ackly.health.HealthMiddleware",
+    # Counts requests by route, executor and status; answers GET /metrics (ackly/metrics.py).
+    "ackly.metrics.MetricsMiddleware",
     "ackly.requestid.RequestIdMiddleware",
     "ackly.middleware.ApiExceptionMiddleware",
     "django.middleware.security.SecurityMiddleware",
@@ -424,6 +428,18 @@ SPECTACULAR_SETTINGS = {
         {"name": "Developer API (v1)", "description": "Batches of timeline events, snapshots."},
     ],
 }
+
+# --- Metrics (docs/deployment.md, "Metrics") ---------------------------------------------------
+# GET /metrics answers only `Authorization: Bearer <METRICS_TOKEN>`; unset, the path is a 404.
+METRICS_TOKEN = env_str("METRICS_TOKEN")
+if METRICS_TOKEN is not None and len(METRICS_TOKEN) < 16:
+    raise ImproperlyConfigured("METRICS_TOKEN must be 16+ characters (e.g. openssl rand -hex 32)")
+# Several processes (uvicorn --workers, Daphne) count in prometheus-client's files in this
+# directory, read by the library itself when first imported; it must exist (the library would
+# write into the working directory when the variable is empty).
+_METRICS_DIR = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _METRICS_DIR is not None and not os.path.isdir(_METRICS_DIR):
+    raise ImproperlyConfigured("PROMETHEUS_MULTIPROC_DIR must name an existing directory")
 
 # --- Logging --------------------------------------------------------------------------------
 # LOG_FORMAT=json: one JSON object per line (python-json-logger) for log shippers; plain text

@@ -36,6 +36,8 @@ from channels_redis.pubsub import RedisPubSubChannelLayer
 from django.conf import settings
 from django.db import transaction
 
+from ackly.metrics import broadcast_failed
+
 logger = logging.getLogger(__name__)
 
 # The dashboard consumer's handler is `ackly_message`: it sends `payload` as JSON text.
@@ -143,8 +145,9 @@ def broadcast(workspace_public_id: str, message: dict[str, Any]) -> None:
 
 
 def warn_failed(workspace_public_id: str) -> None:
-    """Log a failed broadcast (call from an except block), at most once per interval."""
+    """Count a failed broadcast and log it (call from an except block), at most once per interval."""
     global _last_warning
+    broadcast_failed()
     now = time.monotonic()
     if now - _last_warning >= WARN_INTERVAL_SECONDS:
         _last_warning = now

@@ -84,6 +84,7 @@ from ackly.errors import (
     RateLimited,
     error_response,
 )
+from ackly.metrics import endpoint_of, events_rejected, quota_refused
 from ackly.requestid import current_request_id, get_request_id
 from billing.services import QuotaState, WorkspaceLimits, quota_state, reserve_all
 from billing.services import reserve_quota as reserve_workspace_quota
@@ -132,6 +133,8 @@ class IngestContext:
             self.quota = quota_state(self.limits, self.now)
             return min(requested, self.quota.remaining)
         self.quota = reserve_workspace_quota(self.limits, requested, self.now)
+        if self.quota.granted < requested:
+            quota_refused(endpoint_of(self.request))
         return self.quota.granted
 
     def reserve_all_quota(self, requested: int) -> bool:
@@ -230,6 +233,8 @@ class IngestEndpoint(APIView):
                 and exc.status_code in COUNTED_STATUSES
             ):
                 ctx.count_rejections({exc.code: 1})
+            if ctx is None and not isinstance(exc, KeyRevoked | KeyExpired):
+                events_rejected({exc.code: 1})  # no source to count it against, still refused
         if ctx is not None:
             if ctx.rejections and not ctx.dry_run:
                 count_rejections(ctx.key, ctx.rejections, ctx.now)

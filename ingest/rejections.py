@@ -12,6 +12,7 @@ from datetime import datetime
 from django.db import connection
 from django.utils import timezone
 
+from ackly.metrics import events_rejected
 from ingest.broadcast import broadcast_on_commit
 from ingest.models import Rejection
 from ingest.present import iso, rejections_message, source_ref
@@ -46,6 +47,7 @@ def count_rejections(
     sql = _UPSERT_HEAD + ", ".join(["(%s, %s, %s, %s, %s, %s)"] * len(counts)) + _UPSERT_TAIL
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+    events_rejected(counts)
     source = source_ref(key.source_public_id, key.source_slug, key.source_name)
     at = iso(now)
     broadcast_on_commit(

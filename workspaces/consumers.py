@@ -39,6 +39,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
 
+from ackly.metrics import socket_closed, socket_opened
 from ingest.broadcast import MESSAGE_TYPE, workspace_group
 from workspaces.models import Membership
 
@@ -240,8 +241,12 @@ class WorkspaceConsumer(AsyncWebsocketConsumer):
             return
         await self.accept()
         self.live = True
+        socket_opened()
 
     async def disconnect(self, code: int) -> None:
+        if self.live:
+            self.live = False  # counted once, however often the socket is told it closed
+            socket_closed()
         if self.room is not None:
             await leave(self.room, self)
 
