@@ -36,8 +36,9 @@ def failure_limit() -> tuple[int, int]:
     return int(count), _UNIT_SECONDS[unit]
 
 
-def _failure_counter(address: str, now: float) -> tuple[str, int]:
-    """The address's counter for the current window, and the seconds left in it."""
+def failure_counter(address: str, now: float) -> tuple[str, int]:
+    """The name of the address's counter in the 'default' cache for the window of `now`, and
+    the seconds left in that window (for a caller that reads the counter its own way)."""
     _, window = failure_limit()
     start = int(now // window) * window
     return f"authfail:{_counted_as(address)}:{start}", max(1, math.ceil(start + window - now))
@@ -56,7 +57,7 @@ def _counted_as(address: str) -> str:
 
 def refuse_if_guessing(address: str) -> None:
     """429 rate_limited when `address` has had AUTH_FAILURE_LIMIT unknown keys this window."""
-    name, retry_after = _failure_counter(address, time.time())
+    name, retry_after = failure_counter(address, time.time())
     limit, window = failure_limit()
     if (caches["default"].get(name) or 0) >= limit:
         raise RateLimited(
@@ -68,7 +69,7 @@ def refuse_if_guessing(address: str) -> None:
 
 def count_failure(address: str) -> None:
     """Count one unknown key against `address` (one cache round trip, on the failure path)."""
-    name, _ = _failure_counter(address, time.time())
+    name, _ = failure_counter(address, time.time())
     incr_windows([name], failure_limit()[1] + 1)
 
 
