@@ -293,6 +293,19 @@ def test_depth_is_refused_exactly_past_64_whatever_the_strings_hold(value, ascii
         assert parse_strict_json(body, DEPTH) == value
 
 
+@bounded(300)
+@given(st.from_regex(r"-?(0|[1-9][0-9]{0,400})(\.[0-9]{1,5})?([eE][+-]?[0-9]{1,4})?", fullmatch=True))
+def test_a_number_parses_to_a_finite_value_or_invalid_body_naming_it(literal):
+    """1e400 would parse as infinity, which PostgreSQL refuses: the parser refuses it instead."""
+    try:
+        [value] = parse_strict_json(f"[{literal}]".encode(), DEPTH)
+    except InvalidBody as exc:
+        assert "too large for a float" in exc.message
+        assert math.isinf(float(literal))
+        return
+    assert isinstance(value, int) or math.isfinite(value)
+
+
 # --- The validators -----------------------------------------------------------------------------
 
 
