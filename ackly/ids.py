@@ -3,6 +3,7 @@
 import base64
 import itertools
 import os
+import re
 import threading
 import time
 
@@ -65,3 +66,19 @@ def new_public_ids(prefix: str, count: int) -> list[str]:
     randomness = base64.b32hexencode(os.urandom(10 * count)).decode().translate(_CROCKFORD)
     head = f"{prefix}_{stamp.translate(_CROCKFORD)}"
     return [head + randomness[i : i + 16] for i in range(0, 16 * count, 16)]
+
+
+# What every id above looks like: checked before an id from a URL reaches a query, so a NUL byte
+# (which PostgreSQL refuses in text) or any other junk is a 404 without a round trip.
+_PUBLIC_ID = re.compile(r"[a-z]{3}_[0-9A-HJKMNP-TV-Z]{26}")
+_EVENT_ID = re.compile(r"[0-9a-f]{24}")
+
+
+def is_public_id(value: str, prefix: str) -> bool:
+    """Whether `value` has the shape of a `prefix`_ULID id (`is_public_id(x, "org")`)."""
+    return value.startswith(prefix + "_") and _PUBLIC_ID.fullmatch(value) is not None
+
+
+def is_event_id(value: str) -> bool:
+    """Whether `value` has the shape of an ingest event id (24 lowercase hex characters)."""
+    return _EVENT_ID.fullmatch(value) is not None

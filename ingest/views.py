@@ -6,12 +6,14 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Count, Max, Q
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
+from ackly.ids import is_public_id
 from ingest.models import Snapshot, TimelineEvent
 from workspaces.access import workspace_view
 from workspaces.live import present_timeline, retention_cutoff
@@ -68,6 +70,8 @@ def present_snapshot(snapshot: Snapshot) -> dict[str, Any]:
 
 def _worker_of(request: HttpRequest, wrk_id: str) -> Worker:
     """The worker with this public id inside the request's workspace, else 404 (tenancy check)."""
+    if not is_public_id(wrk_id, "wrk"):
+        raise Http404("No such worker")  # junk (a NUL byte, say) never reaches the database
     return get_object_or_404(Worker, workspace=request.workspace, public_id=wrk_id)
 
 
@@ -95,6 +99,10 @@ def _snapshots(request: HttpRequest, worker: Worker):
 def worker_list(request: HttpRequest) -> HttpResponse:
     """Workers with search over display name, externalId and email, and their recent activity."""
     q = request.GET.get("q", "").strip()[:200]
+    status = 200
+    if "\x00" in q:  # PostgreSQL refuses NUL in text: the search can match nothing, say so
+        messages.error(request, "The search must not contain a NUL character.")
+        q, status = "", 400
     cutoff = retention_cutoff(request.workspace)
     workers = Worker.objects.for_workspace(request.workspace)
     total = workers.count()
@@ -118,7 +126,7 @@ def worker_list(request: HttpRequest) -> HttpResponse:
         "matching": page.paginator.count,
         "retention_days": request.workspace.plan.retention_days,
     }
-    return render(request, "workers/list.html", context)
+    return render(request, "workers/list.html", context, status=status)
 
 
 @workspace_view()

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC
 
 from django.contrib import messages
 from django.db import IntegrityError, transaction
 from django.db.models import Prefetch
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
 
+from ackly.ids import is_public_id
 from sources.forms import NewKeyForm, RotateForm, SourceCreateForm, SourceEditForm
 from sources.models import Key, Source
 from sources.services import (
@@ -50,6 +52,8 @@ V1_EXAMPLE = {
 
 def _source_of(request: HttpRequest, app_id: str) -> Source:
     """The source with this public id inside the request's workspace, else 404 (tenancy check)."""
+    if not is_public_id(app_id, "app"):
+        raise Http404("No such source")  # junk (a NUL byte, say) never reaches the database
     return get_object_or_404(Source, workspace=request.workspace, public_id=app_id)
 
 
@@ -206,6 +210,20 @@ def source_rotate(request: HttpRequest, app_id: str) -> HttpResponse:
     )
 
 
+def _expiry_in_utc(form: NewKeyForm) -> bool:
+    """Store the expiry in UTC (PostgreSQL refuses offsets past ±15:59, which ISO 8601 allows);
+    False, with the error on the form, when it is past 9999-12-31 in UTC."""
+    moment = form.cleaned_data["expires_at"]
+    if moment is None:
+        return True
+    try:
+        form.cleaned_data["expires_at"] = moment.astimezone(UTC)
+    except OverflowError:
+        form.add_error("expires_at", "The expiry must be on or before 9999-12-31 in UTC.")
+        return False
+    return True
+
+
 @workspace_view(manage=True)
 @require_http_methods(["GET", "POST"])
 def key_new(request: HttpRequest, app_id: str) -> HttpResponse:
@@ -214,7 +232,7 @@ def key_new(request: HttpRequest, app_id: str) -> HttpResponse:
     if request.method == "POST" and (refused := _stale(request, source)):
         return refused
     form = NewKeyForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
+    if request.method == "POST" and form.is_valid() and _expiry_in_utc(form):
         issued = issue_key(source, expires_at=form.cleaned_data["expires_at"])
         return _show_key(request, issued, "added")
     status = 400 if request.method == "POST" else 200
@@ -231,6 +249,8 @@ def key_new(request: HttpRequest, app_id: str) -> HttpResponse:
 def key_revoke(request: HttpRequest, app_id: str, key_id: str) -> HttpResponse:
     """Revoke one key; it fails on the very next request (the signal drops its cached look-up)."""
     source = _source_of(request, app_id)
+    if not is_public_id(key_id, "key"):
+        raise Http404("No such key")
     key = get_object_or_404(Key, source=source, public_id=key_id)
     revoke_key(key)
     messages.success(request, f"Revoked key {key.prefix}… of {source.name}.")

@@ -12,6 +12,7 @@ from django.db.models.functions import Cast, TruncHour
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
+from ackly.ids import is_event_id, is_public_id
 from ingest.models import Category, Event, EventStatus, Rejection, TimelineEvent
 from ingest.present import iso, present_event, present_timeline_event
 from workspaces.models import Workspace
@@ -29,17 +30,21 @@ def retention_cutoff(workspace: Workspace, now: datetime | None = None) -> datet
 
 
 def _instant(value: str | None) -> datetime | None:
+    """The instant in UTC, or None when it is not one or falls outside years 1-9999 in UTC.
+
+    In UTC because PostgreSQL refuses offsets past ±15:59 that ISO 8601 allows (+23:59).
+    """
     if not value:
         return None
     try:
         moment = parse_datetime(value.strip().replace(" ", "+"))
-    except ValueError:
+        if moment is None:
+            return None
+        if timezone.is_naive(moment):
+            return moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC)
+    except (ValueError, OverflowError):  # OverflowError: 9999-12-31T23:59-01:00 is year 10000
         return None
-    if moment is None:
-        return None
-    if timezone.is_naive(moment):
-        moment = timezone.make_aware(moment, UTC)
-    return moment
 
 
 @dataclass
@@ -79,11 +84,18 @@ class FeedFilters:
         if f.range and f.range not in RANGES:
             f.errors.append(f"range must be one of {', '.join(RANGES)}")
             f.range = ""
+        # PostgreSQL refuses NUL in text: a filter holding one can match nothing, say so.
+        for name, attr in (("source", "source"), ("eventType", "event_type"), ("q", "q")):
+            if "\x00" in getattr(f, attr):
+                f.errors.append(f"{name} must not contain a NUL character")
+                setattr(f, attr, "")
         for name in ("since", "until", "after", "before"):
             raw = params.get(name)
             value = _instant(raw)
             if raw and value is None:
-                f.errors.append(f"{name} must be an ISO 8601 instant")
+                f.errors.append(
+                    f"{name} must be an ISO 8601 instant from 0001-01-01 to 9999-12-31 in UTC"
+                )
             setattr(f, name, value)
         if f.range and f.since is None:
             f.since = now - RANGES[f.range]
@@ -182,6 +194,8 @@ def feed(workspace: Workspace, f: FeedFilters, now: datetime | None = None) -> l
 
 def find_item(workspace: Workspace, item_id: str) -> dict | None:
     """One event of either kind by public id, inside the workspace and its retention."""
+    if not (is_event_id(item_id) or is_public_id(item_id, "tle")):
+        return None  # junk (a NUL byte, say) never reaches the database
     cutoff = retention_cutoff(workspace)
     if item_id.startswith("tle_"):
         found = (TimelineEvent.objects.select_related("source", "worker")

@@ -104,7 +104,8 @@ def live_events(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "dashboard/live.html",
-        {
+        status=400 if filters.errors else 200,
+        context={
             "items": items,
             "rows": [_row(item, org_id) for item in items],
             "filters": filters,
