@@ -50,6 +50,8 @@ _FIXES: dict[str, str] = {
     "`externalId` or `email`, which create the worker when it is new.",
     "idempotency_key_reused": "Use a new Idempotency-Key for a different request; reuse a key "
     "only to retry exactly the same body.",
+    "bad_request": "Send the request to the service's own address (the host in its docs and "
+    "dashboard), so that the `Host` header names it; a proxy in front must pass that host on.",
     "not_found": "Check the path: `/api/ingest` or `/api/v1/ingest/{ping,events,snapshots}`.",
     "method_not_allowed": "`/api/v1/ingest/ping` takes GET; every other endpoint takes POST.",
     "internal_error": "Retry with exponential backoff and the same Idempotency-Key; if it "

@@ -10,8 +10,12 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
+from django import db
 from django.conf import settings
+from django.core.exceptions import DisallowedHost
 from django.http import HttpRequest, HttpResponse
+from psycopg_pool import PoolTimeout
 from rest_framework import exceptions as drf_exceptions
 
 from ackly.requestid import get_request_id
@@ -67,6 +71,9 @@ ERROR_CODES: dict[str, ErrorCode] = {
                   "The `workerId` does not name a worker of this workspace."),
         ErrorCode("idempotency_key_reused", 409, "Idempotency key reused",
                   "The same `Idempotency-Key` was sent within 10 minutes with a different body."),
+        ErrorCode("bad_request", 400, "Bad request",
+                  "The request is refused before its body is read: its `Host` header names a "
+                  "host this server does not serve."),
         ErrorCode("not_found", 404, "Not found", "No API endpoint at this path."),
         ErrorCode("method_not_allowed", 405, "Method not allowed",
                   "The endpoint does not accept this HTTP method."),
@@ -115,6 +122,7 @@ BatchTooLarge = _error("batch_too_large")
 MissingActor = _error("missing_actor")
 WorkerNotFound = _error("worker_not_found")
 IdempotencyKeyReused = _error("idempotency_key_reused")
+BadRequest = _error("bad_request")
 NotFound = _error("not_found")
 MethodNotAllowed = _error("method_not_allowed")
 InternalError = _error("internal_error")
@@ -127,7 +135,10 @@ def docs_url(request: HttpRequest | None, code: str) -> str:
         return base.rstrip("/") + path
     if request is None:
         return path
-    return request.build_absolute_uri(path)
+    try:
+        return request.build_absolute_uri(path)
+    except DisallowedHost:  # never echo a host we do not serve into a link
+        return path
 
 
 def error_body(request: HttpRequest | None, code: str, message: str) -> dict[str, Any]:
@@ -174,13 +185,51 @@ def response_for_exception(request: HttpRequest, exc: Exception) -> HttpResponse
         return error_response(request, "missing_authorization", str(exc.detail), 401)
     if isinstance(exc, drf_exceptions.Throttled):
         return error_response(request, "rate_limited", str(exc.detail), 429)
+    if isinstance(exc, DisallowedHost):
+        logger.warning("Refused %s %s: %s", request.method, request.path, exc)
+        return error_response(
+            request, "bad_request", "The Host header names a host this server does not serve.", 400
+        )
     if isinstance(exc, drf_exceptions.APIException) and exc.status_code < 500:
         # ParseError, UnsupportedMediaType, ValidationError…: the client's body is at fault.
         return error_response(request, "invalid_body", _detail_text(exc.detail), 400)
-    logger.exception("Unhandled error serving %s %s", request.method, request.path)
-    return error_response(
+    if not log_database_unavailable(request, exc):
+        logger.exception("Unhandled error serving %s %s", request.method, request.path)
+    response = error_response(
         request, "internal_error", ERROR_CODES["internal_error"].description, 500
     )
+    response._has_been_logged = True  # logged above: Django's "Internal Server Error" would repeat it
+    return response
+
+
+def database_unavailable(exc: BaseException) -> str | None:
+    """Why the database could not serve at all (no pooled connection within DB_POOL_TIMEOUT, a
+    refused or lost connection, a shutdown), or None for any other failure.
+
+    These come in floods during an outage, and their tracebacks only say where the request was.
+    A server-side error with a SQLSTATE outside 08 (connection) and 57 (operator intervention),
+    a deadlock or a statement timeout for example, is a real error and keeps its traceback.
+    """
+    if not isinstance(exc, db.OperationalError):
+        return None
+    cause = exc.__cause__
+    if isinstance(cause, PoolTimeout):
+        return str(cause)
+    if isinstance(cause, psycopg.OperationalError):
+        sqlstate = cause.sqlstate
+        if sqlstate is None or sqlstate.startswith(("08", "57")):
+            text = str(cause).strip()
+            return text.splitlines()[0] if text else type(cause).__name__
+    return None
+
+
+def log_database_unavailable(request: HttpRequest, exc: BaseException) -> bool:
+    """One warning line, no traceback, when `exc` is the database being unavailable."""
+    reason = database_unavailable(exc)
+    if reason is None:
+        return False
+    logger.warning("Database unavailable serving %s %s: %s", request.method, request.path, reason)
+    return True
 
 
 def _detail_text(detail: Any) -> str:
