@@ -57,7 +57,7 @@ def test_members_and_owners_see_usage(client, request, persona, free_workspace, 
     assert "2,500" in page and "10,000" in page
     assert "25.0% used" in page
     assert 'aria-valuenow="2500"' in page and 'aria-valuemax="10000"' in page
-    assert "width: 25.0%" in page
+    assert '<rect width="25.0%"' in page  # the bar: an SVG rect, no style attribute (CSP)
     assert "7 days" in page  # Free retention
     assert "1 of 3" in page  # sources
     assert "not included" in page  # developer API
