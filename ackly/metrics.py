@@ -24,10 +24,8 @@ import hmac
 import os
 import re
 from collections.abc import Callable
-from functools import partial
 
 from django.conf import settings
-from django.db import transaction
 from django.http import HttpRequest, HttpResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -59,8 +57,8 @@ HTTP_REQUESTS = Counter(
 )
 EVENTS_ACCEPTED = Counter(
     "ackly_events_accepted",
-    "Events committed: kind is event (POST /api/ingest), timeline (v1 events) or snapshot.",
-    ["kind", "executor"],
+    "Events committed (the quota they used), by endpoint and executor.",
+    ["endpoint", "executor"],
 )
 EVENTS_REJECTED = Counter(
     "ackly_events_rejected",
@@ -119,14 +117,15 @@ def request_served(endpoint: str, executor: str, status: int) -> None:
     inc()
 
 
-def events_accepted(kind: str, n: int = 1, executor: str = PIPELINE) -> None:
-    """Count `n` committed events (call it after COMMIT)."""
-    EVENTS_ACCEPTED.labels(kind, executor).inc(n)
+_accepted: dict[tuple[str, str], Callable[[float], None]] = {}
 
 
-def events_accepted_on_commit(kind: str, n: int = 1) -> None:
-    """Count `n` events of the pipeline when the current transaction commits (never on rollback)."""
-    transaction.on_commit(partial(events_accepted, kind, n))
+def events_accepted(endpoint: str, n: int, executor: str = PIPELINE) -> None:
+    """Count `n` events of one request (call it after COMMIT)."""
+    inc = _accepted.get((endpoint, executor))
+    if inc is None:
+        inc = _accepted[(endpoint, executor)] = EVENTS_ACCEPTED.labels(endpoint, executor).inc
+    inc(n)
 
 
 def events_rejected(counts: dict[str, int]) -> None:

@@ -84,7 +84,7 @@ from ackly.errors import (
     RateLimited,
     error_response,
 )
-from ackly.metrics import endpoint_of, events_rejected, quota_refused
+from ackly.metrics import endpoint_of, events_accepted, events_rejected, quota_refused
 from ackly.requestid import current_request_id, get_request_id
 from billing.services import QuotaState, WorkspaceLimits, quota_state, reserve_all
 from billing.services import reserve_quota as reserve_workspace_quota
@@ -374,6 +374,8 @@ class IngestEndpoint(APIView):
                     if free_expired:
                         idempotency.delete_expired(key.source_id, idem_key, ctx.now)
                     claim.save(status, text)
+        if ctx.quota is not None and ctx.quota.granted:  # committed: the events it reserved
+            events_accepted(endpoint_of(ctx.request), ctx.quota.granted)
         if ctx.message is not None:
             broadcast_on_commit(key.workspace_public_id, ctx.message)
         return status, text

@@ -17,7 +17,6 @@ from typing import Any
 from django.db import connection, transaction
 
 from ackly.ids import new_public_ids
-from ackly.metrics import events_accepted_on_commit
 from billing.services import reservation_sql
 from ingest.idempotency import Claim
 from ingest.models import Event, Snapshot, SnapshotHistory, TimelineEvent
@@ -53,7 +52,6 @@ def record_event(ctx: IngestContext, fields: dict[str, Any]) -> Event:
     if not ctx.dry_run:
         Event.objects.bulk_create([event])
         ctx.broadcast(events_message([event_item(event, ctx.source)]))
-        events_accepted_on_commit("event")
     return event
 
 
@@ -109,7 +107,6 @@ def record_event_at_once(
         return None
     ctx.quota = replace(quota, used=row[0])
     ctx.broadcast(events_message([event_item(event, ctx.source)]))
-    events_accepted_on_commit("event")
     return event, body
 
 
@@ -148,7 +145,6 @@ def record_timeline_events(
     )
     _insert_rows(TIMELINE_TABLE_COLUMNS, batch.rows)
     ctx.broadcast(timeline_message(batch.items))
-    events_accepted_on_commit("timeline", len(batch.rows))
     return batch.results
 
 
@@ -308,7 +304,6 @@ def record_snapshot(ctx: IngestContext, snapshot: ValidSnapshot, worker: Worker)
     with connection.cursor() as cursor:
         cursor.execute(_UPSERT_SNAPSHOT, params)
         current = cursor.fetchone() is not None
-    events_accepted_on_commit("snapshot")
     ctx.broadcast(
         snapshot_message(
             snapshot_item(
