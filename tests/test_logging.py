@@ -32,6 +32,8 @@ print("ANSWERS", unknown.status_code, unknown["X-Request-Id"], invalid.status_co
 def run(tmp_path, **env: str) -> tuple[list[str], list[str]]:
     """Migrate a fresh SQLite file, run SCRIPT there; (the log lines, the ANSWERS fields)."""
     env = server_env(SQLITE_PATH=str(tmp_path / "db.sqlite3"), LOG_LEVEL="INFO", **env)
+    for name in ("DATABASE_URL", "REDIS_URL"):  # a SQLite file of its own, whatever the pass
+        env.pop(name, None)
     manage(env, "migrate", "--noinput", "-v", "0")
     import subprocess
     import sys
