@@ -19,6 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
@@ -111,6 +112,13 @@ def _deadlocks_once_idle(cluster: dict, timeout: float = 30) -> int:
     return deadlocks
 
 
+def _complaints(log: Path) -> str:
+    """The server log's warnings and errors (and PostgreSQL's error), to say why a test failed."""
+    lines = log.read_text(errors="replace").splitlines()
+    said = [line for line in lines if " WARNING " in line or " ERROR " in line or line.startswith("psycopg.")]
+    return "\n".join(said)[:4000]
+
+
 def _round(client: httpx.Client, base: str, key: str, n: int) -> list[httpx.Response]:
     """BATCHES batches and SINGLES single events of `key`, interleaved, released together."""
     headers = {"Content-Type": "application/json", "Authorization": f"Bearer {key}"}
@@ -180,7 +188,8 @@ def test_batches_and_single_events_of_one_due_key_never_deadlock(cluster):
 
     total = ROUNDS * (BATCHES + SINGLES)
     assert (dict(answers), deadlocks) == ({201: ROUNDS * SINGLES, 202: ROUNDS * BATCHES}, 0), (
-        f"answers {dict(answers)} and {deadlocks} deadlocks for {total} requests")
+        f"answers {dict(answers)} and {deadlocks} deadlocks for {total} requests; the server "
+        f"said:\n{_complaints(cluster['logs'] / 'uvicorn.log')}")
     assert stored == acknowledged == ROUNDS * (SINGLES + BATCHES * EVENTS_PER_BATCH) == used
     # The race was staged: the fast lane wrote most batches and most single events (a request
     # it hands over is the pipeline's, which takes no part in the race).
