@@ -24,6 +24,7 @@ from rest_framework.request import Request
 
 from ackly.clientip import client_ip
 from ackly.errors import InvalidKey, KeyExpired, KeyRevoked, MissingAuthorization, RateLimited
+from ackly.requestid import bind_tenant
 from ingest.ratelimits import incr_windows
 from sources.keys import KeyContext, cached_key, digest_of, is_well_formed, load_key
 
@@ -98,6 +99,7 @@ def authenticate_key(header: str | None, address: str | None = None) -> KeyConte
         if address is not None:
             count_failure(address)
         raise InvalidKey("The key does not exist.")
+    bind_tenant(context.workspace_public_id, context.source_public_id)  # for the log lines
     if context.revoked_at is not None:
         raise KeyRevoked("The key was revoked.")
     if context.expires_at is not None and context.expires_at <= timezone.now():
