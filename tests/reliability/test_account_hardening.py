@@ -353,3 +353,45 @@ def test_email_url_gives_djangos_smtp_settings():
 def test_a_bad_email_url_fails_start_up(url):
     with pytest.raises(ImproperlyConfigured):
         email_url_settings(url)
+
+
+# --- The recipe itself: uvicorn with --no-proxy-headers, TRUSTED_PROXY_HOPS=1 -------------------
+
+
+@pytest.mark.server
+@pytest.mark.parametrize("hops", ["0", "1"])
+def test_behind_the_recipes_uvicorn_rotating_forwarded_for_buys_no_attempts(tmp_path, hops):
+    """uvicorn would take the client from X-Forwarded-For (it trusts the header from
+    127.0.0.1); the recipe turns that off and the app counts only what the operator's proxies
+    appended. With no proxy (hops 0) the whole header is the client's and is ignored; behind one
+    (hops 1) its right-most entry is what the proxy saw. Rotating the rest buys nothing."""
+    import re
+
+    import httpx
+
+    from tests.servers import manage, server_env, uvicorn
+
+    env = server_env(SQLITE_PATH=str(tmp_path / "db.sqlite3"), TRUSTED_PROXY_HOPS=hops,
+                     LOGIN_RATE_LIMIT="10/m")
+    for name in ("DATABASE_URL", "REDIS_URL"):  # one process, its own file and cache
+        env.pop(name, None)
+    manage(env, "migrate", "--noinput", "-v", "0")
+    with uvicorn(env, tmp_path / "uvicorn.log") as base, httpx.Client(base_url=base) as browser:
+        page = browser.get("/login/")
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+
+        def attempt(n: int, proxy_saw: str) -> int:
+            rotated = f"198.51.{n % 250}.{n % 7 + 1}"  # what the client writes, new each time
+            forwarded = rotated if hops == "0" else f"{rotated}, {proxy_saw}"
+            return browser.post(
+                "/login/", headers={"X-Forwarded-For": forwarded},
+                data={"csrfmiddlewaretoken": token, "username": f"guess-{n}", "password": "x"},
+            ).status_code
+
+        rotating = [attempt(n, "203.0.113.7") for n in range(12)]
+        other_client = attempt(99, "192.0.2.44")
+
+    assert rotating[:10] == [200] * 10  # wrong passwords, the form shown again
+    assert rotating[10:] == [429, 429]
+    # Behind the proxy another client has a budget of its own; without one, it is the same peer.
+    assert other_client == (200 if hops == "1" else 429)
