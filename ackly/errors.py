@@ -195,11 +195,10 @@ def response_for_exception(request: HttpRequest, exc: Exception) -> HttpResponse
         return error_response(request, "invalid_body", _detail_text(exc.detail), 400)
     if not log_database_unavailable(request, exc):
         logger.exception("Unhandled error serving %s %s", request.method, request.path)
-    response = error_response(
+    mark_logged(request)  # Django's "Internal Server Error" line would repeat it
+    return error_response(
         request, "internal_error", ERROR_CODES["internal_error"].description, 500
     )
-    response._has_been_logged = True  # logged above: Django's "Internal Server Error" would repeat it
-    return response
 
 
 def database_unavailable(exc: BaseException) -> str | None:
@@ -209,10 +208,11 @@ def database_unavailable(exc: BaseException) -> str | None:
     These come in floods during an outage, and their tracebacks only say where the request was.
     A server-side error with a SQLSTATE outside 08 (connection) and 57 (operator intervention),
     a deadlock or a statement timeout for example, is a real error and keeps its traceback.
+
+    `exc` as Django raises it (its OperationalError, caused by psycopg's) or as psycopg and
+    psycopg_pool raise it (the fast lane's own connections).
     """
-    if not isinstance(exc, db.OperationalError):
-        return None
-    cause = exc.__cause__
+    cause = exc.__cause__ if isinstance(exc, db.OperationalError) else exc
     if isinstance(cause, PoolTimeout):
         return str(cause)
     if isinstance(cause, psycopg.OperationalError):
@@ -225,11 +225,38 @@ def database_unavailable(exc: BaseException) -> str | None:
 
 def log_database_unavailable(request: HttpRequest, exc: BaseException) -> bool:
     """One warning line, no traceback, when `exc` is the database being unavailable."""
+    return log_database_unavailable_for(request.method, request.path, exc)
+
+
+def log_database_unavailable_for(method: str, path: str, exc: BaseException) -> bool:
+    """`log_database_unavailable` for code that has no HttpRequest (the fast lane)."""
     reason = database_unavailable(exc)
     if reason is None:
         return False
-    logger.warning("Database unavailable serving %s %s: %s", request.method, request.path, reason)
+    logger.warning("Database unavailable serving %s %s: %s", method, path, reason)
     return True
+
+
+# A 5xx whose cause we logged already: Django's own line for it ("Internal Server Error: …",
+# logger django.request, with the traceback again) is dropped by a filter on that logger,
+# which is public API (the record's `request` is documented), instead of marking the response
+# with Django's private `_has_been_logged`.
+_LOGGED_ATTRIBUTE = "ackly_error_logged"
+
+
+def mark_logged(request: HttpRequest) -> None:
+    """This request's failure is in the log already: Django's line for its 5xx is dropped."""
+    setattr(request, _LOGGED_ATTRIBUTE, True)
+
+
+class DropLoggedAlready(logging.Filter):
+    """On `django.request`: drops the records of requests marked by `mark_logged`."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(getattr(record, "request", None), _LOGGED_ATTRIBUTE, False)
+
+
+logging.getLogger("django.request").addFilter(DropLoggedAlready())
 
 
 def _detail_text(detail: Any) -> str:

@@ -1,10 +1,18 @@
 """Django-level error handlers: JSON envelope on API paths, plain pages elsewhere."""
 
+import sys
+
 from django.http import HttpRequest, HttpResponse
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 
-from ackly.errors import ERROR_CODES, error_response, is_api_path
+from ackly.errors import (
+    ERROR_CODES,
+    error_response,
+    is_api_path,
+    log_database_unavailable,
+    mark_logged,
+)
 
 
 # API paths use bearer keys, never cookies: like the DRF views, the catch-all needs no CSRF
@@ -21,6 +29,11 @@ def handler404(request: HttpRequest, exception: Exception) -> HttpResponse:
 
 
 def handler500(request: HttpRequest) -> HttpResponse:
+    # Called while Django handles the exception (a dashboard page's first query is in the
+    # session middleware, before any view): an outage is one line, not Django's traceback.
+    exc = sys.exc_info()[1]
+    if exc is not None and log_database_unavailable(request, exc):
+        mark_logged(request)
     if is_api_path(request.path):
         return error_response(
             request, "internal_error", ERROR_CODES["internal_error"].description, 500
