@@ -29,7 +29,14 @@ Host not allowed, an http request that must be redirected, a plan without the de
 (v1), a batch with any rejected event or naming a worker that does not exist yet, and any
 Redis or PostgreSQL error before COMMIT. A request handed over after its burst windows were
 counted carries the counts in its ASGI scope (`BURST_COUNTED_SCOPE_KEY`), so the pipeline
-never counts it twice.
+never counts it twice. A key not in the shared cache is looked up here first (then the
+pipeline finds it cached), except for an address past AUTH_FAILURE_LIMIT: its failure counter
+is read in the same round trip as the keys, and the pipeline answers its 429 without a query.
+
+One exception: no connection of the fast lane's pool within DB_POOL_TIMEOUT of the request's
+arrival (or none of Django's for a key look-up) is answered here, with the pipeline's 500
+envelope and its one log line (`ackly.errors.log_database_unavailable`), for every request of
+the group at once: handed over, it would wait for Django's pool as long again.
 
 It runs only where it can keep every guarantee: PostgreSQL, Redis (cache and pub/sub channel
 layer) and `INGEST_FAST_LANE` on. Elsewhere (SQLite, no Redis: development and pass 1 of CI)
@@ -60,9 +67,25 @@ from django.db import close_old_connections
 from django.http.request import split_domain_port, validate_host
 from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
+from psycopg_pool import PoolTimeout
 
-from ackly.errors import ERROR_CODES, APIError, envelope
+from ackly.clientip import client_address
+from ackly.errors import (
+    ERROR_CODES,
+    APIError,
+    database_unavailable,
+    envelope,
+    log_database_unavailable_for,
+)
 from ackly.ids import new_event_id, new_request_id
+from ackly.metrics import (
+    FASTLANE,
+    events_accepted,
+    observe_batch_commit,
+    observe_group,
+    request_served,
+)
+from ackly.requestid import bind_tenant, current_request_id
 from billing.models import Usage
 from ingest.api import validate_event
 from ingest.api_v1 import batch_body
@@ -89,6 +112,7 @@ from ingest.services import (
     timeline_rows,
 )
 from ingest.validation_v1 import events_of, validate_event_list
+from sources.auth import failure_counter, failure_limit
 from sources.keys import KeyContext, digest_of, is_well_formed, lookup_key
 from sources.services import claim_touches, touch_statement
 from workspaces.models import Worker
@@ -101,6 +125,8 @@ BATCH_PATHS = frozenset({"/api/v1/ingest/events", "/api/v1/ingest/events/"})
 MAX_GROUP = 256
 # Key look-ups kept per process (each is re-checked against Redis on every group).
 MAX_CACHED_KEYS = 10_000
+# The wait for one of the fast lane's own connections, counted from the request's arrival
+# (DB_POOL_TIMEOUT when Django's pool is configured): past it the request is answered 500.
 POOL_TIMEOUT_SECONDS = 3.0
 POOL_MAX_SIZE = 3
 
@@ -133,6 +159,10 @@ class _Request:
     start: int = 0
     counts: list[int] | None = None
     burst: BurstState | None = None
+    # The peer and X-Forwarded-For, for `address` (read only when the key is not cached).
+    peer: str = ""
+    forwarded_for: str | None = None
+    arrived: float = field(default_factory=time.monotonic)
 
     # The pipeline refuses a plan without the developer API (402) before counting any burst.
     requires_developer_api = False
@@ -151,6 +181,18 @@ class _Request:
     def answer(self, value: Any) -> None:
         if not self.future.done():
             self.future.set_result(value)
+
+    def refuse(self, error: BaseException) -> None:
+        """No connection in time (`error`): 500 at once, not a handover to wait again."""
+        if isinstance(error, PoolTimeout):  # the fast lane's pool: say how long this one waited
+            waited = time.monotonic() - self.arrived
+            error = PoolTimeout(f"couldn't get a connection after {waited:.2f} sec")
+        self.answer(_AMBIGUOUS if self.committed else _Unavailable(error))
+
+    @property
+    def address(self) -> str:
+        """The client's address by the one rule (ackly.clientip), as the pipeline counts it."""
+        return client_address(self.peer, self.forwarded_for)
 
 
 @dataclass(eq=False)
@@ -184,6 +226,15 @@ class _Stored:
 
 
 _AMBIGUOUS = object()  # COMMIT failed, or a committed request failed after it: answer 500
+
+
+@dataclass(frozen=True)
+class _Unavailable:
+    """The database could not serve (no connection in time; or lost at COMMIT, as
+    `ackly.errors.database_unavailable` tells): answer the pipeline's 500 with its one log line.
+    Handing over would make the request wait for Django's pool a second time."""
+
+    error: BaseException
 
 
 # --- SQL ------------------------------------------------------------------------------------
@@ -272,9 +323,14 @@ class _Committer:
                           ("port", "PORT")):
             if db.get(key):
                 kwargs[name] = str(db[key])
+        pool = db.get("OPTIONS", {}).get("pool")
+        self.pool_timeout = float(
+            pool.get("timeout", POOL_TIMEOUT_SECONDS) if isinstance(pool, dict)
+            else POOL_TIMEOUT_SECONDS
+        )
         # One connection writes the groups of single events; the others, batches in flight.
         self.pool = AsyncConnectionPool(
-            kwargs=kwargs, min_size=1, max_size=POOL_MAX_SIZE, timeout=POOL_TIMEOUT_SECONDS,
+            kwargs=kwargs, min_size=1, max_size=POOL_MAX_SIZE, timeout=self.pool_timeout,
             open=False,
         )
         self.redis = redis.asyncio.Redis.from_url(
@@ -313,10 +369,14 @@ class _Committer:
             self.running = False
 
     @asynccontextmanager
-    async def _connection(self):
+    async def _connection(self, arrived: float):
         """A pooled connection whose transaction is rolled back unless the block committed it:
-        psycopg_pool COMMITs a transaction left open when the connection goes back."""
-        async with self.pool.connection() as conn:
+        psycopg_pool COMMITs a transaction left open when the connection goes back.
+
+        Waited for until `pool_timeout` after `arrived` (the oldest request it serves): a group
+        queued behind one that waited does not wait the whole timeout again (PoolTimeout)."""
+        left = arrived + self.pool_timeout - time.monotonic()
+        async with self.pool.connection(timeout=max(left, 0.001)) as conn:
             try:
                 yield conn
             finally:
@@ -326,14 +386,12 @@ class _Committer:
 
     # 1. Keys and burst windows: one Redis round trip (two when keys are new to this process).
     async def _admit(self, group: list[_Pending]) -> list[_Pending]:
-        missing = list({item.digest for item in group if item.digest not in self.keys})
+        missing: dict[str, list[_Pending]] = defaultdict(list)
+        for item in group:
+            if item.digest not in self.keys:
+                missing[item.digest].append(item)
         if missing:
-            values = await self.redis.mget([self._key_name(d) for d in missing])
-            for digest, raw in zip(missing, values, strict=True):
-                if raw is None and await _look_up(digest):
-                    raw = await self.redis.get(self._key_name(digest))
-                if raw is not None:
-                    self._remember(digest, raw)
+            await self._load_keys(missing)
         digests = list({item.digest for item in group if item.digest in self.keys})
         if not digests:
             for item in group:
@@ -381,6 +439,46 @@ class _Committer:
             admitted.append(item)
         return admitted
 
+    async def _load_keys(self, missing: dict[str, list[_Pending]]) -> None:
+        """Keys new to this process, from the shared cache, with the failure counters of their
+        requests' addresses in the same round trip. A key not cached is looked up in the
+        database unless every request naming it comes from an address past AUTH_FAILURE_LIMIT
+        (sources.auth): those are handed over uncached and the pipeline answers its 429 (one
+        rule, one place) without a query."""
+        digests = list(missing)
+        now = time.time()
+        counters = {
+            item.address: failure_counter(item.address, now)[0]
+            for items in missing.values() for item in items
+        }
+        addresses = list(counters)
+        values = await self.redis.mget(
+            [self._key_name(d) for d in digests]
+            + [self.burst_cache.make_key(counters[a]) for a in addresses]
+        )
+        limit, _window = failure_limit()
+        blocked = {
+            address for address, raw in zip(addresses, values[len(digests):], strict=True)
+            if raw is not None and self.serializer.loads(raw) >= limit
+        }
+        unavailable: BaseException | None = None
+        for digest, raw in zip(digests, values[:len(digests)], strict=True):
+            items = missing[digest]
+            if raw is None and not all(item.address in blocked for item in items):
+                if unavailable is None:
+                    try:
+                        if await _look_up(digest):
+                            raw = await self.redis.get(self._key_name(digest))
+                    except Exception as exc:
+                        if not _no_connection_in_time(exc):
+                            raise
+                        unavailable = exc  # the other look-ups would wait for it again
+                if unavailable is not None:
+                    for item in items:
+                        item.refuse(unavailable)
+            if raw is not None:
+                self._remember(digest, raw)
+
     def _key_name(self, digest: str) -> str:
         return self.auth_cache.make_key(f"key:{digest}")
 
@@ -392,9 +490,8 @@ class _Committer:
     async def _flush(self, group: list[_Pending]) -> None:
         try:
             admitted = await self._admit(group)
-        except Exception:  # noqa: BLE001 - Redis down or slow: the pipeline copes (fails open)
-            logger.warning("fast lane: Redis failed; handing the group to the pipeline",
-                           exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - Redis down or slow: the pipeline copes (fails open)
+            _warn("fast lane: admitting a group failed; handing it to the pipeline", exc)
             return
         # A key taken twice in one group: the second waits for the pipeline (it replays).
         seen: set[tuple[int, str]] = set()
@@ -428,7 +525,8 @@ class _Committer:
         refused: set[_Pending] = set()
         stored: list[tuple[_Pending, _Stored]] = []
         try:
-            async with self._connection() as conn, conn.cursor() as cursor:
+            arrived = min(item.arrived for item in ready)
+            async with self._connection(arrived) as conn, conn.cursor() as cursor:
                 # Sorted: concurrent groups of several processes lock counters in one order.
                 for (workspace_id, start), items in sorted(shares.items()):
                     await cursor.execute(_STORE_SQL, _store_params(workspace_id, start, items))
@@ -451,21 +549,27 @@ class _Committer:
                         )))
                 if refused:
                     return refused  # rolled back by _connection
+                started = time.perf_counter()
                 try:
                     await conn.commit()
-                except Exception:  # noqa: BLE001 - the outcome is unknown: never write it again
-                    logger.exception("fast lane: COMMIT failed; answering 500")
+                except Exception as exc:  # noqa: BLE001 - the outcome is unknown: never write it again
+                    outcome = _commit_failed(exc)
                     for item in ready:
-                        item.answer(_AMBIGUOUS)
+                        item.answer(outcome)
                     return None
                 for item in ready:
                     item.committed = True
+                observe_group(len(ready), time.perf_counter() - started)
+                events_accepted("api-ingest", len(ready), FASTLANE)
                 await _touch(conn, [item.key.key_id for item in ready], datetime.now(UTC))
-        except Exception:  # noqa: BLE001 - PostgreSQL down or slow: nothing was committed
+        except Exception as exc:  # noqa: BLE001 - PostgreSQL down or slow: nothing was committed
             if any(item.future.done() for item in ready):
                 return None
-            logger.warning("fast lane: PostgreSQL failed before COMMIT; handing the group over",
-                           exc_info=True)
+            if _no_connection_in_time(exc):  # the whole group, at once
+                for item in ready:
+                    item.refuse(exc)
+                return None
+            _warn("fast lane: PostgreSQL failed before COMMIT; handing the group over", exc)
             return set(ready)
         await self._broadcast(ready)
         for item, outcome in stored:
@@ -481,8 +585,11 @@ class _Committer:
         try:
             if await self._admit([batch]):
                 await self._write_batch(batch)
-        except Exception:  # noqa: BLE001 - Redis down, or a bug: the pipeline answers
-            logger.warning("fast lane: a batch failed; handing it to the pipeline", exc_info=True)
+        except Exception as exc:  # noqa: BLE001 - Redis down, or a bug: the pipeline answers
+            if _no_connection_in_time(exc):
+                batch.refuse(exc)
+            else:
+                _warn("fast lane: a batch failed; handing it to the pipeline", exc)
         finally:
             batch.hand_over()  # unless answered: 402, rejected events, a new worker, a refusal
 
@@ -495,7 +602,7 @@ class _Committer:
             return  # the pipeline answers 207, or the first rejection's error
         actors = [event.actor for event in valid.events]
         start, end = limits.period(now)
-        async with self._connection() as conn, conn.cursor() as cursor:
+        async with self._connection(batch.arrived) as conn, conn.cursor() as cursor:
             # Each distinct value once: psycopg adapts a text array in Python.
             await cursor.execute(_WORKERS_SQL, [
                 key.workspace_id,
@@ -520,6 +627,7 @@ class _Committer:
             # The counter row is locked from the reservation to COMMIT: both go in one round
             # trip (a reservation that cannot be made fails its statement, so the COMMIT rolls
             # back), never waiting on this event loop in between.
+            started = time.perf_counter()
             try:
                 async with conn.pipeline():
                     await cursor.execute(
@@ -527,11 +635,12 @@ class _Committer:
                     )
                     await conn.commit()
                 batch.committed = True
+                observe_batch_commit(time.perf_counter() - started)
+                events_accepted("api-v1-events", len(rows.rows), FASTLANE)
             except psycopg.errors.DivisionByZero:  # not reserved: the quota (k of n), or the key
                 return
-            except Exception:  # noqa: BLE001 - the outcome is unknown: never write it again
-                logger.exception("fast lane: reserving and COMMIT failed; answering 500")
-                batch.answer(_AMBIGUOUS)
+            except Exception as exc:  # noqa: BLE001 - the outcome is unknown: never write it again
+                batch.answer(_commit_failed(exc))
                 return
             (used,) = await cursor.fetchone()
             await _touch(conn, [key.key_id], now)
@@ -565,6 +674,33 @@ class _Committer:
             warn_failed(", ".join(messages))
 
 
+def _no_connection_in_time(exc: BaseException) -> bool:
+    """No pooled connection (the fast lane's, or Django's for a key look-up) came within the
+    timeout: the request has waited its time, and the pipeline would wait as long again. A
+    connection lost or refused mid-way failed fast: the request is handed over (the database
+    may be back, as after a restart, when the pool still holds connections to the old one)."""
+    return isinstance(exc, PoolTimeout) or isinstance(exc.__cause__, PoolTimeout)
+
+
+def _warn(message: str, exc: BaseException) -> None:
+    """A failure the pipeline answers for: one line when it is the database being unavailable
+    (an outage would flood the log with tracebacks that only say where the request was)."""
+    reason = database_unavailable(exc)
+    if reason is None:
+        logger.warning(message, exc_info=exc)
+    else:
+        logger.warning("%s: %s", message, reason)
+
+
+def _commit_failed(exc: BaseException) -> Any:
+    """The answer to requests whose COMMIT failed: 500 either way (the outcome is unknown, so
+    never written a second time); a lost database is one log line per request, not a trace."""
+    if database_unavailable(exc) is not None:
+        return _Unavailable(exc)
+    logger.exception("fast lane: COMMIT failed; answering 500")
+    return _AMBIGUOUS
+
+
 @sync_to_async
 def _look_up(digest: str) -> bool:
     """The key's look-up from the database into the shared cache (sources.keys.lookup_key),
@@ -587,8 +723,8 @@ async def _touch(conn: psycopg.AsyncConnection, key_ids: list[int], now: datetim
         async with conn.pipeline():
             await conn.execute(*touch_statement(due, now))
             await conn.commit()
-    except Exception:  # noqa: BLE001 - committed already: never answer 500 for last_used_at
-        logger.warning("fast lane: recording the keys' last use failed", exc_info=True)
+    except Exception as exc:  # noqa: BLE001 - committed already: never answer 500 for last_used_at
+        _warn("fast lane: recording the keys' last use failed", exc)
 
 
 _NOT_CONNINFO = frozenset({"pool", "server_side_binding", "isolation_level", "assume_role"})
@@ -756,12 +892,20 @@ class FastLane:
             committer.submit(item)
         try:
             outcome = await item.future
-        except _Handover as handover:
+        except _Handover as handover:  # the pipeline answers and counts it
             return await self._hand_over(scope, body, receive, send, handover.counted)
         secure = self._is_secure(scope, headers)
-        if outcome is _AMBIGUOUS:
+        endpoint = "api-v1-events" if isinstance(item, _Batch) else "api-ingest"
+        if outcome is _AMBIGUOUS or isinstance(outcome, _Unavailable):
             request_id = getattr(item, "request_id", None) or new_request_id()
+            if isinstance(outcome, _Unavailable):
+                current_request_id.set(request_id)  # this request's task: its line names it
+                if item.key is not None:
+                    bind_tenant(item.key.workspace_public_id, item.key.source_public_id)
+                log_database_unavailable_for(scope["method"], scope["path"], outcome.error)
+            request_served(endpoint, FASTLANE, 500)
             return await self._send_internal_error(send, scope, headers, request_id, secure)
+        request_served(endpoint, FASTLANE, outcome.status)
         return await self._send_stored(send, outcome, secure)
 
     def _enabled(self) -> bool:
@@ -798,7 +942,11 @@ class FastLane:
             idem_key = idem_key.decode("latin-1").strip()
             if not idem_key or len(idem_key) > settings.IDEMPOTENCY_KEY_MAX_LENGTH:
                 return None
+        client = scope.get("client")
+        forwarded_for = headers.get(b"x-forwarded-for")
         common = {
+            "peer": client[0] if client else "",
+            "forwarded_for": None if forwarded_for is None else forwarded_for.decode("latin-1"),
             "digest": digest_of(secret),
             "idem_key": idem_key,
             "request_hash": None if idem_key is None else request_hash(scope["path"], body),

@@ -20,6 +20,7 @@ import json
 import os
 import re
 import secrets
+import string
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -28,13 +29,15 @@ from datetime import UTC, datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
 import httpx
+import psycopg
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.servers import (
     all_at_once,
+    clear_redis,
     daphne,
     dashboard_socket,
-    clear_redis,
     manage,
     postgres,
     redis_db_url,
@@ -79,6 +82,7 @@ SPEC = {
         *(f"{name}-{kind}" for kind in KINDS
           for name in ("headers", "idem", "idem-race", "revoke", "bad", "group")),
         "group-pipeline", "dup-fast", "dup-pipeline", "dup-idem-fast", "dup-idem-pipeline",
+        "metrics", "guess",
     ]},
     "burst": {"limit": None, "used": 0, "sources": [f"burst-{kind}" for kind in KINDS]},
     **{f"capped-{kind}": {"limit": QUOTA, "used": 0, "sources": ["q"]} for kind in KINDS},
@@ -91,7 +95,7 @@ SPEC = {
     "v1": {**V1_WORKSPACE, "sources": [
         *(f"{test}-{kind}" for kind in KINDS
           for test in ("served", "shape", "idem", "race", "invalid", "new", "tenant")),
-        "served-pipeline", "shape-pipeline",
+        "served-pipeline", "shape-pipeline", "metrics",
     ]},
     "v1-live": {**V1_WORKSPACE, "sources": ["live"]},
     **{f"v1-{c}-{kind}": {**V1_WORKSPACE, "limit": V1_QUOTA, "sources": ["q"]}
@@ -1415,3 +1419,104 @@ def test_through_the_fast_server_a_batch_refused_for_the_plan_takes_nothing_from
     assert [r.status_code for r in responses] == [402, 402, 402, 201], [r.text for r in responses]
     assert all("ratelimit-remaining" not in r.headers for r in responses[:3])
     assert responses[3].headers["ratelimit-remaining"] == str(FREE_BURST_PER_KEY - 1)
+
+
+# --- metrics and key guessing, on a fast server of their own --------------------------------
+
+METRICS_TOKEN = "fast-lane-metrics-token-0123456789"
+GUESS_LIMIT = 3  # AUTH_FAILURE_LIMIT of the observed server, per hour
+PROXY = "203.0.113.9"  # the guessing client, as the (one trusted) proxy names it
+
+
+@pytest.fixture(scope="module")
+def observed(cluster) -> Iterator[str]:
+    """A fast uvicorn on the cluster's database and Redis with GET /metrics, one trusted proxy
+    hop (X-Forwarded-For names the client) and AUTH_FAILURE_LIMIT of 3 an hour."""
+    env = {**cluster["env"], "METRICS_TOKEN": METRICS_TOKEN, "TRUSTED_PROXY_HOPS": "1",
+           "AUTH_FAILURE_LIMIT": f"{GUESS_LIMIT}/h"}
+    with uvicorn(env, cluster["logs"] / "observed.log") as base:
+        yield base
+
+
+def _scrape(client: httpx.Client, base: str) -> dict[tuple[str, tuple], float]:
+    response = client.get(f"{base}/metrics", headers={"Authorization": f"Bearer {METRICS_TOKEN}"})
+    assert response.status_code == 200, response.text
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text) for sample in family.samples
+    }
+
+
+def test_the_fast_lanes_requests_events_and_commits_are_counted_with_executor_fastlane(
+    cluster, client, observed
+):
+    n, batch_size = 24, 7
+    before = _scrape(client, observed)
+    key = cluster["keys"]["lanes/metrics"]
+    tag = f"metrics-{secrets.token_hex(3)}"
+    singles = all_at_once([lambda i=i: _ingest(client, observed, key, _body(tag, i)) for i in range(n)])
+    assert [r.status_code for r in singles] == [201] * n, [r.text for r in singles]
+    batch = _batch(client, observed, cluster["keys"]["v1/metrics"],
+                   _named(cluster, _events(batch_size, tag)))
+    assert batch.status_code == 202, batch.text
+    after = _scrape(client, observed)
+
+    def moved(name: str, **labels: str) -> float:
+        sample = (name, tuple(sorted(labels.items())))
+        return after.get(sample, 0.0) - before.get(sample, 0.0)
+
+    requests, accepted = "ackly_http_requests_total", "ackly_events_accepted_total"
+    assert moved(requests, endpoint="api-ingest", executor="fastlane", status="201") == n
+    assert moved(requests, endpoint="api-v1-events", executor="fastlane", status="202") == 1
+    assert moved(accepted, endpoint="api-ingest", executor="fastlane") == n
+    assert moved(accepted, endpoint="api-v1-events", executor="fastlane") == batch_size
+    # Served by the fast lane, so counted once: nothing went through the pipeline.
+    for endpoint, status in (("api-ingest", "201"), ("api-v1-events", "202")):
+        assert moved(requests, endpoint=endpoint, executor="pipeline", status=status) == 0
+        assert moved(accepted, endpoint=endpoint, executor="pipeline") == 0
+    groups = moved("ackly_fastlane_group_size_count")
+    assert 1 <= groups <= n
+    assert moved("ackly_fastlane_group_size_sum") == n
+    assert moved("ackly_fastlane_commit_seconds_count", lane="group") == groups
+    assert moved("ackly_fastlane_commit_seconds_count", lane="batch") == 1
+    assert 0 < moved("ackly_fastlane_commit_seconds_sum", lane="batch") < 5
+
+
+def _unknown_key() -> str:
+    return "ak_live_" + "".join(secrets.choice(string.ascii_letters + string.digits)
+                                for _ in range(40))
+
+
+def test_a_blocked_address_guessing_keys_costs_the_fast_lane_no_query_and_gets_429(
+    cluster, client, observed
+):
+    from_proxy = {"X-Forwarded-For": PROXY}
+    valid = cluster["keys"]["lanes/guess"]
+    assert _ingest(client, observed, valid, {"status": "success"}, headers=from_proxy).status_code == 201
+    left = 3600 - time.time() % 3600  # the limit's window is the clock's hour
+    if left < 60:
+        time.sleep(left + 1)
+    for _ in range(GUESS_LIMIT):
+        _assert_error(_ingest(client, observed, _unknown_key(), {"status": "success"},
+                              headers=from_proxy), 401, "invalid_key")
+
+    # With the key table locked, a key look-up would wait for the lock: each answer in time is
+    # one that asked no query. The pipeline answers the 429 from the counter alone.
+    with psycopg.connect(cluster["dsn"]) as lock:
+        lock.execute("SET lock_timeout = '5s'")
+        lock.execute("LOCK TABLE sources_key IN ACCESS EXCLUSIVE MODE")
+        for path, body in (("/api/ingest", {"status": "success"}), (V1, {"events": _events(1, "guess")})):
+            for _ in range(3):
+                started = time.monotonic()
+                response = _ingest(client, observed, _unknown_key(), body, path=path,
+                                   headers=from_proxy)
+                assert time.monotonic() - started < 2, response.text
+                _assert_error(response, 429, "rate_limited")
+                assert 0 < int(response.headers["retry-after"]) <= 3600
+        lock.rollback()
+
+    # Another address is not blocked; the blocked address's cached key still works.
+    _assert_error(_ingest(client, observed, _unknown_key(), {"status": "success"},
+                          headers={"X-Forwarded-For": "198.51.100.4"}), 401, "invalid_key")
+    response = _ingest(client, observed, valid, {"status": "success"}, headers=from_proxy)
+    assert response.status_code == 201, response.text

@@ -12,6 +12,10 @@ where redis-server or PostgreSQL's server binaries are missing.
 * PostgreSQL stopped (immediate shutdown) under concurrent load: every answer is 201/202 or
   the JSON `internal_error` envelope, never HTML; no request is half-stored, the quota counter
   equals the stored rows, and service resumes without restarting the server.
+* PostgreSQL stopped, requests in two waves through the fast lane: each is answered the
+  envelope within DB_POOL_TIMEOUT and a margin (not once per pool it could wait for), and the
+  log has one line per refusal, no traceback. A dashboard page while no connection can be had
+  (Django's test client): Django's 500 page and one log line.
 
 Measurements are printed (`-s`), never asserted: latency with Redis down, recovery times.
 """
@@ -31,6 +35,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from django.db import OperationalError, ProgrammingError
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.test import Client
+from psycopg_pool import PoolTimeout
 
 from ackly import resilient_cache
 from tests.faults import PrivateCluster, PrivateRedis, private_services
@@ -61,7 +69,7 @@ Plan.objects.filter(code="pro").update(burst_per_key=100000, burst_per_workspace
 user = get_user_model().objects.create_user("fran-faults", "fran@example.com", "a-long-passphrase")
 session_key = logged_in_session(user)
 spaces = {}
-for name in ("main", "revive", "silent"):
+for name in ("main", "revive", "silent", "outage"):
     ws = create_workspace(name.title(), "pro", owner=user)
     source, issued = create_source(ws, "Faulty", slug="faulty", allowed_event_types=["fault.check"])
     spaces[name] = {"key": issued.secret, "org": ws.public_id}
@@ -477,3 +485,117 @@ def test_with_postgresql_stopped_the_apis_answer_json_errors_store_nothing_half_
           f"answered 500 internal_error ({replays} of them had committed, replayed on retry); first "
           f"success {recovered_at[0] - restarted:.2f} s after the restart (which took "
           f"{restarted - starting:.2f} s, crash recovery included)")
+
+
+def test_with_postgresql_stopped_a_fast_lane_request_is_answered_within_the_pool_timeout(stack):
+    """A request waits for one pool at most, counted from its arrival: not for the fast lane's
+    and then Django's, nor for a group that was already waiting."""
+    run = secrets.token_hex(4)
+    for path, body in (("/api/ingest", _event(f"warm-{run}")),
+                       ("/api/v1/ingest/events", _batch(f"warm-{run}"))):
+        assert _post(stack, path, body, space="outage").status_code in (201, 202)
+    offset = len(stack.log_text())
+
+    def timed(path: str, body: dict, delay: float) -> tuple[str, httpx.Response, float]:
+        time.sleep(delay)
+        started = time.monotonic()
+        response = _post(stack, path, body, space="outage")
+        return path, response, time.monotonic() - started
+
+    # Two waves a second apart: the second queues behind a group already waiting.
+    calls = [(path, body(f"down-{run}-{wave}-{i}"), wave)
+             for wave in (0.0, 1.0)
+             for path, body, n in (("/api/ingest", _event, 4), ("/api/v1/ingest/events", _batch, 2))
+             for i in range(n)]
+    stack.cluster.stop()
+    try:
+        with ThreadPoolExecutor(len(calls)) as pool:
+            results = list(pool.map(lambda call: timed(*call), calls))
+    finally:
+        stack.cluster.start()
+    for path, response, elapsed in results:
+        _assert_internal_error(response)
+        assert elapsed <= POOL_TIMEOUT_SECONDS + 2, (path, elapsed)
+    time.sleep(0.2)  # the server's last lines reach its log file
+    log = stack.log_text()[offset:]
+    refusals = [line for line in log.splitlines() if "Database unavailable serving POST /api/" in line]
+    assert len(refusals) == len(results), log[-3000:]
+    assert "Traceback" not in log, log[-3000:]
+
+    deadline = time.monotonic() + 30
+    while _post(stack, "/api/ingest", _event(f"back-{run}"), space="outage").status_code != 201:
+        assert time.monotonic() < deadline, "no 201 within 30 s of PostgreSQL's restart"
+        time.sleep(0.2)
+    print(f"\n[faults] PostgreSQL stopped, {len(results)} fast-lane requests in two waves: slowest "
+          f"answer {max(e for _, _, e in results):.2f} s (DB_POOL_TIMEOUT {POOL_TIMEOUT_SECONDS} s)")
+
+
+# --- a page while the database cannot hand out a connection (Django's test client) ------------
+
+
+def _fail_every_query(monkeypatch, error: Exception) -> None:
+    def fail(self):
+        raise error
+
+    monkeypatch.setattr(BaseDatabaseWrapper, "ensure_connection", fail)
+
+
+def _unavailable() -> OperationalError:
+    """What Django raises when its pool has no connection for DB_POOL_TIMEOUT."""
+    error = OperationalError("couldn't get a connection after 3.00 sec")
+    error.__cause__ = PoolTimeout("couldn't get a connection after 3.00 sec")
+    return error
+
+
+def _warnings(caplog) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def _page_with_a_session(settings) -> httpx.Response:
+    client = Client(raise_request_exception=False)
+    # A session cookie: its session is read from the database, in the middleware.
+    client.cookies[settings.SESSION_COOKIE_NAME] = "s" * 32
+    return client.get("/login/")
+
+
+def test_a_dashboard_page_during_an_outage_logs_one_line_and_shows_the_500_page(
+    settings, caplog, monkeypatch
+):
+    settings.DEBUG = False
+    _fail_every_query(monkeypatch, _unavailable())
+    response = _page_with_a_session(settings)
+    assert response.status_code == 500
+    assert b"Server Error (500)" in response.content
+    [record] = _warnings(caplog)
+    assert record.name == "ackly.errors"
+    assert record.exc_info is None
+    assert record.getMessage() == (
+        "Database unavailable serving GET /login/: couldn't get a connection after 3.00 sec"
+    )
+
+
+def test_an_api_request_during_an_outage_logs_one_line_and_answers_the_envelope(
+    settings, caplog, monkeypatch
+):
+    settings.DEBUG = False
+    _fail_every_query(monkeypatch, _unavailable())
+    response = Client(raise_request_exception=False).post(
+        "/api/ingest", {"status": "success"}, content_type="application/json",
+        HTTP_AUTHORIZATION="Bearer ak_live_" + "k" * 40,
+    )
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "internal_error"
+    [record] = _warnings(caplog)
+    assert record.getMessage().startswith("Database unavailable serving POST /api/ingest: ")
+    assert record.exc_info is None
+
+
+def test_any_other_database_error_on_a_page_keeps_djangos_traceback(settings, caplog, monkeypatch):
+    settings.DEBUG = False
+    _fail_every_query(monkeypatch, ProgrammingError("relation does not exist"))
+    response = _page_with_a_session(settings)
+    assert response.status_code == 500
+    [record] = _warnings(caplog)
+    assert record.name == "django.request"
+    assert record.getMessage() == "Internal Server Error: /login/"
+    assert record.exc_info is not None
