@@ -7,6 +7,7 @@ scale-out), so each starts, waits for and stops its servers the same way.
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import threading
@@ -24,7 +25,9 @@ from bench.run import clear_redis, die_with_parent, free_port
 
 __all__ = [
     "ROOT", "all_at_once", "daphne", "dashboard_socket", "dashboard_socket_target",
-    "clear_redis", "free_port", "manage", "postgres", "redis_db_url", "server_env", "uvicorn",
+    "clear_redis", "free_port", "manage", "own_database", "own_redis", "postgres", "redis_db_url",
+    "server_env",
+    "uvicorn",
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -72,10 +75,50 @@ def postgres(url: str, statement: str, database: str | None = None) -> str:
     return urlunsplit(parts._replace(path=f"/{database}")) if database else url
 
 
+@contextmanager
+def own_database(
+    env: dict[str, str], prefix: str, sqlite_dir: Path | None = None
+) -> Iterator[dict[str, str]]:
+    """`env` pointed at a migrated database of its own, for the servers a test starts.
+
+    When `env`'s DATABASE_URL names PostgreSQL: a fresh database `<prefix>_<random>`, dropped
+    afterwards even when the test failed. Otherwise a SQLite file in `sqlite_dir` (a test that
+    needs PostgreSQL checks for it before and passes none).
+    """
+    env = dict(env)
+    url = env.get("DATABASE_URL", "")
+    database = None
+    if url.startswith("postgres"):
+        database = f"{prefix}_{secrets.token_hex(4)}"
+        env["DATABASE_URL"] = postgres(url, f"CREATE DATABASE {database}", database)
+    elif sqlite_dir is not None:
+        env.pop("DATABASE_URL", None)
+        env["SQLITE_PATH"] = str(sqlite_dir / f"{prefix}.sqlite3")
+    else:
+        raise ValueError("own_database: no PostgreSQL in DATABASE_URL and no sqlite_dir given")
+    try:
+        manage(env, "migrate", "--noinput", "-v", "0")
+        yield env
+    finally:
+        if database:
+            postgres(url, f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+
+
 def redis_db_url(db: int) -> str:
     """The configured Redis (REDIS_URL, else the local one) with the test's own DB number."""
     parts = urlsplit(os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0"))
     return urlunsplit(parts._replace(path=f"/{db}"))
+
+
+@contextmanager
+def own_redis(db: int) -> Iterator[str]:
+    """The URL of the test's own Redis DB, its Ackly keys cleared before and after."""
+    url = redis_db_url(db)
+    clear_redis(url)  # an earlier run's cached ids must not leak in
+    try:
+        yield url
+    finally:
+        clear_redis(url)
 
 
 def server_env(**overrides: str) -> dict[str, str]:

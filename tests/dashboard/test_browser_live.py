@@ -9,7 +9,6 @@ stack — nothing here is faked.
 from __future__ import annotations
 
 import email
-import os
 import re
 import secrets
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ import httpx
 import pytest
 
 from tests.dashboard.test_accounts import finish_path
-from tests.servers import daphne, manage, postgres, server_env
+from tests.servers import daphne, manage, own_database, server_env
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
 
@@ -41,19 +40,10 @@ def server(tmp_path_factory) -> Iterator[dict]:
         EMAIL_FILE_PATH=str(mail),
         SIGNUP_RATE_LIMIT="1000/h",  # every sign-up here comes from 127.0.0.1
     )
-    database = None
-    if env.get("DATABASE_URL"):
-        database = f"ackly_e2e_{os.getpid()}"
-        env["DATABASE_URL"] = postgres(env["DATABASE_URL"], f"CREATE DATABASE {database}", database)
-    else:
-        env["SQLITE_PATH"] = str(tmp_path_factory.mktemp("e2e") / "ackly.sqlite3")
-    manage(env, "migrate", "--noinput", "-v", "0")
-    try:
-        with daphne(env, tmp_path_factory.mktemp("e2e-log") / "daphne.log") as base:
-            yield {"base": base, "env": env, "mail": mail}
-    finally:
-        if database:
-            postgres(os.environ["DATABASE_URL"], f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+    with own_database(env, "ackly_e2e", tmp_path_factory.mktemp("e2e")) as env, daphne(
+        env, tmp_path_factory.mktemp("e2e-log") / "daphne.log"
+    ) as base:
+        yield {"base": base, "env": env, "mail": mail}
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ stored verbatim and shown escaped. Every answer is the JSON envelope with a docu
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import socket
 import sqlite3
@@ -23,7 +22,7 @@ import httpx
 import pytest
 
 from ackly.errors import ERROR_CODES
-from tests.servers import daphne, manage, postgres, server_env
+from tests.servers import daphne, manage, own_database, server_env
 
 pytestmark = pytest.mark.server
 
@@ -55,21 +54,11 @@ def server(tmp_path_factory) -> Iterator[dict]:
     """Daphne on its own database (a fresh PostgreSQL one when DATABASE_URL is set, else SQLite)."""
     env = server_env()
     env.pop("REDIS_URL", None)  # one process: the in-memory layer and local caches suffice
-    database = None
-    if env.get("DATABASE_URL"):
-        database = f"ackly_bad_{secrets.token_hex(4)}"
-        env["DATABASE_URL"] = postgres(env["DATABASE_URL"], f"CREATE DATABASE {database}", database)
-    else:
-        env["SQLITE_PATH"] = str(tmp_path_factory.mktemp("bad-input") / "db.sqlite3")
-    try:
-        manage(env, "migrate", "--noinput", "-v", "0")
+    with own_database(env, "ackly_bad", tmp_path_factory.mktemp("bad-input")) as env:
         data = json.loads(manage(env, "shell", "-c", SETUP).strip().splitlines()[-1])
         log = tmp_path_factory.mktemp("bad-input-log") / "daphne.log"
         with daphne(env, log) as base:
             yield {"base": base, "env": env, "log": log, **data}
-    finally:
-        if database:
-            postgres(os.environ["DATABASE_URL"], f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
 
 
 def _rows(server: dict, query: str, *params) -> list[tuple]:

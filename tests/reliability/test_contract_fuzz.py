@@ -15,10 +15,10 @@ and how to run a longer fuzz by hand.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
-import secrets
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.servers import ROOT, clear_redis, daphne, manage, postgres, redis_db_url, server_env
+from tests.servers import ROOT, daphne, manage, own_database, own_redis, server_env
 
 pytestmark = pytest.mark.server
 
@@ -74,29 +74,15 @@ CONFIG = Path(__file__).with_name("schemathesis.toml")  # also the docs' run by 
 def server(tmp_path_factory) -> Iterator[dict]:
     """Daphne on a fresh database (PostgreSQL + Redis db 12 when configured, else SQLite)."""
     env = server_env()
-    database = redis_url = None
-    if env.get("DATABASE_URL"):
-        database = f"ackly_fz_{secrets.token_hex(4)}"
-        env["DATABASE_URL"] = postgres(env["DATABASE_URL"], f"CREATE DATABASE {database}", database)
-    else:
-        env["SQLITE_PATH"] = str(tmp_path_factory.mktemp("fuzz-db") / "db.sqlite3")
-    if env.get("REDIS_URL"):
-        # Cached key and plan look-ups of an earlier run's workspace ids must not leak in.
-        env["REDIS_URL"] = redis_url = redis_db_url(REDIS_DB)
-        clear_redis(redis_url)
-    else:
-        env.pop("REDIS_URL", None)
     work = tmp_path_factory.mktemp("fuzz")
-    try:
-        manage(env, "migrate", "--noinput", "-v", "0")
+    with contextlib.ExitStack() as stack:
+        if env.get("REDIS_URL"):
+            # Cached key and plan look-ups of an earlier run's workspace ids must not leak in.
+            env["REDIS_URL"] = stack.enter_context(own_redis(REDIS_DB))
+        env = stack.enter_context(own_database(env, "ackly_fz", tmp_path_factory.mktemp("fuzz-db")))
         keys = json.loads(manage(env, "shell", "-c", SETUP).strip().splitlines()[-1])
         with daphne(env, work / "daphne.log") as base:
             yield {"base": base, "work": work, "log": work / "daphne.log", **keys}
-    finally:
-        if database:
-            postgres(os.environ["DATABASE_URL"], f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-        if redis_url:
-            clear_redis(redis_url)
 
 
 def schemathesis(server: dict, *args: str) -> subprocess.CompletedProcess:

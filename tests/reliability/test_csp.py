@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.servers import ROOT, daphne, manage, postgres, server_env
+from tests.servers import ROOT, daphne, manage, own_database, server_env
 
 STRICT = {
     "default-src 'self'",
@@ -125,20 +124,10 @@ print(json.dumps({"session": logged_in_session(staff), "cookie": settings.SESSIO
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Iterator[dict]:
     env = server_env()
-    database = None
-    if env.get("DATABASE_URL"):
-        database = f"ackly_csp_{os.getpid()}"
-        env["DATABASE_URL"] = postgres(env["DATABASE_URL"], f"CREATE DATABASE {database}", database)
-    else:
-        env["SQLITE_PATH"] = str(tmp_path_factory.mktemp("csp") / "ackly.sqlite3")
-    try:
-        manage(env, "migrate", "--noinput", "-v", "0")
+    with own_database(env, "ackly_csp", tmp_path_factory.mktemp("csp")) as env:
         data = json.loads(manage(env, "shell", "-c", SETUP).strip().splitlines()[-1])
         with daphne(env, Path(tmp_path_factory.mktemp("csp-log")) / "daphne.log") as base:
             yield {"base": base, **data}
-    finally:
-        if database:
-            postgres(os.environ["DATABASE_URL"], f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
 
 
 # Recorded before any page script runs (an init script is not subject to the page's policy).

@@ -38,7 +38,7 @@ from ackly.errors import ERROR_CODES
 from billing.models import Plan
 from ingest.models import Event, Snapshot, TimelineEvent
 from sources.models import Key
-from tests.servers import manage, postgres, server_env, uvicorn
+from tests.servers import manage, own_database, server_env, uvicorn
 from workspaces.models import Worker
 
 MB = 1024 * 1024
@@ -355,22 +355,13 @@ print(json.dumps({"key": issued.secret}))
 def server(tmp_path_factory) -> Iterator[dict]:
     """uvicorn on its own database (PostgreSQL when DATABASE_URL is set, else SQLite)."""
     env = server_env()
-    database = None
-    if env.get("DATABASE_URL"):
-        database = f"ackly_audit_{secrets.token_hex(4)}"
-        env["DATABASE_URL"] = postgres(env["DATABASE_URL"], f"CREATE DATABASE {database}", database)
-    else:
+    if not env.get("DATABASE_URL", "").startswith("postgres"):
         env.pop("REDIS_URL", None)  # no fast lane without PostgreSQL anyway
-        env["SQLITE_PATH"] = str(tmp_path_factory.mktemp("audit") / "db.sqlite3")
-    try:
-        manage(env, "migrate", "--noinput", "-v", "0")
+    with own_database(env, "ackly_input", tmp_path_factory.mktemp("input")) as env:
         data = json.loads(manage(env, "shell", "-c", SETUP).strip().splitlines()[-1])
-        log = tmp_path_factory.mktemp("audit-log") / "uvicorn.log"
+        log = tmp_path_factory.mktemp("input-log") / "uvicorn.log"
         with uvicorn(env, log) as base:
             yield {"base": base, "log": log, **data}
-    finally:
-        if database:
-            postgres(os.environ["DATABASE_URL"], f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
 
 
 def _head(server: dict, path: str, extra: str = "", host: str = "127.0.0.1") -> bytes:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pytest
 
-from tests.servers import all_at_once, clear_redis, manage, postgres, redis_db_url, server_env, uvicorn
+from tests.servers import all_at_once, manage, own_database, own_redis, server_env, uvicorn
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.server]
 
@@ -71,19 +70,13 @@ def cluster(tmp_path_factory) -> Iterator[dict]:
         pytest.skip("needs PostgreSQL: run with DATABASE_URL=postgres://…")
     if not os.environ.get("REDIS_URL"):
         pytest.skip("needs Redis: run with REDIS_URL=redis://…")
-    database = f"ackly_test_locks_{secrets.token_hex(4)}"
-    redis_url = redis_db_url(REDIS_DB)
-    clear_redis(redis_url)
-    env = server_env(REDIS_URL=redis_url, INGEST_FAST_LANE="1")
-    env["DATABASE_URL"] = postgres(os.environ["DATABASE_URL"], f"CREATE DATABASE {database}", database)
-    try:
-        manage(env, "migrate", "--noinput", "-v", "0")
+    with own_redis(REDIS_DB) as redis_url, own_database(
+        server_env(REDIS_URL=redis_url, INGEST_FAST_LANE="1"), "ackly_test_locks"
+    ) as env:
         data = json.loads(manage(env, "shell", "-c", SETUP).strip().splitlines()[-1])
-        yield {"env": env, "dsn": env["DATABASE_URL"], "database": database,
+        yield {"env": env, "dsn": env["DATABASE_URL"],
+               "database": urlsplit(env["DATABASE_URL"]).path.lstrip("/"),
                "logs": tmp_path_factory.mktemp("lock-order"), **data}
-    finally:
-        postgres(os.environ["DATABASE_URL"], f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-        clear_redis(redis_url)
 
 
 def _sql(dsn: str, query: str, *params) -> list[tuple]:

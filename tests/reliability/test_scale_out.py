@@ -22,10 +22,9 @@ from tests.servers import (
     all_at_once,
     daphne,
     dashboard_socket,
-    clear_redis,
     manage,
-    postgres,
-    redis_db_url,
+    own_database,
+    own_redis,
     server_env,
 )
 
@@ -71,20 +70,13 @@ def cluster(tmp_path_factory) -> Iterator[dict]:
     """Processes A and B on one fresh PostgreSQL database and Redis db 9; their URLs and data."""
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         pytest.skip("needs PostgreSQL: run with DATABASE_URL=postgres://…")
-    database = f"ackly_scale_{secrets.token_hex(4)}"
-    redis_url = redis_db_url(REDIS_DB)
-    clear_redis(redis_url)
-    env = server_env(REDIS_URL=redis_url)
-    env["DATABASE_URL"] = postgres(os.environ["DATABASE_URL"], f"CREATE DATABASE {database}", database)
     logs = tmp_path_factory.mktemp("scale-out")
-    try:
-        manage(env, "migrate", "--noinput", "-v", "0")
+    with own_redis(REDIS_DB) as redis_url, own_database(
+        server_env(REDIS_URL=redis_url), "ackly_scale"
+    ) as env:
         data = json.loads(manage(env, "shell", "-c", SETUP).strip().splitlines()[-1])
         with daphne(env, logs / "a.log") as a, daphne(env, logs / "b.log") as b:
             yield {"a": a, "b": b, "env": env, "dsn": env["DATABASE_URL"], **data}
-    finally:
-        postgres(os.environ["DATABASE_URL"], f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-        clear_redis(redis_url)
 
 
 def _sql(cluster: dict, query: str, *params) -> list[tuple]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import secrets
 from collections.abc import Iterator
 
 import pytest
@@ -21,13 +20,12 @@ from django.test import Client
 
 from ackly.asgi import application
 from tests.servers import (
-    clear_redis,
     daphne,
     dashboard_socket,
     dashboard_socket_target,
     manage,
-    postgres,
-    redis_db_url,
+    own_database,
+    own_redis,
     server_env,
 )
 
@@ -158,19 +156,12 @@ print(json.dumps({"session": logged_in_session(user), "cookie": settings.SESSION
 def live_server_data(tmp_path_factory) -> Iterator[dict]:
     if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
         pytest.skip("needs PostgreSQL: run with DATABASE_URL=postgres://…")
-    database = f"ackly_origin_{secrets.token_hex(4)}"
-    redis_url = redis_db_url(REDIS_DB)
-    clear_redis(redis_url)
-    env = server_env(REDIS_URL=redis_url)
-    env["DATABASE_URL"] = postgres(os.environ["DATABASE_URL"], f"CREATE DATABASE {database}", database)
-    try:
-        manage(env, "migrate", "--noinput", "-v", "0")
+    with own_redis(REDIS_DB) as redis_url, own_database(
+        server_env(REDIS_URL=redis_url), "ackly_origin"
+    ) as env:
         data = json.loads(manage(env, "shell", "-c", SETUP).strip().splitlines()[-1])
         with daphne(env, tmp_path_factory.mktemp("origin") / "daphne.log") as base:
             yield {"base": base, **data}
-    finally:
-        postgres(os.environ["DATABASE_URL"], f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-        clear_redis(redis_url)
 
 
 @pytest.mark.postgres
