@@ -32,8 +32,10 @@ run: migrate
 	@echo "Serving on http://$(HOST):$(PORT)/ with Daphne (Ctrl-C to stop)"
 	$(BIN)/daphne -b $(HOST) -p $(PORT) ackly.asgi:application
 
+# The suite's own process keeps a small PostgreSQL pool too (its servers get theirs from
+# tests/servers.py): with everything it starts, it stays well under max_connections.
 test: install-dev
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	DB_POOL_MAX=$${DB_POOL_MAX:-8} $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install-dev
 	$(BIN)/ruff check .

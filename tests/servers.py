@@ -20,13 +20,14 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
+import pytest
 
 from bench.run import clear_redis, die_with_parent, free_port
 
 __all__ = [
     "ROOT", "all_at_once", "daphne", "dashboard_socket", "dashboard_socket_target",
     "clear_redis", "free_port", "manage", "own_database", "own_redis", "postgres", "redis_db_url",
-    "server_env",
+    "require_postgres_and_redis", "server_env",
     "uvicorn",
 ]
 
@@ -73,6 +74,14 @@ def postgres(url: str, statement: str, database: str | None = None) -> str:
     with psycopg.connect(urlunsplit(parts._replace(path="/postgres")), autocommit=True) as conn:
         conn.execute(statement)
     return urlunsplit(parts._replace(path=f"/{database}")) if database else url
+
+
+def require_postgres_and_redis() -> None:
+    """Skip (with the reason) a fixture whose servers need PostgreSQL and Redis."""
+    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
+        pytest.skip("needs PostgreSQL: run with DATABASE_URL=postgres://…")
+    if not os.environ.get("REDIS_URL"):
+        pytest.skip("needs Redis: run with REDIS_URL=redis://…")
 
 
 @contextmanager
@@ -126,6 +135,9 @@ def server_env(**overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
     env.pop("DJANGO_SETTINGS_MODULE", None)
     env.update(DEBUG="1", ALLOWED_HOSTS="127.0.0.1,localhost", LOG_LEVEL="WARNING")
+    # Small pools: a module may run several servers at once, beside the suite's own pool and
+    # other clients of the same PostgreSQL (max_connections 100 by default).
+    env.update(DB_POOL_MIN="1", DB_POOL_MAX="4")
     env.update(overrides)
     return env
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import secrets
 import string
@@ -35,12 +34,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.servers import (
     all_at_once,
-    clear_redis,
     daphne,
     dashboard_socket,
     manage,
-    postgres,
-    redis_db_url,
+    own_database,
+    own_redis,
+    require_postgres_and_redis,
     server_env,
     uvicorn,
 )
@@ -155,18 +154,11 @@ print(json.dumps(out))
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> Iterator[dict]:
     """The fast and the pipeline Daphne on one fresh database and Redis db 11; URLs and data."""
-    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
-        pytest.skip("needs PostgreSQL: run with DATABASE_URL=postgres://…")
-    if not os.environ.get("REDIS_URL"):
-        pytest.skip("needs Redis: run with REDIS_URL=redis://…")
-    database = f"ackly_test_fastlane_{secrets.token_hex(4)}"
-    redis_url = redis_db_url(REDIS_DB)
-    clear_redis(redis_url)
-    env = server_env(REDIS_URL=redis_url, INGEST_FAST_LANE="1")
-    env["DATABASE_URL"] = postgres(os.environ["DATABASE_URL"], f"CREATE DATABASE {database}", database)
+    require_postgres_and_redis()
     logs = tmp_path_factory.mktemp("fastlane")
-    try:
-        manage(env, "migrate", "--noinput", "-v", "0")
+    with own_redis(REDIS_DB) as redis_url, own_database(
+        server_env(REDIS_URL=redis_url, INGEST_FAST_LANE="1"), "ackly_test_fastlane"
+    ) as env:
         script = SETUP.replace("__SPEC__", repr(json.dumps(SPEC)))
         data = json.loads(manage(env, "shell", "-c", script).strip().splitlines()[-1])
         with daphne(env, logs / "fast.log") as fast, daphne(
@@ -174,9 +166,6 @@ def cluster(tmp_path_factory) -> Iterator[dict]:
         ) as pipeline:
             yield {"fast": fast, "pipeline": pipeline, "env": env, "dsn": env["DATABASE_URL"],
                    "logs": logs, **data}
-    finally:
-        postgres(os.environ["DATABASE_URL"], f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
-        clear_redis(redis_url)
 
 
 @pytest.fixture(scope="module", params=KINDS)

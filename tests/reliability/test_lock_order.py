@@ -13,7 +13,6 @@ has stopped, so every backend has reported its figures).
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -24,7 +23,15 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 import pytest
 
-from tests.servers import all_at_once, manage, own_database, own_redis, server_env, uvicorn
+from tests.servers import (
+    all_at_once,
+    manage,
+    own_database,
+    own_redis,
+    require_postgres_and_redis,
+    server_env,
+    uvicorn,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.server]
 
@@ -66,10 +73,7 @@ print(json.dumps({{"workspace": ws.pk, "rounds": rounds}}))
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> Iterator[dict]:
     """A fresh database and Redis db 14, seeded; the server itself is started by the test."""
-    if not os.environ.get("DATABASE_URL", "").startswith("postgres"):
-        pytest.skip("needs PostgreSQL: run with DATABASE_URL=postgres://…")
-    if not os.environ.get("REDIS_URL"):
-        pytest.skip("needs Redis: run with REDIS_URL=redis://…")
+    require_postgres_and_redis()
     with own_redis(REDIS_DB) as redis_url, own_database(
         server_env(REDIS_URL=redis_url, INGEST_FAST_LANE="1"), "ackly_test_locks"
     ) as env:

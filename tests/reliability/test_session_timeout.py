@@ -103,16 +103,21 @@ def test_the_expiry_is_renewed_at_most_once_a_minute(client, member, page, clock
     assert session_writes(client, page) == (True, 0)
 
 
-def test_a_session_past_the_absolute_maximum_is_signed_out_however_active(
-    client, member, page, clock
-):
-    client.force_login(member)
+def stay_active_until_the_maximum(client, page, clock) -> None:
+    """A request every half idle period: signed in throughout, signed out at the maximum."""
     step = idle() // 2
     for _ in range(max_age() // step - 1):
         clock.advance(step)
         assert signed_in(client.get(page))
     clock.advance(max_age() - (max_age() // step - 1) * step)
     assert not signed_in(client.get(page))
+
+
+def test_a_session_past_the_absolute_maximum_is_signed_out_however_active(
+    client, member, page, clock
+):
+    client.force_login(member)
+    stay_active_until_the_maximum(client, page, clock)
     # A fresh sign-in starts a fresh clock.
     client.force_login(member)
     assert signed_in(client.get(page))
@@ -125,12 +130,7 @@ def test_a_session_made_without_the_sign_in_stamp_starts_its_clock_at_first_use(
     client.cookies[django_settings.SESSION_COOKIE_NAME] = logged_in_session(member)
     clock.advance(idle() // 2)
     assert signed_in(client.get(page))  # its clock starts here, not at the seeding
-    step = idle() // 2
-    for _ in range(max_age() // step - 1):
-        clock.advance(step)
-        assert signed_in(client.get(page))
-    clock.advance(max_age() - (max_age() // step - 1) * step)
-    assert not signed_in(client.get(page))
+    stay_active_until_the_maximum(client, page, clock)
 
 
 @pytest.mark.django_db(transaction=True)
