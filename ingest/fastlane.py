@@ -53,10 +53,11 @@ import json
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict, cast, overload
 
 import psycopg
 from asgiref.sync import sync_to_async
@@ -212,6 +213,30 @@ class _Batch(_Request):
     requires_developer_api = True
 
 
+if TYPE_CHECKING:
+    # What `_Committer._admit` returns, for the type checker only: the same objects, their key
+    # read and their burst counted (annotations cost the hot path nothing; checks would).
+    class _AdmittedPending(_Pending):
+        key: KeyContext
+        burst: BurstState
+
+    class _AdmittedBatch(_Batch):
+        key: KeyContext
+        burst: BurstState
+
+
+class _Common(TypedDict):
+    """The fields `FastLane._request` gives either kind of request."""
+
+    peer: str
+    forwarded_for: str | None
+    digest: str
+    idem_key: str | None
+    request_hash: str | None
+    received_at: datetime
+    future: asyncio.Future[Any]
+
+
 @dataclass(frozen=True)
 class _Stored:
     """A committed request: what its 201 or 202 reports."""
@@ -318,11 +343,11 @@ class _Committer:
 
         db = settings.DATABASES["default"]
         options = {k: v for k, v in db.get("OPTIONS", {}).items() if k not in _NOT_CONNINFO}
-        kwargs = {"dbname": db["NAME"], **options}
-        for name, key in (("user", "USER"), ("password", "PASSWORD"), ("host", "HOST"),
-                          ("port", "PORT")):
-            if db.get(key):
-                kwargs[name] = str(db[key])
+        kwargs: dict[str, Any] = {"dbname": db["NAME"], **options}
+        for name, value in (("user", db.get("USER")), ("password", db.get("PASSWORD")),
+                            ("host", db.get("HOST")), ("port", db.get("PORT"))):
+            if value:
+                kwargs[name] = str(value)
         pool = db.get("OPTIONS", {}).get("pool")
         self.pool_timeout = float(
             pool.get("timeout", POOL_TIMEOUT_SECONDS) if isinstance(pool, dict)
@@ -334,7 +359,8 @@ class _Committer:
             open=False,
         )
         self.redis = redis.asyncio.Redis.from_url(
-            settings.REDIS_URL, socket_connect_timeout=0.25, socket_timeout=0.5,
+            cast(str, settings.REDIS_URL),  # not None: only made once fast_lane_available()
+            socket_connect_timeout=0.25, socket_timeout=0.5,
         )
         self.layer = get_channel_layer()
         self.channel_prefix = layer_prefix()
@@ -385,8 +411,12 @@ class _Committer:
                         await conn.rollback()
 
     # 1. Keys and burst windows: one Redis round trip (two when keys are new to this process).
-    async def _admit(self, group: list[_Pending]) -> list[_Pending]:
-        missing: dict[str, list[_Pending]] = defaultdict(list)
+    @overload
+    async def _admit(self, group: list[_Pending]) -> list[_AdmittedPending]: ...
+    @overload
+    async def _admit(self, group: list[_Batch]) -> list[_AdmittedBatch]: ...
+    async def _admit(self, group: Sequence[_Request]) -> list[Any]:
+        missing: dict[str, list[_Request]] = defaultdict(list)
         for item in group:
             if item.digest not in self.keys:
                 missing[item.digest].append(item)
@@ -400,7 +430,7 @@ class _Committer:
         now = time.time()
         pipe = self.redis.pipeline(transaction=False)
         pipe.mget([self._key_name(d) for d in digests])
-        counted: list[_Pending] = []
+        counted: list[_Request] = []
         window = settings.RATELIMIT_WINDOW_SECONDS + 1
         for item in group:
             cached = self.keys.get(item.digest)
@@ -418,7 +448,7 @@ class _Committer:
             return []
         replies = await pipe.execute()
         fresh = dict(zip(digests, replies[0], strict=True))
-        admitted = []
+        admitted: list[_Request] = []
         for n, item in enumerate(counted):
             item.counts = [replies[1 + 4 * n], replies[3 + 4 * n]]
             raw = fresh.get(item.digest)
@@ -439,7 +469,7 @@ class _Committer:
             admitted.append(item)
         return admitted
 
-    async def _load_keys(self, missing: dict[str, list[_Pending]]) -> None:
+    async def _load_keys(self, missing: dict[str, list[_Request]]) -> None:
         """Keys new to this process, from the shared cache, with the failure counters of their
         requests' addresses in the same round trip. A key not cached is looked up in the
         database unless every request naming it comes from an address past AUTH_FAILURE_LIMIT
@@ -452,10 +482,11 @@ class _Committer:
             for items in missing.values() for item in items
         }
         addresses = list(counters)
-        values = await self.redis.mget(
+        # Bytes (decode_responses is off): redis-py's types cannot tell, so they say bytes | str.
+        values = cast("list[bytes | None]", await self.redis.mget(
             [self._key_name(d) for d in digests]
             + [self.burst_cache.make_key(counters[a]) for a in addresses]
-        )
+        ))
         limit, _window = failure_limit()
         blocked = {
             address for address, raw in zip(addresses, values[len(digests):], strict=True)
@@ -468,7 +499,7 @@ class _Committer:
                 if unavailable is None:
                     try:
                         if await _look_up(digest):
-                            raw = await self.redis.get(self._key_name(digest))
+                            raw = cast("bytes | None", await self.redis.get(self._key_name(digest)))
                     except Exception as exc:
                         if not _no_connection_in_time(exc):
                             raise
@@ -495,7 +526,7 @@ class _Committer:
             return
         # A key taken twice in one group: the second waits for the pipeline (it replays).
         seen: set[tuple[int, str]] = set()
-        ready = []
+        ready: list[_AdmittedPending] = []
         for item in admitted:
             if item.idem_key is not None:
                 claim = (item.key.source_id, item.idem_key)
@@ -515,15 +546,15 @@ class _Committer:
             ready = [item for item in ready if item not in refused]
 
     # 2-4. The statements, the COMMIT, the broadcast.
-    async def _store(self, ready: list[_Pending]) -> set[_Pending] | None:
+    async def _store(self, ready: list[_AdmittedPending]) -> set[_AdmittedPending] | None:
         """Write `ready` in one transaction; None when done, else the requests that could not
         be (the transaction was rolled back: the caller retries the others)."""
-        shares: dict[tuple[int, datetime], list[_Pending]] = defaultdict(list)
+        shares: dict[tuple[int, datetime], list[_AdmittedPending]] = defaultdict(list)
         for item in ready:
             start, _end = item.key.limits.period(item.received_at)
             shares[(item.key.workspace_id, start)].append(item)
-        refused: set[_Pending] = set()
-        stored: list[tuple[_Pending, _Stored]] = []
+        refused: set[_AdmittedPending] = set()
+        stored: list[tuple[_AdmittedPending, _Stored]] = []
         try:
             arrived = min(item.arrived for item in ready)
             async with self._connection(arrived) as conn, conn.cursor() as cursor:
@@ -583,8 +614,9 @@ class _Committer:
 
     async def _run_batch(self, batch: _Batch) -> None:
         try:
-            if await self._admit([batch]):
-                await self._write_batch(batch)
+            admitted = await self._admit([batch])
+            if admitted:
+                await self._write_batch(admitted[0])
         except Exception as exc:  # noqa: BLE001 - Redis down, or a bug: the pipeline answers
             if _no_connection_in_time(exc):
                 batch.refuse(exc)
@@ -593,7 +625,7 @@ class _Committer:
         finally:
             batch.hand_over()  # unless answered: 402, rejected events, a new worker, a refusal
 
-    async def _write_batch(self, batch: _Batch) -> None:
+    async def _write_batch(self, batch: _AdmittedBatch) -> None:
         key = batch.key
         limits = key.limits
         now = batch.received_at
@@ -650,7 +682,7 @@ class _Committer:
             batch.request_id,
         ))
 
-    async def _broadcast(self, ready: list[_Pending]) -> None:
+    async def _broadcast(self, ready: list[_AdmittedPending]) -> None:
         by_workspace: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for item in ready:
             key = item.key
@@ -736,7 +768,7 @@ def _usable(key: KeyContext) -> bool:
     )
 
 
-def _store_params(workspace_id: int, start: datetime, items: list[_Pending]) -> list[Any]:
+def _store_params(workspace_id: int, start: datetime, items: list[_AdmittedPending]) -> list[Any]:
     n = len(items)
     limit = items[0].key.limits.monthly_event_limit
     claims = [i for i in items if i.idem_key is not None]
@@ -804,7 +836,7 @@ def _same(moment: datetime) -> datetime:
     return moment  # psycopg sends aware datetimes as timestamptz
 
 
-def _reserve_params(batch: _Batch, start: datetime, n: int, body: str) -> list[Any]:
+def _reserve_params(batch: _AdmittedBatch, start: datetime, n: int, body: str) -> list[Any]:
     key = batch.key
     claimed = batch.idem_key is not None
     claim = [
@@ -924,7 +956,7 @@ class FastLane:
 
     def _request(
         self, scope, headers: dict[bytes, bytes], body: bytes, within_limit: bool
-    ) -> _Request | None:
+    ) -> _Pending | _Batch | None:
         """The request, checked as far as it can be without I/O; None: the pipeline answers."""
         if not within_limit or not self._host_allowed(headers):
             return None
@@ -937,14 +969,15 @@ class FastLane:
         secret = secret.strip()
         if scheme.lower() != "bearer" or not is_well_formed(secret):
             return None
-        idem_key = headers.get(b"idempotency-key")
-        if idem_key is not None:
-            idem_key = idem_key.decode("latin-1").strip()
+        idem_key: str | None = None
+        idem_header = headers.get(b"idempotency-key")
+        if idem_header is not None:
+            idem_key = idem_header.decode("latin-1").strip()
             if not idem_key or len(idem_key) > settings.IDEMPOTENCY_KEY_MAX_LENGTH:
                 return None
         client = scope.get("client")
         forwarded_for = headers.get(b"x-forwarded-for")
-        common = {
+        common: _Common = {
             "peer": client[0] if client else "",
             "forwarded_for": None if forwarded_for is None else forwarded_for.decode("latin-1"),
             "digest": digest_of(secret),
