@@ -23,6 +23,19 @@ first socket is accepted: a subscription made while the layer was reconnecting c
 feed. A room that cannot subscribe at all refuses the socket, which
 the page retries the same way. (A Redis blip shorter than a heartbeat can go unnoticed; the
 next reconnect or reload of the page fetches what it missed.)
+
+A socket lives no longer than the session and membership that opened it. Each process keeps
+one `Line` per signed-in user with sockets in it: a channel in the user's group
+(`user_group`), which workspaces/signals.py tells when the account changes. "end" closes
+the sockets of one session (logout) or all of them (user deleted) with 4401; "recheck"
+makes each socket (or those of one workspace, on a membership's deletion) check its session,
+user and membership again (`access_code`): 4401 when the session is over or the user is
+inactive, 4403 when the membership is gone. A password change makes every other session's
+stored hash stale (4401); the session that changed it lives on under a new key, so its
+sockets close with SESSION_MOVED and reconnect with the browser's new cookie. Every
+RECHECK_SECONDS each socket checks again anyway: sessions that expire (idle or absolute
+timeout, ackly/sessions.py) end their sockets within that time, and so does a change whose
+message was lost (a Redis blip, a queryset `update()` that sends no signal).
 """
 
 from __future__ import annotations
@@ -32,22 +45,40 @@ import contextlib
 import itertools
 import json
 import logging
+import random
 import weakref
+from importlib import import_module
 from typing import Any
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from channels.layers import get_channel_layer
+from django.conf import settings
+from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
+from django.utils.crypto import constant_time_compare, salted_hmac
 
 from ackly.metrics import socket_closed, socket_opened
 from ingest.broadcast import MESSAGE_TYPE, workspace_group
-from workspaces.models import Membership
+from workspaces.models import Membership, Workspace
 
 logger = logging.getLogger(__name__)
 
-# Close codes before accept (SPEC §6): the page stops retrying on these.
+# Close codes before accept (SPEC §6) and when the session or membership ends: the page
+# stops retrying on these.
 NOT_LOGGED_IN = 4401
 NOT_A_MEMBER = 4403
+# The socket's session moved to a new key (the password was changed in it): the page
+# reconnects, and the handshake decides with the browser's new cookie.
+SESSION_MOVED = 4001
+
+ACCOUNT_TYPE = "ackly.account"
+# Every socket checks its session, user and membership again this often (with jitter, so a
+# process's sockets do not all query at once): two indexed queries each.
+RECHECK_SECONDS = 60.0
+# A password change is seen (post_save) a moment before Django moves the changing session to
+# a new key (update_session_auth_hash, same request): a socket whose session still holds the
+# old hash looks again after this long before it is told it is signed out.
+MOVE_GRACE_SECONDS = 0.3
 
 # The longest a message waits to share a frame (only when the previous frame left less than
 # this long ago). Adds at most this to the live latency of a busy workspace.
@@ -181,6 +212,161 @@ class Room:
                 self.sockets.discard(socket)
 
 
+def user_group(user_pk: int) -> str:
+    """The group every socket of one user joins. Only the server names groups: knowing it
+    gives a browser nothing, and it carries account notices, never workspace data."""
+    return f"user.{user_pk}"
+
+
+def session_tag(session_key: str) -> str:
+    """Names a session in account notices without sending its key through Redis."""
+    return salted_hmac("ackly.sockets.session", session_key).hexdigest()[:32]
+
+
+class Line:
+    """One user's sockets in this process, and the one channel that hears the user's group."""
+
+    def __init__(self, lines: dict[str, Line], layer: Any, group: str) -> None:
+        self.lines = lines
+        self.layer = layer
+        self.group = group
+        self.sockets: set[WorkspaceConsumer] = set()
+        self.channel: str | None = None
+        self.task: asyncio.Task | None = None
+        self.opened = asyncio.Event()
+        self.closed = False
+
+    async def open(self) -> None:
+        try:
+            self.channel = await self.layer.new_channel()
+            await self.layer.group_add(self.group, self.channel)
+            self.task = asyncio.get_running_loop().create_task(self._listen())
+        finally:
+            self.opened.set()
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.lines.get(self.group) is self:
+            del self.lines[self.group]
+        if self.task is not None and self.task is not asyncio.current_task():
+            self.task.cancel()
+        if self.channel is not None:
+            try:
+                await self.layer.group_discard(self.group, self.channel)
+            except Exception:  # noqa: BLE001 - the layer may be the thing that failed
+                logger.debug("group_discard failed for %s", self.group, exc_info=True)
+
+    async def _listen(self) -> None:
+        while True:
+            message = await self.layer.receive(self.channel)
+            if message.get("type") != ACCOUNT_TYPE:
+                continue
+            try:
+                self.hear(message)
+            except Exception:  # noqa: BLE001 - one bad notice must not end the line
+                logger.exception("Dropped an account notice for %s", self.group)
+
+    def hear(self, message: dict[str, Any]) -> None:
+        action = message.get("do")
+        for socket in list(self.sockets):
+            if action == "end":
+                session = message.get("session")
+                if session is None or session == socket.session_tag:
+                    socket.spawn(socket.end(NOT_LOGGED_IN))
+            elif action == "recheck":
+                workspace = message.get("workspace")
+                if workspace is None or workspace == socket.workspace_pk:
+                    socket.spawn(socket.recheck(grace=True))
+
+
+# Lines per event loop and user group.
+_lines: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Line]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def join_line(group: str, socket: WorkspaceConsumer) -> Line:
+    """The socket's line (made and subscribed for the user's first socket); raises if the
+    layer fails."""
+    lines = _lines.setdefault(asyncio.get_running_loop(), {})
+    line = lines.get(group)
+    if line is None:
+        line = lines[group] = Line(lines, get_channel_layer(), group)
+        line.sockets.add(socket)
+        try:
+            await line.open()
+        except BaseException:
+            line.sockets.discard(socket)
+            await line.close()
+            raise
+        return line
+    line.sockets.add(socket)
+    await line.opened.wait()  # a notice sent before the subscription would be lost
+    if line.closed:
+        line.sockets.discard(socket)
+        raise ConnectionError(f"the line of {group} could not subscribe")
+    return line
+
+
+async def leave_line(line: Line, socket: WorkspaceConsumer) -> None:
+    line.sockets.discard(socket)
+    if not line.sockets:
+        await line.close()
+
+
+def _session_store(session_key: str):
+    return import_module(settings.SESSION_ENGINE).SessionStore(session_key)
+
+
+def _hash_holds(session_hash: Any, user) -> bool:
+    """Django's own test (django.contrib.auth.get_user), fallback secret keys included."""
+    if not isinstance(session_hash, str):
+        return False
+    return any(
+        constant_time_compare(session_hash, candidate)
+        for candidate in [user.get_session_auth_hash(), *user.get_session_auth_fallback_hash()]
+    )
+
+
+STALE = -1  # the session holds an old password's hash (a close code after the grace)
+
+
+def access_code(
+    session_key: str | None, user_pk: int, workspace_pk: int, opened_with: str
+) -> int | None:
+    """None while the socket may stay open; else why not: 4401, 4403, SESSION_MOVED or STALE.
+
+    `opened_with` is the user's session auth hash when the socket opened. A socket opened
+    without a session (tests that set scope["user"] directly) is checked for its user and
+    membership only.
+    """
+    membership = (
+        Membership.objects.filter(user_id=user_pk, workspace_id=workspace_pk, user__is_active=True)
+        .select_related("user")
+        .first()
+    )
+    if membership is not None:
+        user = membership.user
+    else:
+        user = get_user_model()._default_manager.filter(pk=user_pk, is_active=True).first()
+        if user is None:
+            return NOT_LOGGED_IN
+    if session_key is not None:
+        store = _session_store(session_key)
+        data = store.load()  # {} when missing or expired
+        if not data:
+            moved = (not constant_time_compare(opened_with, user.get_session_auth_hash())
+                     and not store.exists(session_key))
+            return SESSION_MOVED if moved else NOT_LOGGED_IN
+        if str(data.get(SESSION_KEY)) != user._meta.pk.value_to_string(user):
+            return NOT_LOGGED_IN
+        if not _hash_holds(data.get(HASH_SESSION_KEY), user):
+            return STALE
+    return None if membership is not None else NOT_A_MEMBER
+
+
 # Rooms per event loop (a server has one; tests make one per test) and workspace group.
 _rooms: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, Room]] = (
     weakref.WeakKeyDictionary()
@@ -214,22 +400,52 @@ async def leave(room: Room, socket: WorkspaceConsumer) -> None:
 
 
 class WorkspaceConsumer(AsyncWebsocketConsumer):
-    """Accepts only a logged-in member of the workspace in the URL, then relays its broadcasts."""
+    """Accepts only a logged-in member of the workspace in the URL, then relays its broadcasts
+    until the session or the membership ends."""
 
     # No channel of its own: the socket's Room hears the group for all the process's sockets
-    # of the workspace (with pub/sub, a channel per socket was a SUBSCRIBE per socket).
+    # of the workspace (with pub/sub, a channel per socket was a SUBSCRIBE per socket), and its
+    # Line hears the user's group for all the process's sockets of the user.
     channel_layer_alias = None
     room: Room | None = None
+    line: Line | None = None
     live = False  # accepted: frames may be sent
+    ended = False  # told to close: no more frames, no more checks
+    session_key: str | None = None
+    session_tag: str | None = None
+    workspace_pk: int | None = None
+    user_pk: int | None = None
+    opened_with = ""
 
     async def connect(self) -> None:
+        self.tasks: set[asyncio.Task] = set()
         user = self.scope.get("user")
         org_id = self.scope["url_route"]["kwargs"]["org_id"]
         if user is None or not user.is_authenticated:
             await self.close(code=NOT_LOGGED_IN)
             return
-        if not await self._is_member(user.pk, org_id):
-            await self.close(code=NOT_A_MEMBER)
+        session = self.scope.get("session")
+        if session is not None and session.session_key:
+            self.session_key = session.session_key
+            self.session_tag = session_tag(session.session_key)
+        self.opened_with = user.get_session_auth_hash()
+        self.user_pk = user.pk
+        # On the user's line before the check: a logout or removal committed after the check
+        # is heard; one committed before it is seen by the check.
+        try:
+            self.line = await join_line(user_group(user.pk), self)
+        except Exception:  # noqa: BLE001 - the channel layer is down: the page retries
+            logger.warning("Refused a live socket for %s: the channel layer failed", org_id)
+            await self.close()
+            return
+        self.workspace_pk = await self._workspace_pk(org_id)
+        code = NOT_A_MEMBER
+        if self.workspace_pk is not None:
+            code = await self._access_code(user.pk)
+        if code is not None:
+            await self.end(NOT_A_MEMBER if code == NOT_A_MEMBER else NOT_LOGGED_IN)
+            return
+        if self.ended:  # told to close while checking
             return
         # In the room before the page hears "open": whatever commits after the page's
         # catch-up fetch (sent on open) reaches it live.
@@ -239,20 +455,69 @@ class WorkspaceConsumer(AsyncWebsocketConsumer):
             logger.warning("Refused a live socket for %s: the channel layer failed", org_id)
             await self.close()
             return
+        if self.ended:  # told to close while joining the room
+            return
         await self.accept()
         self.live = True
         socket_opened()
+        self.spawn(self._recheck_every())
 
     async def disconnect(self, code: int) -> None:
+        self.ended = True
         if self.live:
             self.live = False  # counted once, however often the socket is told it closed
             socket_closed()
+        for task in list(getattr(self, "tasks", ())):
+            if task is not asyncio.current_task():
+                task.cancel()
         if self.room is not None:
             await leave(self.room, self)
+        if self.line is not None:
+            await leave_line(self.line, self)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         """Push-only: whatever the page sends is ignored."""
 
+    def spawn(self, coroutine) -> None:
+        """Run `coroutine` beside the socket; cancelled when it disconnects."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def end(self, code: int) -> None:
+        """Close the socket now, with `code`; nothing more is sent to it."""
+        if self.ended:
+            return
+        self.ended = True
+        if self.room is not None:
+            self.room.sockets.discard(self)  # no frame after the close
+        with contextlib.suppress(Exception):  # already closing
+            await self.close(code=code)
+
+    async def recheck(self, grace: bool = False) -> None:
+        """Check the session, user and membership again; end the socket when one is over."""
+        if self.ended or self.workspace_pk is None or self.user_pk is None:
+            return
+        code = await self._access_code(self.user_pk)
+        if code == STALE and grace:
+            await asyncio.sleep(MOVE_GRACE_SECONDS)
+            code = await self._access_code(self.user_pk)
+        if code is not None and not self.ended:
+            await self.end(NOT_LOGGED_IN if code == STALE else code)
+
+    async def _recheck_every(self) -> None:
+        while not self.ended:
+            await asyncio.sleep(RECHECK_SECONDS * random.uniform(0.9, 1.1))  # noqa: S311
+            try:
+                await self.recheck()
+            except Exception:  # noqa: BLE001 - the database is down: the next round tries again
+                logger.warning("Could not recheck a live socket's session", exc_info=True)
+
+    async def _access_code(self, user_pk: int) -> int | None:
+        return await database_sync_to_async(access_code)(
+            self.session_key, user_pk, self.workspace_pk, self.opened_with
+        )
+
     @database_sync_to_async
-    def _is_member(self, user_id: int, org_id: str) -> bool:
-        return Membership.objects.filter(user_id=user_id, workspace__public_id=org_id).exists()
+    def _workspace_pk(self, org_id: str) -> int | None:
+        return Workspace.objects.filter(public_id=org_id).values_list("pk", flat=True).first()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import pytest
 from channels.db import database_sync_to_async
@@ -10,13 +11,19 @@ from channels.layers import InMemoryChannelLayer, get_channel_layer
 from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
+from django.contrib.sessions.models import Session
 from django.db import connections
 from django.test import Client
+from django.urls import reverse
+from django.utils import timezone
 
 from ackly.asgi import application
 from ackly.routing import websocket_urlpatterns
 from ingest.broadcast import workspace_group
+from workspaces.consumers import SESSION_MOVED
+from workspaces.models import Membership
 
 # Transactional: the consumer reads from another thread (plans come back after each flush).
 pytestmark = [
@@ -296,3 +303,171 @@ class TestThroughTheFullStack:
         communicator = through_asgi(path_for(workspace), cookie, origin=b"https://evil.example")
         connected, _ = await communicator.connect()
         assert not connected
+
+
+class TestASocketEndsWithItsSessionAndMembership:
+    """Logout, a password change, deactivation, removal, the workspace's deletion and an expired
+    session each close the sockets they concern within a second (STYLE.md, Realtime)."""
+
+    PASSWORD = "correct-horse-battery"
+
+    @staticmethod
+    @database_sync_to_async
+    def signed_in(user) -> Client:
+        """A browser signed in as `user` (its own session)."""
+        client = Client()
+        client.force_login(user)
+        return client
+
+    @staticmethod
+    def cookie_of(client: Client) -> bytes:
+        name = settings.SESSION_COOKIE_NAME
+        return f"{name}={client.cookies[name].value}".encode()
+
+    async def open(self, client: Client, ws) -> WebsocketCommunicator:
+        communicator = through_asgi(path_for(ws), self.cookie_of(client))
+        connected, _ = await communicator.connect()
+        assert connected
+        return communicator
+
+    @staticmethod
+    async def closed_with(communicator: WebsocketCommunicator) -> int:
+        output = await communicator.receive_output(timeout=1)
+        assert output["type"] == "websocket.close", output
+        return output["code"]
+
+    @staticmethod
+    async def still_open(communicator: WebsocketCommunicator, ws) -> None:
+        await broadcast(ws, {"type": "events", "items": [{"id": "still-here"}]})
+        assert (await communicator.receive_json_from(timeout=2))["items"] == [{"id": "still-here"}]
+        await communicator.disconnect()
+
+    async def test_logging_out_closes_that_sessions_sockets_with_4401_and_no_others(
+        self, member, workspace
+    ):
+        browser, other_browser = await self.signed_in(member), await self.signed_in(member)
+        first = await self.open(browser, workspace)
+        second = await self.open(browser, workspace)
+        elsewhere = await self.open(other_browser, workspace)
+
+        response = await database_sync_to_async(browser.post)(reverse("logout"))
+        assert response.status_code == 302
+
+        assert await self.closed_with(first) == 4401
+        assert await self.closed_with(second) == 4401
+        await self.still_open(elsewhere, workspace)
+
+    async def test_a_password_change_closes_the_other_sessions_sockets_with_4401(
+        self, member, workspace
+    ):
+        changer, other_browser = await self.signed_in(member), await self.signed_in(member)
+        own = await self.open(changer, workspace)
+        elsewhere = await self.open(other_browser, workspace)
+
+        response = await database_sync_to_async(changer.post)(reverse("password_change"), {
+            "old_password": self.PASSWORD,
+            "new_password1": "a-new-unusual-passphrase", "new_password2": "a-new-unusual-passphrase",
+        })
+        assert response.status_code == 302
+
+        assert await self.closed_with(elsewhere) == 4401
+        # The changing session goes on under a new key: its socket reconnects with it.
+        assert await self.closed_with(own) == SESSION_MOVED
+        assert SESSION_MOVED not in (4401, 4403)
+        again = await self.open(changer, workspace)
+        await self.still_open(again, workspace)
+        connected, code = await through_asgi(
+            path_for(workspace), self.cookie_of(other_browser)
+        ).connect()
+        assert (connected, code) == (False, 4401)
+
+    async def test_deactivating_the_user_closes_every_socket_with_4401(
+        self, member, workspace
+    ):
+        first = await self.open(await self.signed_in(member), workspace)
+        second = await self.open(await self.signed_in(member), workspace)
+
+        @database_sync_to_async
+        def deactivate():
+            user = get_user_model().objects.get(pk=member.pk)  # as the admin loads it
+            user.is_active = False
+            user.save()
+
+        await deactivate()
+        assert await self.closed_with(first) == 4401
+        assert await self.closed_with(second) == 4401
+
+    async def test_saving_the_user_without_changing_credentials_closes_nothing(
+        self, member, workspace
+    ):
+        socket = await self.open(await self.signed_in(member), workspace)
+
+        @database_sync_to_async
+        def rename():
+            user = get_user_model().objects.get(pk=member.pk)
+            user.first_name = "Mario"
+            user.save()
+
+        await rename()
+        await self.still_open(socket, workspace)
+
+    async def test_removal_from_the_workspace_closes_its_sockets_with_4403_and_no_others(
+        self, member, workspace, free_workspace
+    ):
+        await database_sync_to_async(Membership.objects.create)(
+            workspace=free_workspace, user=member
+        )
+        browser = await self.signed_in(member)
+        removed = await self.open(browser, workspace)
+        kept = await self.open(browser, free_workspace)
+
+        await database_sync_to_async(
+            Membership.objects.filter(workspace=workspace, user=member).delete
+        )()
+
+        assert await self.closed_with(removed) == 4403
+        await self.still_open(kept, free_workspace)
+
+    async def test_deleting_the_workspace_closes_every_members_socket_with_4403(
+        self, owner, member, workspace
+    ):
+        owners = await self.open(await self.signed_in(owner), workspace)
+        members = await self.open(await self.signed_in(member), workspace)
+
+        await database_sync_to_async(workspace.delete)()
+
+        assert await self.closed_with(owners) == 4403
+        assert await self.closed_with(members) == 4403
+
+    async def test_deleting_the_user_closes_every_socket_with_4401(self, member, workspace):
+        socket = await self.open(await self.signed_in(member), workspace)
+        await database_sync_to_async(get_user_model().objects.filter(pk=member.pk).delete)()
+        assert await self.closed_with(socket) in (4401, 4403)  # both notices race; either ends it
+
+    async def test_a_session_that_expires_while_open_closes_its_socket_with_4401(
+        self, member, workspace, monkeypatch
+    ):
+        monkeypatch.setattr("workspaces.consumers.RECHECK_SECONDS", 0.3)
+        browser = await self.signed_in(member)
+        socket = await self.open(browser, workspace)
+        assert await socket.receive_nothing(timeout=0.5)  # checked, and still valid
+
+        @database_sync_to_async
+        def expire():  # what the idle timeout does: the row's expiry passes, nothing is sent
+            key = browser.cookies[settings.SESSION_COOKIE_NAME].value
+            Session.objects.filter(session_key=key).update(
+                expire_date=timezone.now() - timedelta(seconds=1)
+            )
+
+        await expire()
+        assert await self.closed_with(socket) == 4401
+
+    async def test_a_notice_for_one_user_never_closes_anothers_socket(
+        self, owner, member, workspace
+    ):
+        owners = await self.open(await self.signed_in(owner), workspace)
+        members_browser = await self.signed_in(member)
+        members = await self.open(members_browser, workspace)
+        await database_sync_to_async(members_browser.post)(reverse("logout"))
+        assert await self.closed_with(members) == 4401
+        await self.still_open(owners, workspace)
