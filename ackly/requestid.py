@@ -3,6 +3,7 @@
 import contextvars
 import logging
 from collections.abc import Callable
+from typing import cast
 
 from django.http import HttpRequest, HttpResponse
 
@@ -20,14 +21,25 @@ def bind_tenant(workspace_id: str, source_id: str) -> None:
     current_tenant.set((workspace_id, source_id))
 
 
+class _IdentifiedRequest(HttpRequest):
+    """A request once it has an id (an attribute of ours: Django's HttpRequest has none)."""
+
+    request_id: str
+
+
 def get_request_id(request: HttpRequest) -> str:
     """The request's id, made on first use (error handlers may run before the middleware)."""
-    request_id = getattr(request, "request_id", None)
+    request_id: str | None = getattr(request, "request_id", None)
     if request_id is None:
         request_id = new_request_id()
-        request.request_id = request_id
-        current_request_id.set(request_id)
+        set_request_id(request, request_id)
     return request_id
+
+
+def set_request_id(request: HttpRequest, request_id: str) -> None:
+    """The request's id from now on: its X-Request-Id and its later log lines name it."""
+    cast(_IdentifiedRequest, request).request_id = request_id
+    current_request_id.set(request_id)
 
 
 class RequestIdMiddleware:

@@ -85,7 +85,7 @@ from ackly.errors import (
     error_response,
 )
 from ackly.metrics import endpoint_of, events_accepted, events_rejected, quota_refused
-from ackly.requestid import current_request_id, get_request_id
+from ackly.requestid import get_request_id, set_request_id
 from billing.services import QuotaState, WorkspaceLimits, quota_state, reserve_all
 from billing.services import reserve_quota as reserve_workspace_quota
 from ingest import idempotency
@@ -242,14 +242,14 @@ class IngestEndpoint(APIView):
         return response
 
     def _authenticate(self, request: HttpRequest) -> IngestContext:
-        header = request.META.get("HTTP_AUTHORIZATION")
+        header = request.META.get("HTTP_AUTHORIZATION", "")
         try:
             key = authenticate_key(header, client_ip(request))
         except (KeyRevoked, KeyExpired) as exc:
             # A known key: count the refusal against its source (one more look-up, error path).
-            key = lookup_key(digest_of(header.partition(" ")[2].strip()))
-            if key is not None and not self._dry_run(request):
-                count_rejections(key, {exc.code: 1})
+            known = lookup_key(digest_of(header.partition(" ")[2].strip()))
+            if known is not None and not self._dry_run(request):
+                count_rejections(known, {exc.code: 1})
             raise
         return IngestContext(
             request=request,
@@ -292,15 +292,21 @@ class IngestEndpoint(APIView):
         self.admit(request, ctx)
         idem_key = idempotency.idempotency_key_of(request.META)
         body = read_body(request, settings.INGEST_MAX_BODY_BYTES, self.too_large_error)
-        hashed = idempotency.request_hash(request.path, body) if idem_key is not None else None
+        claim = (
+            idempotency.Claim(
+                key.source_id, idem_key, idempotency.request_hash(request.path, body), ctx.now
+            )
+            if idem_key is not None
+            else None
+        )
         if ctx.dry_run:
-            if idem_key is not None:
-                record = idempotency.find_record(key.source_id, idem_key)
+            if claim is not None:
+                record = idempotency.find_record(claim.source_id, claim.key)
                 if record is not None and record.created_at >= idempotency.window_start(ctx.now):
-                    return self._replay(request, record, hashed)
+                    return self._replay(request, record, claim.request_hash)
             status, payload = self.store(self._parse(body), ctx)
             return _json_response(status, body_text(payload))
-        return self._commit(request, ctx, body, idem_key, hashed)
+        return self._commit(request, ctx, body, claim)
 
     def _parse(self, body: bytes) -> Any:
         return self.validate(parse_strict_json(body, settings.JSON_MAX_DEPTH))
@@ -310,8 +316,7 @@ class IngestEndpoint(APIView):
         request: HttpRequest,
         ctx: IngestContext,
         body: bytes,
-        idem_key: str | None,
-        hashed: str | None,
+        claim: idempotency.Claim | None,
     ) -> HttpResponse:
         """Validate and store; a request whose Idempotency-Key is taken replays the first answer.
 
@@ -320,16 +325,15 @@ class IngestEndpoint(APIView):
         replayed (or 409 for another body); an expired one still holding the index is deleted
         and the request stored once more.
         """
-        key = ctx.key
         free_expired = False
         while True:
             try:
-                status, text = self._store(ctx, self._parse(body), idem_key, hashed, free_expired)
+                status, text = self._store(ctx, self._parse(body), claim, free_expired)
                 return _json_response(status, text)
             except (IntegrityError, APIError) as exc:
-                if idem_key is None:
+                if claim is None:
                     raise
-                record = idempotency.find_record(key.source_id, idem_key)
+                record = idempotency.find_record(claim.source_id, claim.key)
                 if record is None:
                     raise
                 if record.created_at < idempotency.window_start(ctx.now):
@@ -341,7 +345,7 @@ class IngestEndpoint(APIView):
                     # the last of the quota): nothing of this one is stored, sent or counted.
                     ctx.rejections.clear()
                     ctx.quota = None
-                    return self._replay(request, record, hashed)
+                    return self._replay(request, record, claim.request_hash)
                 ctx.message = None
                 ctx.rejections.clear()
                 ctx.quota = None
@@ -350,17 +354,11 @@ class IngestEndpoint(APIView):
         self,
         ctx: IngestContext,
         validated: Any,
-        idem_key: str | None,
-        hashed: str | None,
+        claim: idempotency.Claim | None,
         free_expired: bool,
     ) -> tuple[int, str]:
         """Everything a request writes, atomically: (status, body text)."""
         key = ctx.key
-        claim = (
-            idempotency.Claim(key.source_id, idem_key, hashed, ctx.now)
-            if idem_key is not None
-            else None
-        )
         done = None if free_expired else self.store_at_once(validated, ctx, claim)
         if done is not None:
             status, text = done
@@ -372,7 +370,7 @@ class IngestEndpoint(APIView):
                     # After `store`: the counter row first, then the record (the lock order of
                     # every write path, docs/decisions.md).
                     if free_expired:
-                        idempotency.delete_expired(key.source_id, idem_key, ctx.now)
+                        idempotency.delete_expired(claim.source_id, claim.key, ctx.now)
                     claim.save(status, text)
         if ctx.quota is not None and ctx.quota.granted:  # committed: the events it reserved
             events_accepted(endpoint_of(ctx.request), ctx.quota.granted)
@@ -385,8 +383,7 @@ class IngestEndpoint(APIView):
         original = idempotency.stored_request_id(record)
         if original is not None:
             # The replayed body names the first request's id; the header must say the same.
-            request.request_id = original
-            current_request_id.set(original)
+            set_request_id(request, original)
         return response
 
     def _add_state_headers(self, response: HttpResponse, ctx: IngestContext) -> None:
