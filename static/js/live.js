@@ -194,7 +194,8 @@
       for (var i = 0; i < held.length; i++) queue.push(held[i]);
       if (queue.length && !frame) frame = requestAnimationFrame(flush);
     }
-    setConn(socket && socket.readyState === 1 ? "live" : connState);
+    // A stopped pill keeps what it says (and its link): pausing changes nothing there.
+    if (!stopped) setConn(socket && socket.readyState === 1 ? "live" : connState);
   }
   pauseBtn.addEventListener("click", function () { setPaused(!paused); });
   newBtn.addEventListener("click", function () { setPaused(false); });
@@ -270,6 +271,20 @@
     if (socket) socket.close();
   }
 
+  // The server closes with these when the session or the membership is over (at the handshake
+  // or later: logout, password change, removal); retrying would only hear them again.
+  var FINAL_CODES = { 4401: "Signed out", 4403: "No access" };
+  function ended(code) {
+    stop(FINAL_CODES[code]);
+    if (code === 4401 && connEl.dataset.loginUrl) {
+      var link = document.createElement("a");
+      link.href = connEl.dataset.loginUrl;
+      link.textContent = "Log in";
+      connEl.appendChild(document.createTextNode(" · "));
+      connEl.appendChild(link);
+    }
+  }
+
   function connect() {
     if (stopped || socket) return;
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
@@ -289,8 +304,7 @@
     ws.onclose = function (ev) {
       if (socket !== ws) return;
       socket = null;
-      // 4401/4403: the server will say no again; retrying would only hammer it.
-      if (ev.code === 4401 || ev.code === 4403) { stop("Signed out"); return; }
+      if (FINAL_CODES[ev.code]) { ended(ev.code); return; }
       if (stopped) return;
       setConn("reconnecting");
       var ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * Math.pow(2, attempt));

@@ -13,7 +13,9 @@
   var cardsEmpty = document.getElementById("cards-empty");
   var conn = document.getElementById("conn");
   var MAX_ROWS = config.pageSize || 50;
-  var FINAL_CODES = { 4401: "Logged out", 4403: "No access" };
+  // The server closes with these when the session or the membership is over (at the handshake
+  // or later: logout, password change, removal); retrying would only hear them again.
+  var FINAL_CODES = { 4401: "Signed out", 4403: "No access" };
   var delay = 1000;
   var MAX_DELAY = 30000;
   var opened = false;
@@ -196,6 +198,12 @@
     socket.onclose = function (ev) {
       if (FINAL_CODES[ev.code]) {
         setStatus("stopped", FINAL_CODES[ev.code]);
+        if (ev.code === 4401 && conn.dataset.loginUrl) {
+          var link = el("a", null, "Log in");
+          link.href = conn.dataset.loginUrl;
+          conn.appendChild(document.createTextNode(" · "));
+          conn.appendChild(link);
+        }
         return;
       }
       schedule();

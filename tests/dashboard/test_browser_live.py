@@ -196,3 +196,29 @@ def test_paused_rows_wait_behind_a_counter_and_a_reconnect_catches_up(server, br
     assert len(ids) == len(set(ids))
     assert page.evaluate("window.__sameDocument") is True
     page.context.close()
+
+
+def test_logging_out_in_one_tab_stops_the_live_page_in_another(server, browser):
+    base = server["base"]
+    suffix = secrets.token_hex(3)
+    live, org_id = sign_up(browser, server, f"dana{suffix}")
+    key = create_source_by_command(server, org_id, "Billing")
+    open_live(live, base, org_id)
+    other_tab = live.context.new_page()
+    other_tab.set_default_timeout(WAIT_MS)
+    other_tab.goto(f"{base}/w/{org_id}/sources/")
+
+    other_tab.click("form[action='/logout/'] button")
+    other_tab.wait_for_url(re.compile(r"/login/|/$"))
+
+    live.wait_for_selector("#conn.pill-stopped:has-text('Signed out')", timeout=3000)
+    login = live.locator("#conn a")
+    assert login.inner_text() == "Log in"
+    assert login.get_attribute("href").startswith("/login/?next=")
+    # Nothing reaches the page after its session ended, and it does not try again.
+    after = ingest(base, key, status="success", message=f"after logout {suffix}")
+    live.wait_for_timeout(1500)
+    assert live.locator(f'#feed li[data-id="{after}"]').count() == 0
+    assert "Signed out" in live.inner_text("#conn")
+    assert live.evaluate("window.__sameDocument") is True
+    live.context.close()
