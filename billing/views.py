@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
 from billing.forms import PlanChangeForm
 from billing.models import Plan
 from billing.services import get_workspace_limits, quota_state, set_plan
-from workspaces.access import workspace_view
+from workspaces.access import WorkspaceRequest, workspace_view
 
 
-def _usage_context(request: HttpRequest) -> dict:
+def _usage_context(request: WorkspaceRequest) -> dict:
     workspace = request.workspace
     # The same cached limits the ingest path uses, so the page shows what the API enforces.
     limits = get_workspace_limits(workspace.pk)
@@ -35,7 +35,7 @@ def _usage_context(request: HttpRequest) -> dict:
 
 
 @workspace_view()
-def usage(request: HttpRequest) -> HttpResponse:
+def usage(request: WorkspaceRequest) -> HttpResponse:
     context = _usage_context(request)
     context["form"] = PlanChangeForm(initial={"plan": request.workspace.plan.code})
     return render(request, "billing/usage.html", context)
@@ -43,7 +43,7 @@ def usage(request: HttpRequest) -> HttpResponse:
 
 @workspace_view(manage=True)
 @require_POST
-def change_plan(request: HttpRequest) -> HttpResponse:
+def change_plan(request: WorkspaceRequest) -> HttpResponse:
     """Switch the plan; the signals drop the cached limits, so the next API request uses it."""
     form = PlanChangeForm(request.POST)
     if not form.is_valid():

@@ -9,13 +9,13 @@ from typing import Any
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Count, Max, Q
-from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
+from django.http import Http404, HttpResponse, JsonResponse
 from django.shortcuts import get_object_or_404, render
 from django.utils import timezone
 
 from ackly.ids import is_public_id
 from ingest.models import Snapshot, TimelineEvent
-from workspaces.access import workspace_view
+from workspaces.access import WorkspaceRequest, workspace_view
 from workspaces.live import present_timeline, retention_cutoff
 from workspaces.models import Worker
 
@@ -68,14 +68,14 @@ def present_snapshot(snapshot: Snapshot) -> dict[str, Any]:
     }
 
 
-def _worker_of(request: HttpRequest, wrk_id: str) -> Worker:
+def _worker_of(request: WorkspaceRequest, wrk_id: str) -> Worker:
     """The worker with this public id inside the request's workspace, else 404 (tenancy check)."""
     if not is_public_id(wrk_id, "wrk"):
         raise Http404("No such worker")  # junk (a NUL byte, say) never reaches the database
     return get_object_or_404(Worker, workspace=request.workspace, public_id=wrk_id)
 
 
-def _timeline(request: HttpRequest, worker: Worker):
+def _timeline(request: WorkspaceRequest, worker: Worker):
     """The worker's v1 events inside the plan's retention, newest first."""
     return (
         TimelineEvent.objects.filter(
@@ -87,7 +87,7 @@ def _timeline(request: HttpRequest, worker: Worker):
     )
 
 
-def _snapshots(request: HttpRequest, worker: Worker):
+def _snapshots(request: WorkspaceRequest, worker: Worker):
     return (
         Snapshot.objects.filter(workspace=request.workspace, worker=worker)
         .select_related("source", "worker")
@@ -96,7 +96,7 @@ def _snapshots(request: HttpRequest, worker: Worker):
 
 
 @workspace_view()
-def worker_list(request: HttpRequest) -> HttpResponse:
+def worker_list(request: WorkspaceRequest) -> HttpResponse:
     """Workers with search over display name, externalId and email, and their recent activity."""
     q = request.GET.get("q", "").strip()[:200]
     status = 200
@@ -130,7 +130,7 @@ def worker_list(request: HttpRequest) -> HttpResponse:
 
 
 @workspace_view()
-def worker_detail(request: HttpRequest, wrk_id: str) -> HttpResponse:
+def worker_detail(request: WorkspaceRequest, wrk_id: str) -> HttpResponse:
     """One worker: current snapshot cards and the timeline, updated live over the websocket."""
     worker = _worker_of(request, wrk_id)
     paginator = Paginator(_timeline(request, worker), TIMELINE_PAGE_SIZE)
@@ -164,7 +164,7 @@ def worker_detail(request: HttpRequest, wrk_id: str) -> HttpResponse:
 
 
 @workspace_view()
-def worker_feed(request: HttpRequest, wrk_id: str) -> JsonResponse:
+def worker_feed(request: WorkspaceRequest, wrk_id: str) -> JsonResponse:
     """The first timeline page and the cards as JSON: what the page reloads after a reconnect."""
     worker = _worker_of(request, wrk_id)
     timeline = [present_timeline(t) for t in _timeline(request, worker)[:TIMELINE_PAGE_SIZE]]

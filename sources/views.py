@@ -8,7 +8,7 @@ from datetime import UTC
 from django.contrib import messages
 from django.db import IntegrityError, transaction
 from django.db.models import Prefetch
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_http_methods, require_POST
@@ -25,7 +25,7 @@ from sources.services import (
     revoke_key,
     rotate_key,
 )
-from workspaces.access import workspace_view
+from workspaces.access import WorkspaceRequest, workspace_view
 
 # Example bodies for the "try it" commands on the key page (SPEC §3 and §4).
 INGEST_EXAMPLE = {
@@ -50,7 +50,7 @@ V1_EXAMPLE = {
 }
 
 
-def _source_of(request: HttpRequest, app_id: str) -> Source:
+def _source_of(request: WorkspaceRequest, app_id: str) -> Source:
     """The source with this public id inside the request's workspace, else 404 (tenancy check)."""
     if not is_public_id(app_id, "app"):
         raise Http404("No such source")  # junk (a NUL byte, say) never reaches the database
@@ -64,7 +64,7 @@ def _newest_key_id(source: Source) -> str | None:
     )
 
 
-def _stale(request: HttpRequest, source: Source) -> HttpResponse | None:
+def _stale(request: WorkspaceRequest, source: Source) -> HttpResponse | None:
     """Refuse a key form whose page predates the newest key: a resubmitted POST (refresh, double
     click) must not rotate again and silently revoke the key that was just shown."""
     seen = request.POST.get("newest")
@@ -78,7 +78,7 @@ def _stale(request: HttpRequest, source: Source) -> HttpResponse | None:
     return redirect("source-list", org_id=request.workspace.public_id)
 
 
-def _limit_context(request: HttpRequest, used: int) -> dict:
+def _limit_context(request: WorkspaceRequest, used: int) -> dict:
     allowed = request.workspace.plan.max_sources
     return {
         "sources_used": used,
@@ -98,7 +98,7 @@ def _curl(base: str, path: str, secret: str, body: dict) -> str:
     )
 
 
-def _show_key(request: HttpRequest, issued: IssuedKey, action: str) -> HttpResponse:
+def _show_key(request: WorkspaceRequest, issued: IssuedKey, action: str) -> HttpResponse:
     """The one page that ever shows a secret: rendered in the POST's own response, never stored."""
     source = issued.key.source
     base = request.build_absolute_uri("/").rstrip("/")
@@ -121,7 +121,7 @@ def _show_key(request: HttpRequest, issued: IssuedKey, action: str) -> HttpRespo
 
 
 @workspace_view()
-def source_list(request: HttpRequest) -> HttpResponse:
+def source_list(request: WorkspaceRequest) -> HttpResponse:
     """Every source with its keys' prefixes, states and last use; the create form for managers."""
     now = timezone.now()
     sources = list(
@@ -146,7 +146,7 @@ def source_list(request: HttpRequest) -> HttpResponse:
 
 @workspace_view(manage=True)
 @require_http_methods(["GET", "POST"])
-def source_new(request: HttpRequest) -> HttpResponse:
+def source_new(request: WorkspaceRequest) -> HttpResponse:
     """Create a source and its first key; the plan's source limit is a form error, not a crash."""
     form = SourceCreateForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
@@ -173,7 +173,7 @@ def source_new(request: HttpRequest) -> HttpResponse:
 
 @workspace_view(manage=True)
 @require_http_methods(["GET", "POST"])
-def source_edit(request: HttpRequest, app_id: str) -> HttpResponse:
+def source_edit(request: WorkspaceRequest, app_id: str) -> HttpResponse:
     """Rename, change the slug and the developer API's eventType whitelist."""
     source = _source_of(request, app_id)
     form = SourceEditForm(request.POST or None, instance=source)
@@ -193,7 +193,7 @@ def source_edit(request: HttpRequest, app_id: str) -> HttpResponse:
 
 @workspace_view(manage=True)
 @require_http_methods(["GET", "POST"])
-def source_rotate(request: HttpRequest, app_id: str) -> HttpResponse:
+def source_rotate(request: WorkspaceRequest, app_id: str) -> HttpResponse:
     """Issue a new key; the old ones stop now or at the end of the chosen grace period."""
     source = _source_of(request, app_id)
     if request.method == "POST" and (refused := _stale(request, source)):
@@ -226,7 +226,7 @@ def _expiry_in_utc(form: NewKeyForm) -> bool:
 
 @workspace_view(manage=True)
 @require_http_methods(["GET", "POST"])
-def key_new(request: HttpRequest, app_id: str) -> HttpResponse:
+def key_new(request: WorkspaceRequest, app_id: str) -> HttpResponse:
     """An additional key for the source, optionally expiring; existing keys keep working."""
     source = _source_of(request, app_id)
     if request.method == "POST" and (refused := _stale(request, source)):
@@ -246,7 +246,7 @@ def key_new(request: HttpRequest, app_id: str) -> HttpResponse:
 
 @workspace_view(manage=True)
 @require_POST
-def key_revoke(request: HttpRequest, app_id: str, key_id: str) -> HttpResponse:
+def key_revoke(request: WorkspaceRequest, app_id: str, key_id: str) -> HttpResponse:
     """Revoke one key; it fails on the very next request (the signal drops its cached look-up)."""
     source = _source_of(request, app_id)
     if not is_public_id(key_id, "key"):

@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
+from typing import cast
 
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse
 
 from ackly.ids import is_public_id
-from workspaces.models import Membership
+from workspaces.models import Membership, Workspace
+
+
+class WorkspaceRequest(HttpRequest):
+    """The request a `workspace_view` view gets: the type of what the decorator attaches."""
+
+    workspace: Workspace
+    membership: Membership
 
 
 def workspace_view(*, manage: bool = False) -> Callable:
@@ -37,9 +45,10 @@ def workspace_view(*, manage: bool = False) -> Callable:
                 raise Http404("No such workspace")
             if manage and not membership.can_manage:
                 raise PermissionDenied("Only owners and admins can do this")
-            request.workspace = membership.workspace
-            request.membership = membership
-            return view(request, *args, **kwargs)
+            resolved = cast(WorkspaceRequest, request)  # the same object, given the attributes
+            resolved.workspace = membership.workspace
+            resolved.membership = membership
+            return view(resolved, *args, **kwargs)
 
         return wrapped
 

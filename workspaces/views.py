@@ -19,7 +19,7 @@ from ingest.models import Category, EventStatus
 from ingest.present import iso
 from sources.models import Source
 from workspaces import live
-from workspaces.access import workspace_view
+from workspaces.access import WorkspaceRequest, workspace_view
 from workspaces.forms import WorkspaceForm
 from workspaces.models import Membership
 from workspaces.services import create_workspace
@@ -55,7 +55,7 @@ def workspace_new(request: HttpRequest) -> HttpResponse:
 
 
 @workspace_view()
-def workspace_home(request: HttpRequest) -> HttpResponse:
+def workspace_home(request: WorkspaceRequest) -> HttpResponse:
     return redirect("live-events", org_id=request.workspace.public_id)
 
 
@@ -83,7 +83,7 @@ def _row(item: dict, org_id: str) -> dict:
 
 
 @workspace_view()
-def live_events(request: HttpRequest) -> HttpResponse:
+def live_events(request: WorkspaceRequest) -> HttpResponse:
     """The live events page: first page of the feed server-rendered, the rest kept live by JS."""
     workspace = request.workspace
     now = timezone.now()
@@ -123,7 +123,7 @@ def live_events(request: HttpRequest) -> HttpResponse:
 
 @require_GET
 @workspace_view()
-def live_feed(request: HttpRequest) -> HttpResponse:
+def live_feed(request: WorkspaceRequest) -> HttpResponse:
     """The feed as JSON: the page's catch-up after a (re)connect and "load older"."""
     now = timezone.now()
     filters = live.FeedFilters.from_query(request.GET, now)
@@ -136,7 +136,7 @@ def live_feed(request: HttpRequest) -> HttpResponse:
 
 
 @workspace_view()
-def event_detail(request: HttpRequest, item_id: str) -> HttpResponse:
+def event_detail(request: WorkspaceRequest, item_id: str) -> HttpResponse:
     """One event of either kind, its metadata as pretty JSON (escaped by the template)."""
     item = live.find_item(request.workspace, item_id)
     if item is None:
