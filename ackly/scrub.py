@@ -1,7 +1,7 @@
 """Secrets never leave the process: any ingest key or bearer credential in text is replaced.
 
-One rule for every way text leaves: log lines (`ScrubLogFilter`) and error reports to Sentry
-(ackly/sentry.py).
+One rule for every way text leaves: log lines (the formatters below, for both LOG_FORMATs) and
+error reports to Sentry (ackly/sentry.py).
 """
 
 from __future__ import annotations
@@ -10,6 +10,8 @@ import logging
 import re
 from functools import cache
 from typing import Any
+
+from pythonjsonlogger.json import JsonFormatter
 
 FILTERED = "[Filtered]"
 # "Bearer <anything>" as a header value or inside a message.
@@ -41,16 +43,16 @@ def scrub(value: Any) -> Any:
     return value
 
 
-class ScrubLogFilter(logging.Filter):
-    """Rewrites a record whose formatted message holds a key; every record passes."""
+class ScrubbingFormatter(logging.Formatter):
+    """The plain log format, every line scrubbed as written (message, traceback, stack)."""
 
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        cleaned = scrub_text(message)
-        if cleaned != message:
-            record.msg, record.args = cleaned, None
-        if record.exc_info and not record.exc_text:
-            record.exc_text = scrub_text(logging.Formatter().formatException(record.exc_info))
-        elif record.exc_text:
-            record.exc_text = scrub_text(record.exc_text)
-        return True
+    def format(self, record: logging.LogRecord) -> str:
+        return scrub_text(super().format(record))
+
+
+class ScrubbingJsonFormatter(JsonFormatter):
+    """LOG_FORMAT=json: each field of the object scrubbed before it is serialised (scrubbing
+    the serialised text could cut through its quoting)."""
+
+    def process_log_record(self, log_data: dict[str, Any]) -> dict[str, Any]:
+        return scrub(super().process_log_record(log_data))

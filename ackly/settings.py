@@ -358,7 +358,8 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = BASE_DIR / "staticfiles"
+# Where collectstatic writes and, with DEBUG off, where the servers read the manifest from.
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {
@@ -451,16 +452,14 @@ if LOG_FORMAT not in ("plain", "json"):
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {
-        "request_id": {"()": "ackly.requestid.RequestIdLogFilter"},
-        "scrub": {"()": "ackly.scrub.ScrubLogFilter"},
-    },
+    "filters": {"request_id": {"()": "ackly.requestid.RequestIdLogFilter"}},
     "formatters": {
         "plain": {
+            "()": "ackly.scrub.ScrubbingFormatter",
             "format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s",
         },
         "json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
+            "()": "ackly.scrub.ScrubbingJsonFormatter",
             "fmt": "%(levelname)s %(name)s %(message)s %(request_id)s %(workspace_id)s %(source_id)s",
             "rename_fields": {"levelname": "level", "name": "logger"},
             "timestamp": "time",  # ISO 8601 in UTC
@@ -470,7 +469,7 @@ LOGGING = {
         "console": {
             "class": "logging.StreamHandler",
             "formatter": LOG_FORMAT,
-            "filters": ["request_id", "scrub"],
+            "filters": ["request_id"],
         },
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
@@ -479,6 +478,11 @@ LOGGING = {
         # django.* line goes through the root handler above, once.
         "django": {"handlers": [], "level": env_str("LOG_LEVEL", "INFO"), "propagate": True},
         "django.server": {"level": "WARNING"},
+        # uvicorn's own lines (an exception that escapes the application among them) go through
+        # the same handler, so they are formatted and scrubbed like every other line.
+        "uvicorn": {"handlers": ["console"], "propagate": False},
+        "uvicorn.error": {"handlers": [], "propagate": True},
+        "uvicorn.access": {"handlers": [], "propagate": True},
         # Daphne's access log would print the Authorization-free request line only, but keep it quiet.
         "daphne": {"level": "WARNING"},
     },

@@ -24,6 +24,10 @@ unknown = client.post("/api/ingest", data="{{}}", content_type="application/json
 invalid = client.post("/api/ingest", data="[1]", content_type="application/json",
                       HTTP_AUTHORIZATION="Bearer " + key.secret)
 logging.getLogger("ackly.test").warning("a careless line with %s inside", "{KEY}")
+try:
+    raise ValueError("could not use Bearer {KEY} for {KEY}")
+except ValueError:
+    logging.getLogger("ackly.test").exception("a careless traceback")
 print("ANSWERS", unknown.status_code, unknown["X-Request-Id"], invalid.status_code,
       invalid["X-Request-Id"], workspace.public_id, source.public_id)
 """
@@ -70,10 +74,15 @@ def test_each_4xx_is_one_json_line_with_the_request_workspace_and_source_ids(tmp
 
 
 @pytest.mark.server
-def test_no_line_ever_holds_a_key(tmp_path):
-    lines, _ = run(tmp_path)
+@pytest.mark.parametrize("log_format", ["plain", "json"])
+def test_no_line_ever_holds_a_key_not_even_in_a_traceback(tmp_path, log_format):
+    lines, _ = run(tmp_path, LOG_FORMAT=log_format)
     text = "\n".join(lines)
 
     assert "a careless line with [Filtered] inside" in text
+    assert "ValueError: could not use [Filtered] for [Filtered]" in (
+        text if log_format == "plain"
+        else "\n".join(json.loads(line).get("exc_info", "") for line in lines if line.startswith("{"))
+    )
     assert KEY not in text and KEY[:16] not in text
     assert sum("Unauthorized: /api/ingest" in line for line in lines) == 1  # once, DEBUG or not
