@@ -5,7 +5,12 @@ import sys
 
 from django.core.asgi import get_asgi_application
 
+from ackly.startup import require_collected_static
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ackly.settings")
+# DEBUG=0 without collectstatic exits with the reason instead of answering 500 on every page;
+# before the middleware is built, or WhiteNoise's would first warn of a missing STATIC_ROOT.
+require_collected_static()
 # Django must be set up before anything imports models (the routing below does).
 django_asgi_app = get_asgi_application()
 

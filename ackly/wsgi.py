@@ -8,7 +8,12 @@ import os
 
 from django.core.wsgi import get_wsgi_application
 
+from ackly.startup import require_collected_static
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "ackly.settings")
+# DEBUG=0 without collectstatic exits with the reason instead of answering 500 on every page;
+# before the middleware is built, or WhiteNoise's would first warn of a missing STATIC_ROOT.
+require_collected_static()
 
 django_application = get_wsgi_application()
 

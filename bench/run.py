@@ -424,6 +424,8 @@ class Bench:
             ALLOWED_HOSTS="127.0.0.1,localhost",
             SECURE_SSL_REDIRECT="0",
             PYTHONUNBUFFERED="1",
+            # This run's own, filled by collect_static: never the checkout's staticfiles/.
+            STATIC_ROOT=str(self.workdir / "static"),
         )
         return env
 
@@ -441,6 +443,13 @@ class Bench:
         if out.returncode != 0:
             raise BenchError(f"manage.py {argv[0]} failed:\n{out.stdout}\n{out.stderr}")
         return out.stdout.strip().splitlines()
+
+    def collect_static(self) -> None:
+        """The static files into this run's STATIC_ROOT: a DEBUG=0 server refuses to start
+        without them (ackly/startup.py)."""
+        started = time.monotonic()
+        self.manage("collectstatic", "--noinput", "-v", "0")
+        log(f"collectstatic into {self.env['STATIC_ROOT']}: {time.monotonic() - started:.1f} s")
 
     def setup_data(self, *argv: str) -> list[str]:
         out = subprocess.run(
@@ -460,6 +469,7 @@ class Bench:
         recreate_database(self.args.db_url)
         clear_redis(self.args.redis_url)
         self.manage("migrate", "--noinput")
+        self.collect_static()
         if not self.args.keep_burst_limits:
             # The bench measures throughput, not the burst limiter refusing it: raise Pro's burst
             # limits in this throwaway database (the limiter still runs on every request).

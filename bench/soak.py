@@ -881,6 +881,7 @@ class Soak:
         bench_run.recreate_database(a.db_url, prefix=DB_PREFIX)
         flush_redis(a.redis_url)
         self.bench.manage("migrate", "--noinput")
+        self.bench.collect_static()
         owner = "soak-owner"
         self.session = self.bench.setup_data("user", owner)[-1].strip()
         # The real Pro plan and its limits (burst 500/s per key): the soak is a steady load far

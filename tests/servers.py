@@ -6,10 +6,14 @@ scale-out), so each starts, waits for and stops its servers the same way.
 
 from __future__ import annotations
 
+import atexit
+import functools
 import os
 import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -25,9 +29,9 @@ import pytest
 from bench.run import clear_redis, die_with_parent, free_port
 
 __all__ = [
-    "ROOT", "all_at_once", "daphne", "dashboard_socket", "dashboard_socket_target",
-    "clear_redis", "free_port", "manage", "own_database", "own_redis", "postgres", "redis_db_url",
-    "require_postgres_and_redis", "server_env",
+    "ROOT", "all_at_once", "collected_static", "daphne", "dashboard_socket",
+    "dashboard_socket_target", "clear_redis", "free_port", "manage", "own_database", "own_redis",
+    "postgres", "redis_db_url", "require_postgres_and_redis", "server_env",
     "uvicorn",
 ]
 
@@ -142,6 +146,23 @@ def server_env(**overrides: str) -> dict[str, str]:
     return env
 
 
+@functools.cache
+def collected_static() -> str:
+    """A STATIC_ROOT holding collectstatic's output, made once per test process.
+
+    Every server a test starts with DEBUG=0 needs one (ackly/startup.py refuses to start
+    without the manifest); collected into a temporary directory, never into the checkout, and
+    removed when the process exits. About 3 s: WhiteNoise compresses every file.
+    """
+    root = tempfile.mkdtemp(prefix="ackly-static-")
+    atexit.register(shutil.rmtree, root, True)
+    env = server_env(DEBUG="0", SECRET_KEY=secrets.token_urlsafe(48), STATIC_ROOT=root)
+    for name in ("DATABASE_URL", "REDIS_URL"):  # collectstatic needs neither
+        env.pop(name, None)
+    manage(env, "collectstatic", "--noinput", "-v", "0")
+    return root
+
+
 class Server(str):
     """A running server's base URL (use it as the string it is), with its port and process id."""
 
@@ -156,7 +177,7 @@ def daphne(
     """A Daphne process serving ackly.asgi on 127.0.0.1:<free port>; yields its base URL.
 
     Waits until `probe` answers 200 (over "https" as a TLS proxy says it: X-Forwarded-Proto,
-    which only DEBUG=0 trusts; `/login/` needs collected static files once DEBUG=0). On exit
+    which only DEBUG=0 trusts; a DEBUG=0 server needs STATIC_ROOT=collected_static()). On exit
     stops it (SIGTERM, then SIGKILL after 10 s) even when the test failed. A server that does
     not come up fails with its log.
     """

@@ -25,7 +25,7 @@ from django.conf import settings
 
 from ingest import broadcast as broadcast_module
 from ingest.broadcast import broadcast, workspace_group
-from tests.servers import free_port
+from tests.servers import collected_static, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 # A correctness bound (the process must end by itself), not a speed figure.
@@ -39,7 +39,7 @@ def _env(tmp_path: Path) -> dict[str, str]:
     env.update(
         DEBUG="0", SECRET_KEY="shutdown-test-" + "x" * 40, ALLOWED_HOSTS="127.0.0.1",
         SECURE_SSL_REDIRECT="0", LOG_LEVEL="WARNING", SQLITE_PATH=str(tmp_path / "db.sqlite3"),
-        REDIS_URL=settings.REDIS_URL,
+        REDIS_URL=settings.REDIS_URL, STATIC_ROOT=collected_static(),
     )
     return env
 

@@ -34,6 +34,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.servers import (
     all_at_once,
+    collected_static,
     daphne,
     dashboard_socket,
     manage,
@@ -670,6 +671,7 @@ def production(cluster) -> Iterator[dict[str, str]]:
     env = {
         **cluster["env"], "DEBUG": "0", "SECRET_KEY": secrets.token_urlsafe(48),
         "ALLOWED_HOSTS": "127.0.0.1,localhost", "SECURE_SSL_REDIRECT": "1",
+        "STATIC_ROOT": collected_static(),
     }
     probe = "/openapi/v1.yaml"
     with daphne({**env, "INGEST_FAST_LANE": "1"}, cluster["logs"] / "secure-fast.log",

@@ -30,7 +30,7 @@ from ingest.models import Event
 from sources.keys import digest_of, generate_secret
 from sources.models import Key
 from sources.services import create_source, issue_key, revoke_key, rotate_key
-from tests.servers import ROOT, server_env
+from tests.servers import ROOT, collected_static, server_env
 from workspaces.models import Worker
 
 ORG_URL_MODULES = ["workspaces.urls", "sources.urls", "ingest.dashboard_urls", "billing.urls"]
@@ -226,7 +226,8 @@ def _make_keys_every_way(client: Client, workspace) -> tuple[list[str], str]:
 def _production_env(tmp_path, **extra: str) -> dict[str, str]:
     env = server_env(
         DEBUG="0", SECRET_KEY="Zq8vR2mLp0Tx" * 5,
-        ALLOWED_HOSTS="example.com", SQLITE_PATH=str(tmp_path / "prod.sqlite3"), **extra,
+        ALLOWED_HOSTS="example.com", SQLITE_PATH=str(tmp_path / "prod.sqlite3"),
+        STATIC_ROOT=collected_static(), **extra,
     )
     for name in ("DATABASE_URL", "REDIS_URL"):
         env.pop(name, None)
@@ -256,13 +257,8 @@ def test_production_start_up_refuses_a_missing_secret_key(tmp_path):
 
 PRODUCTION_PROBE = """
 import json
-from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.test import Client, override_settings
-# The manifest storage needs collectstatic, which would write into the checkout; headers and
-# cookies do not depend on how static files are stored.
-override_settings(STORAGES={**settings.STORAGES, "staticfiles": {
-    "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}).enable()
+from django.test import Client
 get_user_model().objects.create_user("pat", "pat@example.com", "a-long-unusual-passphrase")
 browser = Client(HTTP_HOST="example.com")
 page = browser.get("/login/", secure=True)
