@@ -22,14 +22,26 @@ from django.http import HttpRequest
 
 
 def _address(text: str) -> str | None:
-    """`text` as a normalised IP address, or None when it is not one."""
+    """`text` as a normalised IP address, or None when it is not one.
+
+    Written forms of one client count as one address: "[::1]:443" and "1.2.3.4:5678" (some
+    proxies append the port) are the address alone, and an IPv4-mapped IPv6 address
+    ("::ffff:1.2.3.4", a dual-stack socket's view of an IPv4 peer) is the IPv4 address. The
+    last matters beyond spelling: limits count IPv6 clients per /64, and every mapped address
+    falls in one /64.
+    """
     text = text.strip()
-    if text.startswith("[") and "]" in text:  # "[::1]:443" as some proxies write it
+    if text.startswith("[") and "]" in text:  # "[::1]:443"
         text = text[1 : text.index("]")]
+    elif text.count(":") == 1:  # "1.2.3.4:5678"; a bare IPv6 address has two or more
+        text = text.partition(":")[0]
     try:
-        return str(ipaddress.ip_address(text))
+        address = ipaddress.ip_address(text)
     except ValueError:
         return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
 
 
 def client_address(remote_addr: str, forwarded_for: str | None, hops: int | None = None) -> str:

@@ -63,6 +63,26 @@ def test_fewer_entries_than_trusted_hops_take_the_left_most():
     assert client_address(PROXY, "203.0.113.7", hops=2) == "203.0.113.7"
 
 
+@pytest.mark.parametrize(("peer", "forwarded", "hops", "client"), [
+    ("::ffff:203.0.113.7", None, 0, "203.0.113.7"),  # a dual-stack socket's IPv4 peer
+    (PROXY, "::ffff:203.0.113.7", 1, "203.0.113.7"),
+    (PROXY, "203.0.113.7:51234", 1, "203.0.113.7"),  # a proxy that appends the port
+    (PROXY, "[2001:db8::7]:443", 1, "2001:db8::7"),
+    (PROXY, "2001:db8::7", 1, "2001:db8::7"),
+])
+def test_one_client_is_one_address_however_it_is_written(peer, forwarded, hops, client):
+    assert client_address(peer, forwarded, hops=hops) == client
+
+
+def test_ipv4_clients_seen_through_ipv6_sockets_keep_budgets_of_their_own():
+    """Limits count IPv6 per /64: mapped IPv4 addresses would all share ::ffff:0:0/64."""
+    from sources.auth import failure_counter
+
+    one = failure_counter(client_address("::ffff:1.2.3.4", None, hops=0), 0.0)[0]
+    other = failure_counter(client_address("::ffff:9.9.9.9", None, hops=0), 0.0)[0]
+    assert one != other
+
+
 # --- A. Password guessing -----------------------------------------------------------------------
 
 
