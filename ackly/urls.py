@@ -1,6 +1,6 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularSwaggerView, SpectacularYAMLAPIView
+from drf_spectacular.views import SpectacularSwaggerSplitView, SpectacularYAMLAPIView
 
 from ackly import docs, views
 
@@ -19,7 +19,8 @@ urlpatterns = [
     path("openapi/v1.yaml", SpectacularYAMLAPIView.as_view(), name="openapi-schema"),
     path(
         "docs/api/",
-        SpectacularSwaggerView.as_view(url_name="openapi-schema"),
+        # The split view serves Swagger UI's start-up script as a file: no inline script.
+        SpectacularSwaggerSplitView.as_view(url_name="openapi-schema"),
         name="docs-api",
     ),
     path("docs/<slug:slug>/", docs.page, name="docs-page"),
