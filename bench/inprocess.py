@@ -17,11 +17,14 @@ warms up, then prints one JSON line: the median and min CPU ms per request over 
 from __future__ import annotations
 
 import argparse
+import atexit
 import io
 import json
 import os
+import shutil
 import statistics
 import sys
+import tempfile
 import time
 import uuid
 
@@ -40,6 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("ALLOWED_HOSTS", "127.0.0.1")
     os.environ.setdefault("SECURE_SSL_REDIRECT", "0")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
+    # ackly.wsgi refuses DEBUG=0 without collected static files (ackly/startup.py).
+    static_root = tempfile.mkdtemp(prefix="ackly-inproc-static-")
+    atexit.register(shutil.rmtree, static_root, True)
+    os.environ.setdefault("STATIC_ROOT", static_root)
 
     import django
 
@@ -49,6 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     from bench.loadgen import batch_body, single_body
 
     call_command("migrate", verbosity=0)
+    call_command("collectstatic", "--noinput", verbosity=0)
     out = io.StringIO()
     call_command(
         "createworkspace", f"inproc-{uuid.uuid4().hex[:8]}", "--plan", "pro",
