@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.core.cache.backends.redis import RedisCache, RedisCacheClient
+
+if TYPE_CHECKING:
+    from redis import ConnectionPool, Redis
 
 _clients: dict[tuple[str, str, int], Any] = {}
 _clients_lock = threading.Lock()
@@ -22,6 +25,15 @@ _clients_lock = threading.Lock()
 
 class SharedRedisCacheClient(RedisCacheClient):
     """`RedisCacheClient` whose pools and clients are made once per process, not per call."""
+
+    # What RedisCacheClient.__init__ sets and this class reads: private, so not in django-stubs.
+    _servers: list[str]
+    _pool_class: type[ConnectionPool]
+    _pool_options: dict[str, Any]
+    _client: type[Redis]
+    if TYPE_CHECKING:
+
+        def _get_connection_pool_index(self, write: bool) -> int: ...
 
     def get_client(self, key: Any = None, *, write: bool = False) -> Any:
         index = self._get_connection_pool_index(write)
@@ -41,6 +53,8 @@ class SharedRedisCacheClient(RedisCacheClient):
 
 class AcklyRedisCache(RedisCache):
     """`RedisCache` with one reused client per process (see the module docstring)."""
+
+    _cache: SharedRedisCacheClient  # RedisCache's cached property of its `_class`: not in django-stubs
 
     def __init__(self, server: str, params: dict[str, Any]) -> None:
         super().__init__(server, params)

@@ -228,7 +228,7 @@ def log_database_unavailable(request: HttpRequest, exc: BaseException) -> bool:
     return log_database_unavailable_for(request.method, request.path, exc)
 
 
-def log_database_unavailable_for(method: str, path: str, exc: BaseException) -> bool:
+def log_database_unavailable_for(method: str | None, path: str, exc: BaseException) -> bool:
     """`log_database_unavailable` for code that has no HttpRequest (the fast lane)."""
     reason = database_unavailable(exc)
     if reason is None:

@@ -17,13 +17,15 @@ import threading
 
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
+from django.core.handlers.base import BaseHandler
 from django.core.handlers.wsgi import WSGIHandler
 
 _loading = threading.Lock()
 
 
-class _ApiMiddleware:
-    """Builds the handler's middleware chain from settings.API_MIDDLEWARE."""
+class _ApiMiddleware(BaseHandler):
+    """Builds the handler's middleware chain from settings.API_MIDDLEWARE (a mixin: its
+    `super()` is the handler class it precedes)."""
 
     def load_middleware(self, is_async: bool = False) -> None:
         # BaseHandler.load_middleware reads settings.MIDDLEWARE; it runs once, at start-up.

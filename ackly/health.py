@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
+from functools import partial
 
 from django.conf import settings
 from django.db import connection
@@ -35,13 +36,11 @@ def _database() -> None:
         connection.close()  # back to the pool: a probe's thread must not keep one
 
 
-def _redis() -> None:
+def _redis(url: str) -> None:
     import redis
 
     timeout = settings.READY_TIMEOUT_SECONDS
-    client = redis.Redis.from_url(
-        settings.REDIS_URL, socket_connect_timeout=timeout, socket_timeout=timeout
-    )
+    client = redis.Redis.from_url(url, socket_connect_timeout=timeout, socket_timeout=timeout)
     try:
         client.ping()
     finally:
@@ -52,7 +51,7 @@ def dependencies() -> dict[str, Callable[[], None]]:
     """What a ready process needs, by the name a 503 reports."""
     checks: dict[str, Callable[[], None]] = {"database": _database}
     if settings.REDIS_URL:
-        checks["redis"] = _redis
+        checks["redis"] = partial(_redis, settings.REDIS_URL)
     return checks
 
 

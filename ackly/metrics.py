@@ -214,9 +214,9 @@ def authorized(request: HttpRequest, token: str) -> bool:
     )
 
 
-def metrics_view(request: HttpRequest) -> HttpResponse:
+def metrics_view(request: HttpRequest, token: str) -> HttpResponse:
     """GET /metrics with the token: the text format; 401 without it. Never logs the token."""
-    if not authorized(request, settings.METRICS_TOKEN):
+    if not authorized(request, token):
         response = HttpResponse(
             b"Unauthorized: send Authorization: Bearer <METRICS_TOKEN>\n",
             status=401, content_type="text/plain; charset=utf-8",
@@ -240,8 +240,8 @@ class MetricsMiddleware:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.path == PATH and settings.METRICS_TOKEN:
-            return metrics_view(request)
+        if request.path == PATH and (token := settings.METRICS_TOKEN):
+            return metrics_view(request, token)
         response = self.get_response(request)
         request_served(endpoint_of(request), PIPELINE, response.status_code)
         return response

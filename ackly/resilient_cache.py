@@ -143,6 +143,6 @@ class ResilientRedisCache(AcklyRedisCache):
         parent = super().delete_many
         self._guard("delete_many", lambda: parent(keys, version), None)
 
-    def clear(self) -> bool:
-        parent = super().clear
-        return self._guard("clear", lambda: parent(), False)
+    # RedisCache.clear returns its client's FLUSHDB reply; django-stubs gives it BaseCache's None.
+    def clear(self) -> bool:  # type: ignore[override]
+        return self._guard("clear", lambda: self._cache.clear(), False)  # RedisCache.clear's body

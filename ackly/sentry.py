@@ -10,15 +10,18 @@ stack frame, a log message, an exception's text. No request body is sent.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from ackly.scrub import scrub as scrub_value
+
+if TYPE_CHECKING:
+    from sentry_sdk.types import Event, Hint
 
 # Field names that carry a secret in Ackly, beyond sentry-sdk's default deny list.
 EXTRA_DENYLIST = ["secret_key", "signing_secret", "idempotency_key", "metrics_token", "key_hash"]
 
 
-def scrub(event: dict[str, Any], hint: dict[str, Any] | None = None) -> dict[str, Any]:
+def scrub(event: Event, hint: Hint | None = None) -> Event:
     """sentry-sdk's `before_send`: the event with every key-like string replaced."""
     return scrub_value(event)
 

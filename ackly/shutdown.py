@@ -38,7 +38,7 @@ def install(grace: float = EXIT_GRACE_SECONDS) -> None:
     _installed = True
     # Private but stable (3.9+) and what concurrent.futures itself uses; hooks run in reverse
     # order of registration, so this runs before its join of the executor threads.
-    threading._register_atexit(lambda: _arm(grace))
+    threading._register_atexit(lambda: _arm(grace))  # type: ignore[attr-defined]  # private: not in typeshed
 
 
 def _arm(grace: float) -> None:
