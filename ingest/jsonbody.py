@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import Counter
 from typing import Any
 
 from django.http import HttpRequest
@@ -74,8 +75,8 @@ def _finite_float(literal: str) -> float:
 def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     obj = dict(pairs)
     if len(obj) != len(pairs):
-        seen: set[str] = set()
-        dupes = sorted({k for k, _ in pairs if k in seen or seen.add(k)})
+        counts = Counter(k for k, _ in pairs)
+        dupes = sorted(k for k, n in counts.items() if n > 1)
         raise _Reject("duplicate key " + ", ".join(repr(k) for k in dupes) + " in an object")
     return obj
 

@@ -6,11 +6,15 @@ Every item carries `kind` so one feed can hold several kinds; times are ISO 8601
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 
 from ingest.models import Event, SnapshotHistory, TimelineEvent
 
 
+@overload
+def iso(moment: datetime) -> str: ...
+@overload
+def iso(moment: datetime | None) -> str | None: ...
 def iso(moment: datetime | None) -> str | None:
     """ISO 8601 in UTC with a `Z`, as every item and message carries times."""
     if moment is None:

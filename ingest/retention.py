@@ -68,7 +68,7 @@ def purge_expired(now: datetime | None = None, batch_size: int | None = None) ->
     for workspace_id, retention_days in workspaces.iterator():
         cutoff = now - timedelta(days=retention_days)
         for model, time_field in RETAINED:
-            expired = model.objects.filter(
+            expired = model._default_manager.filter(
                 workspace_id=workspace_id, **{f"{time_field}__lt": cutoff}
             ).order_by()
             delete_in_batches(expired, batch_size, report)

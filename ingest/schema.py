@@ -8,7 +8,7 @@ IngestConfig.ready() so the extensions are registered before any schema is gener
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from drf_spectacular.extensions import (
@@ -500,9 +500,8 @@ def _documented(target: str, method: str, operation: Any) -> type[OpenApiViewExt
         def view_replacement(self) -> type:
             # The real views parse JSON themselves (parser_classes = []); the documented copy
             # declares JSON so the request body appears in the schema.
-            documented = type(
-                self.target_class.__name__, (self.target_class,), {"parser_classes": [JSONParser]}
-            )
+            view = cast(type, self.target_class)  # drf-spectacular imported the dotted path by now
+            documented = type(view.__name__, (view,), {"parser_classes": [JSONParser]})
             return extend_schema_view(**{method: operation})(documented)
 
     Documented.__name__ = Documented.__qualname__ = f"Documented{target.rsplit('.', 1)[1]}"

@@ -85,7 +85,8 @@ def record_event_at_once(
         **fields,
     )
     body = created_body(event.public_id)
-    quota_sql, params, quota = reservation_sql(ctx.limits, 1, ctx.now)
+    # ctx.key.limits: what ctx.limits holds once admitted, with a type that says it is set.
+    quota_sql, params, quota = reservation_sql(ctx.key.limits, 1, ctx.now)
     metadata = event.metadata
     params += (
         event.public_id, event.workspace_id, event.source_id, event.status, event.message,
