@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from django import forms
 from django.contrib import admin
+from django.contrib.admin.helpers import ACTION_CHECKBOX_NAME
 from django.db.models import Q, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -90,8 +91,8 @@ class KeyInline(admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
-    fields = ["public_id", "prefix", "status", "created_at", "expires_at", "revoked_at",
-              "last_used_at"]
+    fields = ("public_id", "prefix", "status", "created_at", "expires_at", "revoked_at",
+              "last_used_at")
     readonly_fields = fields
 
     def has_add_permission(self, request, obj=None) -> bool:
@@ -122,7 +123,7 @@ def rotate_and_show(
         "selected": selected.values_list("pk", flat=True),
         "action": request.POST.get("action"),
         "opts": model_admin.model._meta,
-        "action_checkbox_name": admin.helpers.ACTION_CHECKBOX_NAME,
+        "action_checkbox_name": ACTION_CHECKBOX_NAME,
     }
     return TemplateResponse(request, "admin/sources/rotate_confirm.html", context)
 

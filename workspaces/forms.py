@@ -28,7 +28,7 @@ class FinishSignupForm(UserCreationForm):
         max_length=200, required=False, label="Workspace name", help_text=WORKSPACE_NAME_HELP
     )
 
-    class Meta(UserCreationForm.Meta):
+    class Meta(UserCreationForm.Meta):  # type: ignore[name-defined]  # django-stubs declares no Meta
         model = get_user_model()
         fields = ("username",)
 

@@ -188,7 +188,7 @@ def feed(workspace: Workspace, f: FeedFilters, now: datetime | None = None) -> l
     if timeline is not None:
         streams.append(present_timeline_event(t) for t in timeline[: f.limit])
     # By instant, not by string: iso() drops a zero microsecond part, which would sort wrongly.
-    merged = merge(*streams, key=lambda item: parse_datetime(item["receivedAt"]), reverse=True)
+    merged = merge(*streams, key=lambda item: datetime.fromisoformat(item["receivedAt"]), reverse=True)
     return [item for _, item in zip(range(f.limit), merged, strict=False)]
 
 

@@ -1,10 +1,15 @@
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
 from ackly.ids import new_public_id
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import User
 
 
 def new_workspace_id() -> str:
@@ -25,7 +30,7 @@ class Workspace(models.Model):
     event_limit_override = models.PositiveBigIntegerField(
         null=True, blank=True, help_text="Monthly event limit for a custom contract; empty: the plan's."
     )
-    members = models.ManyToManyField(
+    members: models.ManyToManyField[User, Membership] = models.ManyToManyField(
         settings.AUTH_USER_MODEL, through="Membership", related_name="workspaces"
     )
     created_at = models.DateTimeField(default=timezone.now, editable=False)

@@ -136,13 +136,14 @@ def _create_by_external_id(
     workspace_id: int, missing: list[str], riders: dict[str, str | None], create: bool
 ) -> dict[str, Worker]:
     """New workers for unknown externalIds, keeping a given email unless another worker has it."""
-    wanted = {riders[v].lower() for v in missing if riders[v]}
+    wanted = {rider.lower() for v in missing if (rider := riders[v])}
     taken = set(
         _workers_of(workspace_id).filter(email__in=wanted).values_list("email", flat=True)
     ) if wanted else set()
     new: list[Worker] = []
     for value in missing:
-        email = riders[value].lower() if riders[value] else None
+        rider = riders[value]
+        email = rider.lower() if rider else None
         if email in taken:
             email = None
         elif email:
@@ -156,7 +157,7 @@ def _create_by_external_id(
             )
         )
     if not create:
-        return {w.external_id: w for w in new}
+        return dict(zip(missing, new, strict=True))  # each one's external_id
     found = _insert_workers(workspace_id, "external_id", new)
     # A concurrent request may have taken one of the emails between our check and the insert:
     # those rows were skipped, so create them again without the email.
