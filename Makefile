@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install install-dev migrate lint schema clean
+.PHONY: run test install install-dev migrate lint typecheck schema clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ test: install-dev
 
 lint: install-dev
 	$(BIN)/ruff check .
+
+# mypy with django-stubs and the DRF stubs ([tool.mypy] in pyproject.toml); CI fails on any error.
+typecheck: install-dev
+	$(BIN)/mypy ackly ingest sources billing workspaces
 
 # Regenerates the committed copy of the OpenAPI document (tests compare the two).
 schema: install
