@@ -439,7 +439,7 @@ class WorkspaceConsumer(AsyncWebsocketConsumer):
             await self.close()
             return
         self.workspace_pk = await self._workspace_pk(org_id)
-        code = NOT_A_MEMBER
+        code: int | None = NOT_A_MEMBER
         if self.workspace_pk is not None:
             code = await self._access_code(user.pk)
         if code is not None:
