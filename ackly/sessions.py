@@ -13,8 +13,9 @@ active it is, so a stolen cookie kept alive by use does not last forever. The si
 written at login (`user_logged_in`); a session made without it (seeded by a script) starts
 its clock at its first request.
 
-A websocket already open is not closed when its session expires: the check is at the
-handshake, so the page's next reconnect is refused.
+Dashboard websockets follow the same two rules: the handshake and each socket's periodic
+recheck (workspaces/consumers.py) refuse a session that expired or is past its maximum age
+(`past_max_age`, the one rule both use), so an open socket ends with its session.
 
 API paths run the lean middleware chain without sessions (ackly/handlers.py): none of this
 costs the ingest path anything.
@@ -44,6 +45,19 @@ def stamp_sign_in(sender, request: HttpRequest, user, **kwargs) -> None:
     request.session[RENEWED_AT] = now
 
 
+def past_max_age(session_data, now: int | None = None) -> bool:
+    """Whether a session (its data, as a mapping) is older than SESSION_MAX_AGE_SECONDS.
+
+    A session without the sign-in stamp has not had its first request yet: not past it.
+    """
+    signed_in_at = session_data.get(SIGNED_IN_AT)
+    if signed_in_at is None:
+        return False
+    return (now if now is not None else int(time.time())) - signed_in_at >= (
+        settings.SESSION_MAX_AGE_SECONDS
+    )
+
+
 class SessionTimeoutMiddleware:
     """Ends sessions past SESSION_MAX_AGE_SECONDS; renews the idle expiry at most once a minute.
 
@@ -62,10 +76,9 @@ class SessionTimeoutMiddleware:
     def _check(request: HttpRequest) -> None:
         session = request.session
         now = int(time.time())
-        signed_in_at = session.get(SIGNED_IN_AT)
-        if signed_in_at is None:
-            session[SIGNED_IN_AT] = signed_in_at = now
-        if now - signed_in_at >= settings.SESSION_MAX_AGE_SECONDS:
+        if session.get(SIGNED_IN_AT) is None:
+            session[SIGNED_IN_AT] = now
+        if past_max_age(session, now):
             logout(request)  # flushes the session; the request goes on as an anonymous one
             return
         if now - session.get(RENEWED_AT, 0) >= RENEW_EVERY_SECONDS:

@@ -58,6 +58,7 @@ from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.utils.crypto import constant_time_compare, salted_hmac
 
 from ackly.metrics import socket_closed, socket_opened
+from ackly.sessions import past_max_age
 from ingest.broadcast import MESSAGE_TYPE, workspace_group
 from workspaces.models import Membership, Workspace
 
@@ -361,6 +362,8 @@ def access_code(
                      and not store.exists(session_key))
             return SESSION_MOVED if moved else NOT_LOGGED_IN
         if str(data.get(SESSION_KEY)) != user._meta.pk.value_to_string(user):
+            return NOT_LOGGED_IN
+        if past_max_age(data):  # as the dashboard's pages would sign it out
             return NOT_LOGGED_IN
         if not _hash_holds(data.get(HASH_SESSION_KEY), user):
             return STALE

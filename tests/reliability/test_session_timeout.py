@@ -152,3 +152,36 @@ def test_a_websocket_with_an_idle_expired_session_is_refused(client, member, wor
             await database_sync_to_async(connections.close_all)()
 
     assert asyncio.run(connect()) == (False, 4401)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_websocket_with_a_session_past_its_maximum_age_is_refused(
+    client, member, workspace, page, clock
+):
+    """Kept active, the session is inside its idle window but past its absolute maximum: the
+    pages sign it out, and so does the handshake (one rule, ackly.sessions.past_max_age)."""
+    client.force_login(member)
+    name = django_settings.SESSION_COOKIE_NAME
+    cookie = f"{name}={client.cookies[name].value}"
+    step = idle() // 2
+    for _ in range(max_age() // step - 1):
+        clock.advance(step)
+        assert signed_in(client.get(page))
+    clock.advance(max_age() - (max_age() // step - 1) * step + 60)
+
+    async def connect() -> tuple[bool, int | None]:
+        communicator = WebsocketCommunicator(
+            application, f"/ws/workspaces/{workspace.public_id}/",
+            headers=[(b"host", b"testserver"), (b"origin", b"http://testserver"),
+                     (b"cookie", cookie.encode())],
+        )
+        try:
+            answer = await communicator.connect()
+            if answer[0]:
+                await communicator.disconnect()
+            return answer
+        finally:
+            await database_sync_to_async(connections.close_all)()
+
+    assert asyncio.run(connect()) == (False, 4401)
+    assert not signed_in(client.get(page))
