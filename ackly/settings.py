@@ -8,6 +8,7 @@ import os
 import re
 import tempfile
 from pathlib import Path
+from typing import Any, overload
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import dj_database_url
@@ -16,6 +17,10 @@ from django.core.exceptions import ImproperlyConfigured
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
+@overload
+def env_str(name: str, default: str) -> str: ...
+@overload
+def env_str(name: str, default: str | None = None) -> str | None: ...
 def env_str(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name)
     return value if value not in (None, "") else default
@@ -53,9 +58,10 @@ def env_list(name: str, default: list[str]) -> list[str]:
 DEBUG = env_bool("DEBUG", True)
 
 _DEV_SECRET = "django-insecure-ackly-development-only-never-in-production"
-SECRET_KEY = env_str("SECRET_KEY", _DEV_SECRET if DEBUG else None)
-if SECRET_KEY is None:
+_secret_key = env_str("SECRET_KEY", _DEV_SECRET if DEBUG else None)
+if _secret_key is None:
     raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
+SECRET_KEY = _secret_key
 if not DEBUG and (SECRET_KEY == _DEV_SECRET or len(SECRET_KEY) < 50):
     raise ImproperlyConfigured("SECRET_KEY must be a real secret of 50+ characters in production")
 
@@ -200,7 +206,7 @@ if REDIS_URL:
     # per socket and silently dropped them past 100 queued per socket (capacity): 38 % of
     # deliveries were lost with 50 sockets in `make bench`. A socket that was not listening
     # misses messages either way; the page catches up over HTTP (SPEC §6).
-    CHANNEL_LAYERS = {
+    CHANNEL_LAYERS: dict[str, dict[str, Any]] = {
         "default": {
             "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
             "CONFIG": {"hosts": [REDIS_URL], "prefix": "ackly:ch"},

@@ -128,18 +128,27 @@ def _get_publisher() -> _Publisher:
     return publisher
 
 
+def send_to_group(group: str, event: dict[str, Any]) -> None:
+    """Send one event to a channel-layer group from synchronous code; raises if the layer fails.
+
+    With Redis, through this process's synchronous publisher (no event loop involved);
+    otherwise through the layer's own `group_send`.
+    """
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    if isinstance(layer, RedisPubSubChannelLayer):
+        _get_publisher().publish(layer, group, event)
+    else:
+        async_to_sync(layer.group_send)(group, event)
+
+
 def broadcast(workspace_public_id: str, message: dict[str, Any]) -> None:
     """Send one message to the workspace's group now; log a warning if the layer fails."""
     try:
-        layer = get_channel_layer()
-        if layer is None:
-            return
-        group = workspace_group(workspace_public_id)
-        event = {"type": MESSAGE_TYPE, "payload": message}
-        if isinstance(layer, RedisPubSubChannelLayer):
-            _get_publisher().publish(layer, group, event)
-        else:
-            async_to_sync(layer.group_send)(group, event)
+        send_to_group(
+            workspace_group(workspace_public_id), {"type": MESSAGE_TYPE, "payload": message}
+        )
     except Exception:  # noqa: BLE001 - any layer failure (Redis down) is non-fatal
         warn_failed(workspace_public_id)
 

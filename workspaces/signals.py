@@ -19,9 +19,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from asgiref.sync import async_to_sync
-from channels.layers import get_channel_layer
-from channels_redis.pubsub import RedisPubSubChannelLayer
 from django.conf import settings
 from django.contrib.auth.signals import user_logged_out
 from django.db import transaction
@@ -40,17 +37,8 @@ _SEEN = "_ackly_seen_credentials"
 
 def tell_user(user_pk: int, notice: dict[str, Any]) -> None:
     """Send one account notice to every socket of the user, in every process; never raises."""
-    event = {"type": ACCOUNT_TYPE, **notice}
     try:
-        layer = get_channel_layer()
-        if layer is None:
-            return
-        if isinstance(layer, RedisPubSubChannelLayer):
-            # The ingest broadcast's synchronous publisher (no event loop involved, see
-            # ingest/broadcast.py); it publishes to any group.
-            broadcast._get_publisher().publish(layer, user_group(user_pk), event)
-        else:
-            async_to_sync(layer.group_send)(user_group(user_pk), event)
+        broadcast.send_to_group(user_group(user_pk), {"type": ACCOUNT_TYPE, **notice})
     except Exception:  # noqa: BLE001 - the sockets' periodic check ends them anyway
         logger.warning("Could not tell user %s's live sockets to %s", user_pk, notice.get("do"),
                        exc_info=True)
