@@ -2,13 +2,16 @@
 
 Sign-up never says whether an address has an account: the first step answers "check your
 inbox" either way, and the email says the rest (a link to finish signing up, or that an account
-exists and where to log in). Only someone holding a valid link can see username errors.
+exists and where to log in). Only someone holding a valid link can see username errors. The
+link's token leaves the URL at once: its page keeps it in the session and redirects to a
+token-free form, so no error answer (logged, sent to Sentry) ever carries a valid token.
 
 Sign-in (OWASP's "device cookies"): a successful sign-in leaves a signed cookie naming that
-user. Attempts from a browser holding one for the username typed spend that device's own
-budget; every other attempt spends the client address's budget and the username's, with
-back-off steps. Strangers' wrong passwords can hold strangers off a username, never the user
-on a browser they have signed in from before (docs/decisions.md, "Sign-in throttle").
+user and their current password. Attempts from a browser holding one for the username typed
+spend that device's own budget; every other attempt spends the client address's budget and,
+while the address is within it, the username's, with back-off steps. Strangers' wrong passwords
+can hold strangers off a username, never the user on a browser they have signed in from since
+their last password change (docs/decisions.md, "Sign-in throttle").
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from django.conf import settings
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth import views as auth_views
 from django.core import signing
+from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
-from django.db import transaction
+from django.db import IntegrityError, connection, transaction
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
@@ -40,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 DEVICE_SALT = "ackly.accounts.device"
 SIGNUP_SALT = "ackly.accounts.signup"
+SIGNUP_SESSION_TOKEN = "_signup_token"  # the link's token, once its page has been opened
 MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
 TOO_MANY_SIGN_INS = "Too many sign-in attempts. Wait a minute, then try again."
 TOO_MANY_SIGN_UPS = "Too many sign-up requests from your network. Please try again later."
@@ -62,14 +67,17 @@ def _spent(request: HttpRequest, group: str, key: str | Callable, rates: list[st
 # --- Device cookies ---------------------------------------------------------------------------
 
 
-def _user_tag(user_pk: int) -> str:
+def _user_tag(user) -> str:
     # The cookie is signed, not encrypted: it names the user by a keyed digest, not their pk.
-    return salted_hmac(DEVICE_SALT, str(user_pk)).hexdigest()[:32]
+    # The session auth hash (a digest of the password hash) is in it too, so a password change
+    # or reset voids every device cookie of the user, as it ends their other sessions.
+    value = f"{user.pk}:{user.get_session_auth_hash()}"
+    return salted_hmac(DEVICE_SALT, value, algorithm="sha256").hexdigest()[:32]
 
 
 def remember_device(response: HttpResponse, user) -> None:
     """Marks the browser as one `user` signed in from, with a fresh budget of its own."""
-    value = signing.dumps({"u": _user_tag(user.pk), "n": secrets.token_urlsafe(16)}, salt=DEVICE_SALT)
+    value = signing.dumps({"u": _user_tag(user), "n": secrets.token_urlsafe(16)}, salt=DEVICE_SALT)
     response.set_cookie(
         settings.LOGIN_DEVICE_COOKIE_NAME,
         value,
@@ -94,12 +102,12 @@ def known_device(request: HttpRequest, username: str) -> str | None:
         return None
     user_model = get_user_model()
     # The same exact match the ModelBackend signs in with.
-    pk = (
+    user = (
         user_model._default_manager.filter(**{user_model.USERNAME_FIELD: username})
-        .values_list("pk", flat=True)
+        .only("pk", "password")
         .first()
     )
-    if pk is None or not constant_time_compare(device["u"], _user_tag(pk)):
+    if user is None or not constant_time_compare(device["u"], _user_tag(user)):
         return None
     return device["n"]
 
@@ -110,12 +118,14 @@ def sign_in_throttled(request: HttpRequest, username: str) -> bool:
     device = known_device(request, username)
     if device is not None:
         return _spent(request, "login-device", _key(device), [settings.LOGIN_DEVICE_RATE_LIMIT, *backoff])
+    # The address first: an attempt it refuses spends nothing of the username's, so one
+    # address cannot run a username's hour and day steps down and hold its user off new browsers.
+    if _spent(request, "login-ip", "ip", [settings.LOGIN_RATE_LIMIT]):
+        return True
     # Case-folded, so "Alice" and "alice" share one budget.
-    by_user = _spent(
+    return _spent(
         request, "login-user", _key(username.strip().lower()), [settings.LOGIN_RATE_LIMIT, *backoff]
     )
-    by_address = _spent(request, "login-ip", "ip", [settings.LOGIN_RATE_LIMIT])
-    return by_user or by_address
 
 
 class LoginView(auth_views.LoginView):
@@ -133,6 +143,15 @@ class LoginView(auth_views.LoginView):
     def form_valid(self, form) -> HttpResponse:
         response = super().form_valid(form)
         remember_device(response, form.get_user())
+        return response
+
+
+class PasswordChangeView(auth_views.PasswordChangeView):
+    """Django's password change; the new password voids the user's device cookies but this one's."""
+
+    def form_valid(self, form) -> HttpResponse:
+        response = super().form_valid(form)
+        remember_device(response, form.user)
         return response
 
 
@@ -168,7 +187,7 @@ def send_signup_email(request: HttpRequest, email: str, workspace_name: str) -> 
         body = render_to_string(
             "registration/signup_email_new.txt",
             {
-                "link": _absolute(request, reverse("signup-finish", args=[token])),
+                "link": _absolute(request, reverse("signup-link", args=[token])),
                 "hours": settings.SIGNUP_LINK_MAX_AGE_SECONDS // 3600,
             },
         )
@@ -216,17 +235,62 @@ def _email_taken(email: str) -> bool:
     return get_user_model()._default_manager.filter(email__iexact=email).exists()
 
 
+def _username_taken(username: str) -> bool:
+    return get_user_model()._default_manager.filter(username__iexact=username).exists()
+
+
+def _serialise_on(*names: str) -> None:
+    """Holds PostgreSQL transaction-level locks on `names`, in the order given.
+
+    auth_user has no unique index on email, nor a case-insensitive one on username: two
+    finishes at once would both pass an "is it free" check. On SQLite the IMMEDIATE
+    transaction already admits one writer at a time.
+    """
+    if connection.vendor != "postgresql":
+        return
+    with connection.cursor() as cursor:
+        for name in names:
+            cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [name])
+
+
+class EmailTaken(Exception):
+    """The link's address has an account by now."""
+
+
 def create_account(form: FinishSignupForm) -> Workspace | None:
-    """The user and their Free workspace, in one transaction; None when the email got taken."""
-    with transaction.atomic():
-        if _email_taken(form.instance.email):
-            return None
-        user = form.save()
-        return create_workspace(form.workspace_label(), "free", owner=user)
+    """The user and their Free workspace, in one transaction.
+
+    Raises EmailTaken when the address has an account by now; None (and the form's username
+    error) when another sign-up took the username meanwhile.
+    """
+    email = form.instance.email
+    username = form.cleaned_data["username"]
+    try:
+        with transaction.atomic():
+            # Email, then username: one order for every finish.
+            _serialise_on(f"ackly.signup.email:{email.lower()}", f"ackly.signup.username:{username.lower()}")
+            if _email_taken(email):
+                raise EmailTaken
+            if _username_taken(username):
+                form.add_error("username", _username_in_use(form))
+                return None
+            user = form.save()
+            return create_workspace(form.workspace_label(), "free", owner=user)
+    except IntegrityError:
+        # A user made outside sign-up (the admin, a command) can still win the unique index.
+        if not _username_taken(username):
+            raise
+        form.add_error("username", _username_in_use(form))
+        return None
 
 
-def signup_finish(request: HttpRequest, token: str) -> HttpResponse:
-    """Sign-up's second step, behind the emailed link: username and password, then signed in."""
+def _username_in_use(form: FinishSignupForm) -> ValidationError:
+    # The words UserCreationForm uses for the same clash.
+    return form.instance.unique_error_message(type(form.instance), ["username"])
+
+
+def _read_link(request: HttpRequest, token: str) -> dict | HttpResponse:
+    """The link's claim, or the page refusing it (which never shows the token)."""
     try:
         claim = signing.loads(token, salt=SIGNUP_SALT, max_age=settings.SIGNUP_LINK_MAX_AGE_SECONDS)
     except signing.SignatureExpired:
@@ -241,6 +305,36 @@ def signup_finish(request: HttpRequest, token: str) -> HttpResponse:
             "again to get a fresh one.",
             400,
         )
+    return claim
+
+
+def signup_link(request: HttpRequest, token: str) -> HttpResponse:
+    """The emailed link: keeps its token in the session and redirects to the token-free form.
+
+    Django's password reset does the same: every answer that can be an error (and so be logged,
+    or reach Sentry with its URL) is on a URL that holds no valid token. A redirect is not logged.
+    """
+    claim = _read_link(request, token)
+    if isinstance(claim, HttpResponse):
+        return claim  # a worthless token, and the page does not echo it
+    request.session[SIGNUP_SESSION_TOKEN] = token
+    return redirect("signup-finish")
+
+
+def signup_finish(request: HttpRequest) -> HttpResponse:
+    """Sign-up's second step, behind the emailed link: username and password, then signed in."""
+    token = request.session.get(SIGNUP_SESSION_TOKEN)
+    if not token:
+        return _refused_link(
+            request,
+            "Open the link from your email",
+            "This page continues the sign-up your email's link started. Open that link again, in "
+            "this browser, or sign up again to get a fresh one.",
+            400,
+        )
+    claim = _read_link(request, token)  # it may have expired since
+    if isinstance(claim, HttpResponse):
+        return claim
     email = claim["e"]
     if _email_taken(email):
         return _link_used(request, email)
@@ -254,9 +348,13 @@ def signup_finish(request: HttpRequest, token: str) -> HttpResponse:
     form = FinishSignupForm(request.POST, email=email)
     if not form.is_valid():
         return render(request, "registration/signup_finish.html", {"form": form, "email": email})
-    workspace = create_account(form)
-    if workspace is None:
+    try:
+        workspace = create_account(form)
+    except EmailTaken:
         return _link_used(request, email)
+    if workspace is None:
+        return render(request, "registration/signup_finish.html", {"form": form, "email": email})
+    request.session.pop(SIGNUP_SESSION_TOKEN, None)
     login(request, form.instance, backend=MODEL_BACKEND)
     response = redirect(f"/w/{workspace.public_id}/sources/")
     remember_device(response, form.instance)

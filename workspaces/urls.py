@@ -9,12 +9,14 @@ urlpatterns = [
     path("", views.home, name="home"),
     path("signup/", accounts.signup, name="signup"),
     path("signup/sent/", accounts.signup_sent, name="signup-sent"),
-    path("signup/finish/<str:token>/", accounts.signup_finish, name="signup-finish"),
+    # The form's URL holds no token, so its 4xx answers log none ("continue" is no valid token).
+    path("signup/finish/continue/", accounts.signup_finish, name="signup-finish"),
+    path("signup/finish/<str:token>/", accounts.signup_link, name="signup-link"),
     path("login/", accounts.LoginView.as_view(), name="login"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path(
         "account/password/",
-        auth_views.PasswordChangeView.as_view(),
+        accounts.PasswordChangeView.as_view(),
         name="password_change",
     ),
     path(

@@ -45,12 +45,25 @@ def finish_data(**overrides) -> dict[str, str]:
     return data
 
 
-def start_signup(client, email: str = "nina@example.com", workspace_name: str = "Nina's team") -> str:
+def emailed_link(client, email: str = "nina@example.com", workspace_name: str = "Nina's team") -> str:
     """Sign-up's first step; returns the path of the link it emailed."""
     response = client.post(reverse("signup"), {"email": email, "workspace_name": workspace_name})
     assert response.status_code == 302
     assert response["Location"] == reverse("signup-sent")
     return finish_path(mail.outbox[-1].body)
+
+
+def open_link(client, link: str) -> str:
+    """Follows the emailed link as a browser does; returns the form's (token-free) path."""
+    response = client.get(link)
+    assert response.status_code == 302
+    assert response["Location"] == reverse("signup-finish")
+    return response["Location"]
+
+
+def start_signup(client, email: str = "nina@example.com", workspace_name: str = "Nina's team") -> str:
+    """Sign-up's first step, then its link opened in `client`; returns the form's path."""
+    return open_link(client, emailed_link(client, email, workspace_name))
 
 
 def test_the_signup_page_renders_a_csrf_protected_form_that_asks_for_an_email(client):
@@ -108,6 +121,14 @@ def test_finishing_signup_refuses_a_username_in_use(client, owner):
     assert response.status_code == 200
     assert b"already exists" in response.content
     assert not Workspace.objects.exists()
+
+
+def test_the_form_without_an_opened_link_asks_for_the_link(client):
+    response = client.get(reverse("signup-finish"))
+    assert response.status_code == 400
+    assert b"Open the link from your email" in response.content
+    assert client.post(reverse("signup-finish"), finish_data()).status_code == 400
+    assert not get_user_model().objects.exists()
 
 
 def test_signing_up_with_an_email_in_use_makes_nothing_and_tells_its_owner_by_email(client, owner):

@@ -1,14 +1,19 @@
-"""The audit's two account attacks, each shown refused.
+"""The audits' account attacks, each shown refused.
 
 * A. Guessing passwords: the per-address limit reads the one client-address rule
   (`ackly.clientip`), so rotating what the client writes into X-Forwarded-For buys nothing, and
   the per-username budget never locks the real user out of a browser they signed in from.
 * B. Enumerating accounts through sign-up: the first step answers the same bytes for every
   address and is rate-limited; only the holder of an emailed link sees username errors.
+* C. Reading a valid sign-up link out of logs: the link's page moves the token into the session
+  and redirects, so no error answer is ever logged with it.
+* D. Finishing one sign-up twice at once: one account per email, and a username clash is a form
+  error, never a 500.
 """
 
 from __future__ import annotations
 
+import logging
 import smtplib
 import time
 
@@ -16,13 +21,15 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core import mail, signing
 from django.core.exceptions import ImproperlyConfigured
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
 from ackly.clientip import client_address
 from ackly.settings import email_url_settings
-from tests.dashboard.test_accounts import finish_data, start_signup
-from workspaces.accounts import SIGNUP_SALT
+from tests.dashboard.test_accounts import emailed_link, finish_data, open_link, start_signup
+from tests.servers import all_at_once
+from workspaces.accounts import SIGNUP_SALT, SIGNUP_SESSION_TOKEN
 from workspaces.models import Membership, Role, Workspace
 
 pytestmark = pytest.mark.django_db
@@ -217,6 +224,41 @@ def test_an_untrusted_client_that_keeps_guessing_backs_off_for_longer(alice, set
     assert guess_as_a_stranger("alice", 6)[-1] == 429  # past the hour's step, inside the minute's
 
 
+def test_an_address_over_its_limit_spends_nothing_of_the_usernames_budget(alice, tight_login):
+    """One address hammering a username is held off by its own limit alone; otherwise ~100
+    quick posts would spend the username's day step and hold alice off every new browser."""
+    attacker = Client(REMOTE_ADDR="198.51.100.66")
+    for i in range(3):  # the address's budget, spent on other usernames
+        sign_in(attacker, f"guess{i}", "x")
+    assert {sign_in(attacker, "alice", f"guess-{i}").status_code for i in range(20)} == {429}
+    response = sign_in(Client(), "alice", PASSWORD, REMOTE_ADDR="192.0.2.79")
+    assert response.status_code == 302
+
+
+def test_a_password_change_voids_the_users_device_cookies(alice, alices_browser, tight_login):
+    alice.set_password("a-new-long-passphrase")
+    alice.save(update_fields=["password"])
+    assert 429 in guess_as_a_stranger("alice", 10)
+    # The old cookie earns nothing now: the browser waits like any other.
+    assert sign_in(alices_browser, "alice", "a-new-long-passphrase").status_code == 429
+
+
+def test_the_browser_that_changes_the_password_keeps_a_working_device_cookie(
+    alice, alices_browser, tight_login
+):
+    assert sign_in(alices_browser, "alice", PASSWORD).status_code == 302
+    changed = alices_browser.post(reverse("password_change"), {
+        "old_password": PASSWORD,
+        "new_password1": "a-new-long-passphrase",
+        "new_password2": "a-new-long-passphrase",
+    })
+    assert changed.status_code == 302
+    assert changed.cookies["ackly_device"]["path"] == reverse("login")
+    alices_browser.post(reverse("logout"))
+    assert 429 in guess_as_a_stranger("alice", 10)
+    assert sign_in(alices_browser, "alice", "a-new-long-passphrase").status_code == 302
+
+
 # --- B. Sign-up without enumeration -------------------------------------------------------------
 
 
@@ -264,13 +306,15 @@ def test_the_link_makes_the_account_and_workspace_signs_in_and_remembers_the_bro
 
 
 def test_a_tampered_link_is_refused_clearly_and_shows_nothing(client):
-    path = start_signup(client)
-    token = path.split("/")[-2]
-    tampered = path.replace(token, token[:-3] + "abc")
+    link = emailed_link(client)
+    token = link.split("/")[-2]
+    tampered = link.replace(token, token[:-3] + "abc")
     for response in (client.get(tampered), client.post(tampered, finish_data())):
         assert response.status_code == 400
         assert b"This link is not valid" in response.content
         assert b"nina@example.com" not in response.content
+        assert token[:-3].encode() not in response.content  # the page does not echo the token
+    assert SIGNUP_SESSION_TOKEN not in client.session
     assert not get_user_model().objects.exists()
 
 
@@ -283,18 +327,26 @@ def test_an_expired_link_is_refused_clearly(client):
     token = _SignedFourDaysAgo(salt=SIGNUP_SALT).sign_object(
         {"e": "late@example.com", "w": ""}, compress=True
     )
-    path = reverse("signup-finish", args=[token])
-    response = client.post(path, finish_data())
+    response = client.get(reverse("signup-link", args=[token]))
+    assert response.status_code == 400
+    assert b"This link has expired" in response.content
+    # A link opened in time that expires before the form is sent is refused the same way.
+    session = client.session
+    session[SIGNUP_SESSION_TOKEN] = token
+    session.save()
+    response = client.post(reverse("signup-finish"), finish_data())
     assert response.status_code == 400
     assert b"This link has expired" in response.content
     assert not get_user_model().objects.exists()
 
 
 def test_a_used_link_cannot_make_a_second_account(client):
-    path = start_signup(client)
+    link = emailed_link(client)
+    path = open_link(client, link)
     assert client.post(path, finish_data()).status_code == 302
+    assert SIGNUP_SESSION_TOKEN not in client.session
     client.post(reverse("logout"))
-    again = client.post(path, finish_data(username="nina-again"))
+    again = client.post(open_link(client, link), finish_data(username="nina-again"))
     assert again.status_code == 409
     assert b"This link has been used" in again.content
     assert get_user_model().objects.filter(email__iexact="nina@example.com").count() == 1
@@ -330,17 +382,81 @@ def test_username_errors_need_a_valid_link_and_that_page_is_rate_limited(
 ):
     settings.SIGNUP_FINISH_RATE_LIMIT = "2/h"
     path = start_signup(client)
-    forged = reverse("signup-finish", args=["forged"])
+    forged = reverse("signup-link", args=["forged"])
     assert b"already exists" not in client.post(forged, finish_data(username=owner.username)).content
     statuses = [client.post(path, finish_data(username=owner.username)).status_code for _ in range(3)]
     assert statuses == [200, 200, 429]
 
 
 def test_the_finish_page_refuses_a_post_without_a_csrf_token(client):
-    path = start_signup(client)
-    response = Client(enforce_csrf_checks=True).post(path, finish_data())
+    browser = Client(enforce_csrf_checks=True)
+    path = open_link(browser, emailed_link(client))
+    response = browser.post(path, finish_data())
     assert response.status_code == 403
     assert not get_user_model().objects.exists()
+
+
+def test_a_valid_link_leaves_the_url_at_once_and_no_logged_answer_carries_it(
+    client, settings, frozen_rate_clock, caplog
+):
+    settings.SIGNUP_FINISH_RATE_LIMIT = "1/h"
+    link = emailed_link(client)
+    token = link.split("/")[-2]
+    caplog.set_level(logging.INFO)
+    opened = client.get(link)
+    assert opened.status_code == 302  # a redirect, which Django does not log
+    assert token not in opened["Location"]
+    path = opened["Location"]
+    page = client.get(path)
+    assert page.status_code == 200
+    assert b"nina@example.com" in page.content
+    statuses = [client.post(path, finish_data(password2="mismatch")).status_code for _ in range(2)]
+    assert statuses == [200, 429]
+    assert "Too Many Requests: /signup/finish/continue/" in caplog.text
+    assert token not in caplog.text
+    assert client.post(path, finish_data()).status_code == 429  # still limited, nothing made
+    assert not get_user_model().objects.exists()
+
+
+def _finish_in_a_thread(client: Client, path: str, data: dict[str, str]):
+    try:
+        return client.post(path, data)
+    finally:
+        connection.close()  # the thread's own connection
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_two_finishes_of_one_link_at_once_make_one_account():
+    browsers = [Client(REMOTE_ADDR=f"203.0.113.{80 + i}") for i in range(2)]
+    link = emailed_link(browsers[0])
+    paths = [open_link(browser, link) for browser in browsers]
+    responses = all_at_once([
+        lambda b=browser, p=path, n=n: _finish_in_a_thread(b, p, finish_data(username=f"nina{n}"))
+        for n, (browser, path) in enumerate(zip(browsers, paths, strict=True))
+    ])
+    assert sorted(r.status_code for r in responses) == [302, 409]
+    (used,) = [r for r in responses if r.status_code == 409]
+    assert b"This link has been used" in used.content
+    assert get_user_model().objects.filter(email__iexact="nina@example.com").count() == 1
+    assert Workspace.objects.count() == 1
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("usernames", [("nina", "nina"), ("nina", "Nina")])
+def test_two_sign_ups_taking_one_username_at_once_get_a_form_error_not_a_500(usernames):
+    browsers = [Client(REMOTE_ADDR=f"203.0.113.{90 + i}") for i in range(2)]
+    paths = [start_signup(browser, f"nina{i}@example.com") for i, browser in enumerate(browsers)]
+    responses = all_at_once([
+        lambda b=browser, p=path, n=n: _finish_in_a_thread(b, p, finish_data(username=usernames[n]))
+        for n, (browser, path) in enumerate(zip(browsers, paths, strict=True))
+    ])
+    assert sorted(r.status_code for r in responses) == [200, 302]
+    (refused,) = [r for r in responses if r.status_code == 200]
+    assert b"A user with that username already exists." in refused.content
+    assert get_user_model().objects.filter(username__iexact="nina").count() == 1
+    assert Workspace.objects.count() == 1
 
 
 def test_a_mail_server_failure_says_so_and_makes_nothing(client, monkeypatch):
