@@ -133,12 +133,8 @@ def test_a_session_made_without_the_sign_in_stamp_starts_its_clock_at_first_use(
     stay_active_until_the_maximum(client, page, clock)
 
 
-@pytest.mark.django_db(transaction=True)
-def test_a_websocket_with_an_idle_expired_session_is_refused(client, member, workspace, clock):
-    client.force_login(member)
-    name = django_settings.SESSION_COOKIE_NAME
-    cookie = f"{name}={client.cookies[name].value}"
-    clock.advance(idle() + 1)
+def open_socket(workspace, cookie: str) -> tuple[bool, int | None]:
+    """A dashboard socket's handshake with this session cookie: (accepted, close code)."""
 
     async def connect() -> tuple[bool, int | None]:
         communicator = WebsocketCommunicator(
@@ -147,11 +143,24 @@ def test_a_websocket_with_an_idle_expired_session_is_refused(client, member, wor
                      (b"cookie", cookie.encode())],
         )
         try:
-            return await communicator.connect()
+            answer = await communicator.connect()
+            if answer[0]:
+                await communicator.disconnect()
+            return answer
         finally:
             await database_sync_to_async(connections.close_all)()
 
-    assert asyncio.run(connect()) == (False, 4401)
+    return asyncio.run(connect())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_websocket_with_an_idle_expired_session_is_refused(client, member, workspace, clock):
+    client.force_login(member)
+    name = django_settings.SESSION_COOKIE_NAME
+    cookie = f"{name}={client.cookies[name].value}"
+    clock.advance(idle() + 1)
+
+    assert open_socket(workspace, cookie) == (False, 4401)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -169,19 +178,5 @@ def test_a_websocket_with_a_session_past_its_maximum_age_is_refused(
         assert signed_in(client.get(page))
     clock.advance(max_age() - (max_age() // step - 1) * step + 60)
 
-    async def connect() -> tuple[bool, int | None]:
-        communicator = WebsocketCommunicator(
-            application, f"/ws/workspaces/{workspace.public_id}/",
-            headers=[(b"host", b"testserver"), (b"origin", b"http://testserver"),
-                     (b"cookie", cookie.encode())],
-        )
-        try:
-            answer = await communicator.connect()
-            if answer[0]:
-                await communicator.disconnect()
-            return answer
-        finally:
-            await database_sync_to_async(connections.close_all)()
-
-    assert asyncio.run(connect()) == (False, 4401)
+    assert open_socket(workspace, cookie) == (False, 4401)
     assert not signed_in(client.get(page))
