@@ -15,6 +15,9 @@ MAX_EVENT_TYPE_LENGTH = 100
 MAX_EVENT_TYPES = 200
 # A week is long enough to roll a key out everywhere; longer grace defeats the point of rotating.
 MAX_GRACE_HOURS = 168
+# Rotation's grace periods (hours): a default long enough for a day's deploys to pick up the new key.
+GRACE_CHOICES = [(0, "Now"), (1, "In 1 hour"), (24, "In 24 hours"), (MAX_GRACE_HOURS, "In 7 days")]
+DEFAULT_GRACE_HOURS = 24
 
 
 def split_event_types(raw: str) -> list[str]:
@@ -101,13 +104,15 @@ class SourceEditForm(forms.ModelForm):
 
 
 class RotateForm(forms.Form):
-    grace_hours = forms.IntegerField(
-        label="Grace period (hours)",
-        min_value=0,
-        max_value=MAX_GRACE_HOURS,
-        required=False,
-        initial=0,
-        help_text="0 stops the current keys now; otherwise they keep working until the grace ends.",
+    """How long the current keys keep working once the new one is issued: a few fixed choices."""
+
+    grace_hours = forms.TypedChoiceField(
+        label="The current keys stop working",
+        choices=GRACE_CHOICES,
+        coerce=int,
+        initial=DEFAULT_GRACE_HOURS,
+        help_text="A grace period lets senders switch to the new key first; a key that already "
+        "expires earlier keeps its earlier expiry.",
     )
 
     @property

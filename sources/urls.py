@@ -10,5 +10,6 @@ urlpatterns = [
     path("<str:app_id>/edit/", views.source_edit, name="source-edit"),
     path("<str:app_id>/rotate/", views.source_rotate, name="source-rotate"),
     path("<str:app_id>/keys/new/", views.key_new, name="key-new"),
+    path("<str:app_id>/keys/<str:key_id>/", views.key_shown, name="key-shown"),
     path("<str:app_id>/keys/<str:key_id>/revoke/", views.key_revoke, name="key-revoke"),
 ]

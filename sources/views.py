@@ -1,4 +1,9 @@
-"""The Sources page: sources, their keys, and the actions that issue a secret (shown once)."""
+"""The Sources page: sources, their keys, and the actions that issue a secret (shown once).
+
+Every action that issues a secret is POST → redirect → GET: the POST keeps the secret in the
+session under the new key's id and redirects to that key's page, whose first GET takes it out
+again. A reload (or going back) finds nothing to show and says so; it never re-posts a form.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from django.db.models import Prefetch
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
-from django.views.decorators.http import require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from ackly.ids import is_public_id
 from sources.forms import NewKeyForm, RotateForm, SourceCreateForm, SourceEditForm
@@ -98,22 +103,46 @@ def _curl(base: str, path: str, secret: str, body: dict) -> str:
     )
 
 
-def _show_key(request: WorkspaceRequest, issued: IssuedKey, action: str) -> HttpResponse:
-    """The one page that ever shows a secret: rendered in the POST's own response, never stored."""
-    source = issued.key.source
-    base = request.build_absolute_uri("/").rstrip("/")
-    context = {
-        "source": source,
-        "key": issued.key,
-        "secret": issued.secret,
-        "action": action,
-        "curl_ingest": _curl(base, "/api/ingest", issued.secret, INGEST_EXAMPLE),
-        "curl_v1": _curl(base, "/api/v1/ingest/events", issued.secret, V1_EXAMPLE),
-        "v1_type_allowed": V1_EVENT_TYPE in (source.allowed_event_types or ()),
-        "v1_event_type": V1_EVENT_TYPE,
-        "developer_api": request.workspace.plan.developer_api,
+# Secrets waiting for their one GET, by key id; an unfollowed redirect's secret expires quickly.
+KEYS_TO_SHOW = "sources.keys_to_show"
+KEY_HANDOVER_SECONDS = 300
+
+
+def _pending_keys(request: WorkspaceRequest) -> dict[str, dict]:
+    """The session's secrets still waiting for their page, those past the hand-over window dropped."""
+    now = timezone.now().timestamp()
+    pending = request.session.get(KEYS_TO_SHOW) or {}
+    return {
+        key_id: entry for key_id, entry in pending.items()
+        if now - entry.get("issued_at", 0) <= KEY_HANDOVER_SECONDS
     }
-    response = render(request, "sources/key_shown.html", context)
+
+
+def _hand_over(request: WorkspaceRequest, issued: IssuedKey, action: str) -> HttpResponse:
+    """Keep the secret for the key page's first GET and redirect there; the URL names only the key."""
+    pending = _pending_keys(request)
+    pending[issued.key.public_id] = {
+        "secret": issued.secret, "action": action, "issued_at": timezone.now().timestamp(),
+    }
+    request.session[KEYS_TO_SHOW] = pending
+    return redirect(
+        "key-shown", org_id=request.workspace.public_id,
+        app_id=issued.key.source.public_id, key_id=issued.key.public_id,
+    )
+
+
+def _take_secret(request: WorkspaceRequest, key: Key) -> dict | None:
+    """The key's waiting secret and action, removed from the session; None once it was shown."""
+    pending = _pending_keys(request)
+    entry = pending.pop(key.public_id, None)
+    if pending:
+        request.session[KEYS_TO_SHOW] = pending
+    elif KEYS_TO_SHOW in request.session:
+        del request.session[KEYS_TO_SHOW]
+    return entry
+
+
+def _no_store(response: HttpResponse) -> HttpResponse:
     # Neither the browser nor any proxy may keep the page: going back must not show it again.
     response["Cache-Control"] = "no-store, private"
     response["Pragma"] = "no-cache"
@@ -137,7 +166,6 @@ def source_list(request: WorkspaceRequest) -> HttpResponse:
         "sources": sources,
         "can_manage": request.membership.can_manage,
         "create_form": SourceCreateForm(),
-        "rotate_form": RotateForm(),
         "new_key_form": NewKeyForm(),
         **_limit_context(request, len(sources)),
     }
@@ -148,7 +176,7 @@ def source_list(request: WorkspaceRequest) -> HttpResponse:
 @require_http_methods(["GET", "POST"])
 def source_new(request: WorkspaceRequest) -> HttpResponse:
     """Create a source and its first key; the plan's source limit is a form error, not a crash."""
-    form = SourceCreateForm(request.POST or None)
+    form = SourceCreateForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
         data = form.cleaned_data
         try:
@@ -163,7 +191,7 @@ def source_new(request: WorkspaceRequest) -> HttpResponse:
         except (SlugTaken, IntegrityError):
             form.add_error("slug", "Another source in this workspace already uses this slug.")
         else:
-            return _show_key(request, issued, "created")
+            return _hand_over(request, issued, "created")
     used = Source.objects.for_workspace(request.workspace).count()
     status = 400 if request.method == "POST" else 200
     return render(
@@ -194,17 +222,18 @@ def source_edit(request: WorkspaceRequest, app_id: str) -> HttpResponse:
 @workspace_view(manage=True)
 @require_http_methods(["GET", "POST"])
 def source_rotate(request: WorkspaceRequest, app_id: str) -> HttpResponse:
-    """Issue a new key; the old ones stop now or at the end of the chosen grace period."""
+    """Confirm, then issue a new key; the current ones stop now or at the end of the chosen grace."""
     source = _source_of(request, app_id)
     if request.method == "POST" and (refused := _stale(request, source)):
         return refused
-    form = RotateForm(request.POST or None)
+    form = RotateForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
-        return _show_key(request, rotate_key(source, grace=form.grace), "rotated")
+        return _hand_over(request, rotate_key(source, grace=form.grace), "rotated")
     status = 400 if request.method == "POST" else 200
     return render(
         request, "sources/key_action.html",
         {"source": source, "form": form, "action": "rotate",
+         "stopping": list(Key.objects.filter(source=source).usable().order_by("-created_at", "-id")),
          "newest": request.POST.get("newest", _newest_key_id(source) or "")},
         status=status,
     )
@@ -231,10 +260,10 @@ def key_new(request: WorkspaceRequest, app_id: str) -> HttpResponse:
     source = _source_of(request, app_id)
     if request.method == "POST" and (refused := _stale(request, source)):
         return refused
-    form = NewKeyForm(request.POST or None)
+    form = NewKeyForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid() and _expiry_in_utc(form):
         issued = issue_key(source, expires_at=form.cleaned_data["expires_at"])
-        return _show_key(request, issued, "added")
+        return _hand_over(request, issued, "added")
     status = 400 if request.method == "POST" else 200
     return render(
         request, "sources/key_action.html",
@@ -242,6 +271,33 @@ def key_new(request: WorkspaceRequest, app_id: str) -> HttpResponse:
          "newest": request.POST.get("newest", _newest_key_id(source) or "")},
         status=status,
     )
+
+
+@workspace_view(manage=True)
+@require_GET
+def key_shown(request: WorkspaceRequest, app_id: str, key_id: str) -> HttpResponse:
+    """The one page that ever shows a secret, on its first GET; later GETs say it is gone."""
+    source = _source_of(request, app_id)
+    if not is_public_id(key_id, "key"):
+        raise Http404("No such key")
+    key = get_object_or_404(Key, source=source, public_id=key_id)
+    entry = _take_secret(request, key)
+    if entry is None:
+        return _no_store(render(request, "sources/key_gone.html", {"source": source, "key": key}))
+    secret = entry["secret"]
+    base = request.build_absolute_uri("/").rstrip("/")
+    context = {
+        "source": source,
+        "key": key,
+        "secret": secret,
+        "action": entry["action"],
+        "curl_ingest": _curl(base, "/api/ingest", secret, INGEST_EXAMPLE),
+        "curl_v1": _curl(base, "/api/v1/ingest/events", secret, V1_EXAMPLE),
+        "v1_type_allowed": V1_EVENT_TYPE in (source.allowed_event_types or ()),
+        "v1_event_type": V1_EVENT_TYPE,
+        "developer_api": request.workspace.plan.developer_api,
+    }
+    return _no_store(render(request, "sources/key_shown.html", context))
 
 
 @workspace_view(manage=True)

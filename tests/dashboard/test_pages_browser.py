@@ -122,3 +122,38 @@ def test_a_source_made_in_the_ui_feeds_a_worker_page_live(server, browser):
     assert "SLA met" not in page.inner_text('#cards [data-type="tickets_open"]')
     assert page.evaluate("window.__sameDocument") is True
     page.context.close()
+
+
+@pytest.mark.browser
+@pytest.mark.server
+@pytest.mark.skipif(sign_up is None, reason="needs tests/dashboard/test_browser_live.py fixtures")
+def test_reloading_the_key_page_neither_resubmits_nor_shows_the_key_again(server, browser):
+    import re
+    import secrets
+
+    page, org_id = sign_up(browser, server, f"rory{secrets.token_hex(3)}")
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    posts: list[str] = []
+    page.on("request", lambda request: request.method == "POST" and posts.append(request.url))
+
+    page.fill("#new-source input[name=name]", "Nightly backups")
+    page.click("#new-source button[type=submit]")
+    secret = page.input_value("#secret")
+    assert re.fullmatch(r"ak_live_[0-9A-Za-z]{40}", secret)
+    key_page = page.url
+    assert len(posts) == 1
+
+    page.reload()
+
+    text = page.inner_text("main")
+    assert "already uses this slug" not in text
+    assert len(posts) == 1, posts  # the reload was a GET: nothing was posted again
+    assert dialogs == []
+    assert "This key was shown once and is no longer available" in text
+    assert page.url == key_page and secret not in key_page
+    assert re.search(r"/sources/app_\w+/keys/key_\w+/$", key_page)
+    assert secret not in page.content()
+    page.click("text=Rotate key…")
+    assert "stop working" in page.inner_text("main") and secret[:12] in page.inner_text("main")
+    page.context.close()

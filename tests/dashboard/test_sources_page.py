@@ -27,6 +27,17 @@ def bearer(secret: str) -> str:
     return f"Bearer {secret}"
 
 
+def issue(client, path: str, data: dict):
+    """POST a form that issues a key: a redirect naming only the key, then the GET that shows it."""
+    posted = client.post(path, data)
+    assert posted.status_code == 302, posted.content[:300]
+    assert "ak_live_" not in posted["Location"]
+    assert re.fullmatch(r"/w/org_\w+/sources/app_\w+/keys/key_\w+/", posted["Location"])
+    shown = client.get(posted["Location"])
+    assert shown.status_code == 200
+    return shown
+
+
 def shown_secret(response) -> str:
     """The one secret a key page shows (it appears in the field and in both curl examples)."""
     found = set(SECRET_IN_PAGE.findall(response.content.decode()))
@@ -179,7 +190,8 @@ def test_forms_are_csrf_protected(owner, workspace, source):
 def test_creating_a_source_shows_its_key_once_with_curl_examples(client, owner, workspace):
     client.force_login(owner)
 
-    response = client.post(
+    response = issue(
+        client,
         url(workspace, "new/"),
         {
             "name": "Billing Jobs",
@@ -188,7 +200,6 @@ def test_creating_a_source_shows_its_key_once_with_curl_examples(client, owner, 
         },
     )
 
-    assert response.status_code == 200
     assert "no-store" in response["Cache-Control"]
     secret = shown_secret(response)
     assert KEY_PATTERN.fullmatch(secret)
@@ -244,7 +255,7 @@ def test_the_same_slug_is_fine_in_another_workspace(client, owner, workspace, ot
     create_source(other_workspace, "CRM", slug="crm-hub")
     client.force_login(owner)
     response = client.post(url(workspace, "new/"), {"name": "CRM", "slug": "crm-hub"})
-    assert response.status_code == 200
+    assert response.status_code == 302
     assert Source.objects.filter(workspace=workspace, slug="crm-hub").exists()
 
 
@@ -315,9 +326,8 @@ def test_rotating_now_stops_the_old_key_at_once(client, owner, workspace, source
     authenticate_key(bearer(secret))  # cached look-up, which the rotation must drop
     client.force_login(owner)
 
-    response = client.post(url(workspace, f"{source.public_id}/rotate/"), {"grace_hours": "0"})
+    response = issue(client, url(workspace, f"{source.public_id}/rotate/"), {"grace_hours": "0"})
 
-    assert response.status_code == 200
     new_secret = shown_secret(response)
     assert new_secret != secret
     with pytest.raises(KeyRevoked):
@@ -330,9 +340,8 @@ def test_rotating_with_grace_keeps_the_old_key_until_the_grace_ends(client, owne
     client.force_login(owner)
     before = timezone.now()
 
-    response = client.post(url(workspace, f"{source.public_id}/rotate/"), {"grace_hours": "24"})
+    response = issue(client, url(workspace, f"{source.public_id}/rotate/"), {"grace_hours": "24"})
 
-    assert response.status_code == 200
     new_secret = shown_secret(response)
     old = Key.objects.get(digest=digest_of(secret))
     assert old.revoked_at is None
@@ -350,9 +359,9 @@ def test_rotating_with_grace_keeps_the_old_key_until_the_grace_ends(client, owne
 
 def test_a_bad_grace_period_is_refused(client, owner, workspace, source, secret):
     client.force_login(owner)
-    response = client.post(url(workspace, f"{source.public_id}/rotate/"), {"grace_hours": "-3"})
+    response = client.post(url(workspace, f"{source.public_id}/rotate/"), {"grace_hours": "3"})
     assert response.status_code == 400
-    assert "greater than or equal to 0" in response.content.decode()
+    assert "Select a valid choice" in response.content.decode()
     assert Key.objects.filter(source=source).count() == 1
     assert authenticate_key(bearer(secret)).source_id == source.pk
 
@@ -378,12 +387,12 @@ def test_adding_a_key_with_an_expiry_leaves_the_first_key_working(client, owner,
     client.force_login(owner)
     expires = (timezone.now() + timedelta(days=2)).replace(second=0, microsecond=0)
 
-    response = client.post(
+    response = issue(
+        client,
         url(workspace, f"{source.public_id}/keys/new/"),
         {"expires_at": expires.strftime("%Y-%m-%dT%H:%M")},
     )
 
-    assert response.status_code == 200
     extra = shown_secret(response)
     key = Key.objects.get(digest=digest_of(extra))
     assert key.source_id == source.pk
@@ -410,15 +419,14 @@ def test_an_expiry_in_the_past_is_refused(client, owner, workspace, source):
 
 def test_a_resubmitted_rotation_does_nothing_and_keeps_the_shown_key(client, owner, workspace, source):
     client.force_login(owner)
-    page = client.get(url(workspace)).content.decode()
+    page = client.get(url(workspace, f"{source.public_id}/rotate/")).content.decode()
     newest = source.keys.get().public_id
     assert f'name="newest" value="{newest}"' in page
     form = {"grace_hours": "0", "newest": newest}
 
-    first = client.post(url(workspace, f"{source.public_id}/rotate/"), form)
-    again = client.post(url(workspace, f"{source.public_id}/rotate/"), form)  # refresh / double click
+    first = issue(client, url(workspace, f"{source.public_id}/rotate/"), form)
+    again = client.post(url(workspace, f"{source.public_id}/rotate/"), form)  # back + resubmit
 
-    assert first.status_code == 200
     shown = shown_secret(first)
     assert again.status_code == 302
     assert again["Location"] == url(workspace)
@@ -430,6 +438,144 @@ def test_a_resubmitted_rotation_does_nothing_and_keeps_the_shown_key(client, own
 def test_a_resubmitted_add_key_form_does_not_add_a_second_key(client, owner, workspace, source):
     client.force_login(owner)
     form = {"expires_at": "", "newest": source.keys.get().public_id}
-    assert client.post(url(workspace, f"{source.public_id}/keys/new/"), form).status_code == 200
     assert client.post(url(workspace, f"{source.public_id}/keys/new/"), form).status_code == 302
+    again = client.post(url(workspace, f"{source.public_id}/keys/new/"), form)
+    assert again.status_code == 302 and again["Location"] == url(workspace)
     assert Key.objects.filter(source=source).count() == 2
+
+
+# ---- a key is shown once: POST → redirect → GET ------------------------------------------------
+
+ISSUING_FORMS = {
+    "create": ("new/", {"name": "Billing Jobs", "slug": "billing"}),
+    "add": ("{app}/keys/new/", {"expires_at": ""}),
+    "rotate": ("{app}/rotate/", {"grace_hours": "24"}),
+}
+
+
+@pytest.mark.parametrize("action", ISSUING_FORMS)
+def test_the_key_page_shows_the_secret_on_its_first_get_only(
+    client, caplog, owner, workspace, source, action
+):
+    suffix, data = ISSUING_FORMS[action]
+    client.force_login(owner)
+
+    posted = client.post(url(workspace, suffix.format(app=source.public_id)), data)
+    first = client.get(posted["Location"])
+    reload = client.get(posted["Location"])
+
+    assert posted.status_code == 302
+    secret = shown_secret(first)
+    assert secret not in posted["Location"] and not SECRET_IN_PAGE.search(posted["Location"])
+    assert "no-store" in first["Cache-Control"]
+    key = Key.objects.get(digest=digest_of(secret))
+    assert posted["Location"] == url(workspace, f"{key.source.public_id}/keys/{key.public_id}/")
+    # The session held it only between the redirect and the first GET.
+    assert secret not in str(dict(client.session))
+    assert reload.status_code == 200
+    gone = reload.content.decode()
+    assert "This key was shown once and is no longer available" in gone
+    assert not SECRET_IN_PAGE.search(gone)
+    assert f"{key.prefix}…" in gone
+    assert url(workspace, f"{key.source.public_id}/rotate/") in gone
+    assert url(workspace, f"{key.source.public_id}/keys/new/") in gone
+    assert "no-store" in reload["Cache-Control"]
+    assert "already uses this slug" not in gone
+    assert Source.objects.filter(workspace=workspace).count() == (2 if action == "create" else 1)
+    assert secret not in caplog.text
+
+
+def test_a_key_page_left_unopened_forgets_the_secret_after_the_hand_over_window(
+    client, owner, workspace, source, monkeypatch
+):
+    client.force_login(owner)
+    posted = client.post(url(workspace, f"{source.public_id}/keys/new/"), {"expires_at": ""})
+    later = timezone.now() + timedelta(seconds=301)
+    monkeypatch.setattr("sources.views.timezone.now", lambda: later)
+
+    page = client.get(posted["Location"]).content.decode()
+
+    assert "This key was shown once and is no longer available" in page
+    assert not SECRET_IN_PAGE.search(page)
+    assert "sources.keys_to_show" not in client.session
+
+
+def test_another_sources_key_page_does_not_take_the_waiting_secret(client, owner, workspace, source):
+    other, other_issued = create_source(workspace, "Deploys")
+    client.force_login(owner)
+    posted = client.post(url(workspace, f"{source.public_id}/keys/new/"), {"expires_at": ""})
+
+    elsewhere = client.get(url(workspace, f"{other.public_id}/keys/{other_issued.key.public_id}/"))
+    mismatched = client.get(posted["Location"].replace(source.public_id, other.public_id))
+    mine = client.get(posted["Location"])
+
+    assert "no longer available" in elsewhere.content.decode()
+    assert mismatched.status_code == 404
+    assert shown_secret(mine)
+
+
+def test_rotating_asks_first_and_names_the_keys_that_will_stop(client, owner, workspace, source):
+    first = source.keys.get()
+    second = issue_key(source).key
+    gone = issue_key(source).key
+    gone.revoked_at = timezone.now()
+    gone.save(update_fields=["revoked_at"])
+    client.force_login(owner)
+
+    response = client.get(url(workspace, f"{source.public_id}/rotate/"))
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert "These 2 keys stop" in page
+    assert f"{first.prefix}…" in page and f"{second.prefix}…" in page
+    assert f"{gone.prefix}…" not in page  # already revoked: nothing changes for it
+    for choice in ("Now", "In 1 hour", "In 24 hours", "In 7 days"):
+        assert choice in page
+    assert '<option value="24" selected>' in page
+    # Asking changes nothing.
+    assert Key.objects.filter(source=source).count() == 3
+    assert Key.objects.filter(source=source, revoked_at__isnull=True).count() == 2
+    # The Sources page links to the question instead of rotating in one click.
+    listing = client.get(url(workspace)).content.decode()
+    assert f'href="{url(workspace, f"{source.public_id}/rotate/")}"' in listing
+    assert 'name="grace_hours"' not in listing
+
+
+def test_confirming_a_rotation_with_one_hour_of_grace_keeps_the_old_key_for_that_hour(
+    client, owner, workspace, source, secret
+):
+    client.force_login(owner)
+    before = timezone.now()
+    newest = source.keys.get().public_id
+
+    shown = issue(
+        client, url(workspace, f"{source.public_id}/rotate/"), {"grace_hours": "1", "newest": newest}
+    )
+
+    new_secret = shown_secret(shown)
+    old = Key.objects.get(digest=digest_of(secret))
+    assert old.revoked_at is None
+    assert before + timedelta(hours=1) <= old.expires_at <= timezone.now() + timedelta(hours=1)
+    assert authenticate_key(bearer(secret)).key_id == old.pk
+    assert authenticate_key(bearer(new_secret)).source_id == source.pk
+
+
+def test_a_rotation_without_a_chosen_grace_is_refused(client, owner, workspace, source, secret):
+    client.force_login(owner)
+    response = client.post(url(workspace, f"{source.public_id}/rotate/"), {})
+    assert response.status_code == 400
+    assert "This field is required." in response.content.decode()
+    assert Key.objects.filter(source=source).count() == 1
+    assert authenticate_key(bearer(secret)).source_id == source.pk
+
+
+def test_the_pages_before_and_after_a_key_are_refused_to_members_and_outsiders(
+    client, member, outsider, workspace, source
+):
+    key = source.keys.get()
+    pages = [f"{source.public_id}/rotate/", f"{source.public_id}/keys/new/",
+             f"{source.public_id}/keys/{key.public_id}/", "new/"]
+    client.force_login(member)
+    assert [client.get(url(workspace, page)).status_code for page in pages] == [403] * 4
+    client.force_login(outsider)
+    assert [client.get(url(workspace, page)).status_code for page in pages] == [404] * 4

@@ -88,7 +88,8 @@ def worker_row(workspace) -> Worker:
 def test_the_enumeration_finds_every_dashboard_page(org_urls):
     """Guards the enumeration itself: if it silently found nothing, the tests below would pass."""
     assert {"live-events", "live-feed", "event-detail", "source-list", "source-rotate",
-            "key-revoke", "worker-detail", "worker-feed", "usage", "change-plan"} <= set(org_urls)
+            "key-new", "key-shown", "key-revoke", "worker-detail", "worker-feed", "usage",
+            "change-plan"} <= set(org_urls)
     assert all("/w/org_" in url for url in org_urls.values())
 
 
@@ -113,6 +114,16 @@ def test_an_outsider_gets_404_on_every_dashboard_url_for_get_and_post(
     for name, response in owner_sees.items():
         assert response.status_code in (200, 302, 405), name
         assert not response.get("Location", "").startswith(reverse("login")), name
+
+
+# Pages that lead to or show a new key: owners and admins only, even to look at.
+MANAGER_PAGES = ["source-new", "source-edit", "source-rotate", "key-new", "key-shown"]
+
+
+def test_a_member_gets_403_on_the_pages_that_issue_or_show_a_key(client, member, org_urls):
+    client.force_login(member)
+    for name in MANAGER_PAGES:
+        assert client.get(org_urls[name]).status_code == 403, name
 
 
 def test_an_anonymous_visitor_is_sent_to_login_from_every_dashboard_url(client, org_urls):
