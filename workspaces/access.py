@@ -8,6 +8,7 @@ from typing import cast
 
 from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
+from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 
 from ackly.ids import is_public_id
@@ -19,14 +20,36 @@ class WorkspaceRequest(HttpRequest):
 
     workspace: Workspace
     membership: Membership
+    memberships: QuerySet[Membership]
+
+
+# The workspace `/` opens: the one whose page the user last viewed (re-checked there).
+LAST_WORKSPACE_SESSION_KEY = "last_workspace"
+
+
+def memberships_of(user) -> QuerySet[Membership]:
+    """Every workspace the user belongs to, any role, by name: the header's switcher."""
+    return (
+        Membership.objects.filter(user=user)
+        .select_related("workspace")
+        .order_by("workspace__name", "workspace__id")
+    )
+
+
+def remember_workspace(request: HttpRequest, org_id: str) -> None:
+    """Written only on a change, so viewing the same workspace again saves no session."""
+    if request.session.get(LAST_WORKSPACE_SESSION_KEY) != org_id:
+        request.session[LAST_WORKSPACE_SESSION_KEY] = org_id
 
 
 def workspace_view(*, manage: bool = False) -> Callable:
-    """Decorate a view taking `org_id`: sets request.workspace and request.membership.
+    """Decorate a view taking `org_id`: sets request.workspace, .membership and .memberships.
 
     Anonymous users go to the login page; users who are not members get 404 (the workspace's
     existence is not revealed), as does an id that is not shaped like one (a NUL byte, say);
-    `manage=True` also needs the owner or admin role (403).
+    `manage=True` also needs the owner or admin role (403). A member's view of an HTML page
+    is remembered in the session for `/`; `memberships` is lazy, queried only if the page
+    shows the switcher.
     """
 
     def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
@@ -48,7 +71,11 @@ def workspace_view(*, manage: bool = False) -> Callable:
             resolved = cast(WorkspaceRequest, request)  # the same object, given the attributes
             resolved.workspace = membership.workspace
             resolved.membership = membership
-            return view(resolved, *args, **kwargs)
+            resolved.memberships = memberships_of(request.user)
+            response = view(resolved, *args, **kwargs)
+            if response.get("Content-Type", "").startswith("text/html"):
+                remember_workspace(request, org_id)  # pages only: the JSON feed writes no session
+            return response
 
         return wrapped
 

@@ -19,26 +19,25 @@ from ingest.models import Category, EventStatus
 from ingest.present import iso
 from sources.models import Source
 from workspaces import live
-from workspaces.access import WorkspaceRequest, workspace_view
+from workspaces.access import LAST_WORKSPACE_SESSION_KEY, WorkspaceRequest, workspace_view
 from workspaces.forms import WorkspaceForm
 from workspaces.models import Membership
 from workspaces.services import create_workspace
 
 
-def _first_workspace_id(user) -> str | None:
-    return (
-        Membership.objects.filter(user=user)
-        .order_by("created_at", "id")
-        .values_list("workspace__public_id", flat=True)
-        .first()
-    )
+def _home_workspace_id(user, last: object) -> str | None:
+    """The last visited workspace while the user is still its member, else the first joined."""
+    org_ids = Membership.objects.filter(user=user).values_list("workspace__public_id", flat=True)
+    if isinstance(last, str) and org_ids.filter(workspace__public_id=last).exists():
+        return last
+    return org_ids.order_by("created_at", "id").first()
 
 
 def home(request: HttpRequest) -> HttpResponse:
-    """The live events page of the user's first workspace; the login page for visitors."""
+    """The live page of the workspace the user last visited; the login page for visitors."""
     if not request.user.is_authenticated:
         return redirect(settings.LOGIN_URL)
-    org_id = _first_workspace_id(request.user)
+    org_id = _home_workspace_id(request.user, request.session.get(LAST_WORKSPACE_SESSION_KEY))
     if org_id is None:
         return redirect("workspace-new")
     return redirect("live-events", org_id=org_id)

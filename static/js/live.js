@@ -78,6 +78,12 @@
     if (text !== undefined && text !== null) e.textContent = String(text);
     return e;
   }
+  // A cell whose text may be cut short by an ellipsis carries it whole in its title.
+  function cell(cls, text) {
+    var e = el("span", cls, text);
+    e.title = String(text);
+    return e;
+  }
 
   function renderRow(item) {
     var isEvent = item.kind === "event";
@@ -86,14 +92,17 @@
     li.dataset.received = item.receivedAt;
     var a = el("a", "row-link");
     a.href = config.detailUrl.replace("__id__", encodeURIComponent(item.id));
-    var label = isEvent ? item.status : item.category;
-    a.appendChild(el("span", "badge badge-" + (isEvent ? item.status : "timeline"), label));
+    var label = (isEvent ? item.status : item.category) || "";
+    var badge = el("span", "badge badge-" + (isEvent ? item.status : "timeline"));
+    badge.title = label;
+    badge.appendChild(el("span", "badge-text", label));
+    a.appendChild(badge);
     var main = el("span", "row-main");
-    main.appendChild(el("span", "row-type", item.eventType || "—"));
-    main.appendChild(el("span", "row-message", isEvent ? (item.message || "") : workerName(item)));
+    main.appendChild(cell("row-type", item.eventType || "—"));
+    main.appendChild(cell("row-message", isEvent ? (item.message || "") : workerName(item)));
     a.appendChild(main);
-    a.appendChild(el("span", "row-source", sourceName(item)));
-    a.appendChild(el("span", "row-worker", isEvent ? (item.externalId || "") : workerName(item)));
+    a.appendChild(cell("row-source", sourceName(item)));
+    a.appendChild(cell("row-worker", isEvent ? (item.externalId || "") : workerName(item)));
     a.appendChild(el("span", "row-duration", duration(item)));
     var t = el("time", "row-time", clock(item.receivedAt));
     t.setAttribute("datetime", item.receivedAt);
