@@ -62,6 +62,13 @@ def _source_of(request: WorkspaceRequest, app_id: str) -> Source:
     return get_object_or_404(Source, workspace=request.workspace, public_id=app_id)
 
 
+def _key_of(source: Source, key_id: str) -> Key:
+    """The key with this public id of that source, else 404 (the source is already the tenant's)."""
+    if not is_public_id(key_id, "key"):
+        raise Http404("No such key")
+    return get_object_or_404(Key, source=source, public_id=key_id)
+
+
 def _newest_key_id(source: Source) -> str | None:
     return (
         Key.objects.filter(source=source).order_by("-created_at", "-id")
@@ -278,9 +285,7 @@ def key_new(request: WorkspaceRequest, app_id: str) -> HttpResponse:
 def key_shown(request: WorkspaceRequest, app_id: str, key_id: str) -> HttpResponse:
     """The one page that ever shows a secret, on its first GET; later GETs say it is gone."""
     source = _source_of(request, app_id)
-    if not is_public_id(key_id, "key"):
-        raise Http404("No such key")
-    key = get_object_or_404(Key, source=source, public_id=key_id)
+    key = _key_of(source, key_id)
     entry = _take_secret(request, key)
     if entry is None:
         return _no_store(render(request, "sources/key_gone.html", {"source": source, "key": key}))
@@ -305,9 +310,7 @@ def key_shown(request: WorkspaceRequest, app_id: str, key_id: str) -> HttpRespon
 def key_revoke(request: WorkspaceRequest, app_id: str, key_id: str) -> HttpResponse:
     """Revoke one key; it fails on the very next request (the signal drops its cached look-up)."""
     source = _source_of(request, app_id)
-    if not is_public_id(key_id, "key"):
-        raise Http404("No such key")
-    key = get_object_or_404(Key, source=source, public_id=key_id)
+    key = _key_of(source, key_id)
     revoke_key(key)
     messages.success(request, f"Revoked key {key.prefix}… of {source.name}.")
     return redirect("source-list", org_id=request.workspace.public_id)
