@@ -7,6 +7,9 @@ from django.db import models
 from django.utils import timezone
 
 from ackly.ids import new_public_id
+from workspaces.roles import Permission, Role, allows
+
+__all__ = ["AuditEntry", "Membership", "Role", "Worker", "Workspace"]
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -48,12 +51,6 @@ class Workspace(models.Model):
         return self.plan.monthly_event_limit
 
 
-class Role(models.TextChoices):
-    OWNER = "owner", "Owner"
-    ADMIN = "admin", "Admin"
-    MEMBER = "member", "Member"
-
-
 class MembershipQuerySet(models.QuerySet):
     def managers(self) -> MembershipQuerySet:
         return self.filter(role__in=[Role.OWNER, Role.ADMIN])
@@ -77,9 +74,14 @@ class Membership(models.Model):
     def __str__(self) -> str:
         return f"{self.user} in {self.workspace.name} ({self.role})"
 
+    def can(self, permission: str) -> bool:
+        """Whether this member's role allows `permission` (workspaces/roles.py's table)."""
+        return allows(self.role, permission)
+
     @property
     def can_manage(self) -> bool:
-        return self.role in (Role.OWNER, Role.ADMIN)
+        """Sources, keys, alert rules and channels: owners and admins."""
+        return self.can(Permission.MANAGE_SOURCES)
 
 
 class WorkerQuerySet(models.QuerySet):
@@ -129,3 +131,40 @@ class Worker(models.Model):
         if self.email:
             self.email = self.email.lower()
         super().save(*args, **kwargs)
+
+
+class AuditEntryQuerySet(models.QuerySet):
+    def for_workspace(self, workspace: Workspace | int) -> AuditEntryQuerySet:
+        return self.filter(workspace=workspace)
+
+    def newest_first(self) -> AuditEntryQuerySet:
+        return self.order_by("-at", "-id")
+
+
+class AuditEntry(models.Model):
+    """One change to a workspace: who, what, to which thing, when. Written by audit.record()."""
+
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="audit_entries")
+    # Null for a management command, or once the user is deleted (the label stays).
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="+",
+    )
+    actor_label = models.CharField(max_length=200)
+    action = models.CharField(max_length=60)  # "<target type>.<verb>": "key.revoked"
+    target_type = models.CharField(max_length=40, blank=True)
+    target_id = models.CharField(max_length=254, blank=True)  # a public id, or a member's name
+    details = models.JSONField(default=dict, blank=True)
+    at = models.DateTimeField(default=timezone.now, editable=False)
+
+    objects = AuditEntryQuerySet.as_manager()
+
+    class Meta:
+        verbose_name_plural = "audit entries"
+        indexes = [
+            # The audit log page (a workspace's entries, newest first) and purge_expired's cut-off.
+            models.Index(fields=["workspace", "-at"], name="audit_workspace_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.actor_label} {self.action} {self.target_id}"
