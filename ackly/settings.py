@@ -88,6 +88,9 @@ INSTALLED_APPS = [
     "workspaces",
     "sources",
     "ingest",
+    "django_tasks",
+    "django_tasks_db",
+    "alerts",
 ]
 
 MIDDLEWARE = [
@@ -243,12 +246,46 @@ IDEMPOTENCY_WINDOW_SECONDS = 10 * 60
 KEY_LAST_USED_INTERVAL_SECONDS = 60
 RATELIMIT_WINDOW_SECONDS = 1
 PURGE_BATCH_SIZE = env_int("PURGE_BATCH_SIZE", 5000)
+# Refused requests kept per source behind the rejections panel (ingest.rejections).
+REJECTED_REQUESTS_PER_SOURCE = env_int("REJECTED_REQUESTS_PER_SOURCE", 100)
 # GET /readyz: how long the database and Redis each get to answer before the probe says 503.
 READY_TIMEOUT_SECONDS = env_int("READY_TIMEOUT_SECONDS", 2)
 # Request bodies past this are refused by Django itself (the ingest guard answers first).
 DATA_UPLOAD_MAX_MEMORY_SIZE = INGEST_MAX_BODY_BYTES
 # Public base URL for absolute links (docsUrl); taken from the request when unset.
 PUBLIC_BASE_URL = env_str("PUBLIC_BASE_URL")
+
+# --- Alerts (docs/alerts.md) ------------------------------------------------------------------
+# The delivery queue: django-tasks with its ORM backend, worked by `manage.py worker`.
+# TASKS_BACKEND=django_tasks.backends.immediate.ImmediateBackend runs a delivery in the caller
+# instead (some tests); the worker needs the database backend.
+TASKS = {
+    "default": {
+        "BACKEND": env_str("TASKS_BACKEND", "django_tasks_db.DatabaseBackend"),
+        "QUEUES": ["alerts"],
+    }
+}
+# Outbound notifications may reach loopback/private/link-local addresses only with this on
+# (tests, local receivers); the check runs when a channel is saved and again on every send.
+WEBHOOK_ALLOW_PRIVATE = env_bool("WEBHOOK_ALLOW_PRIVATE", False)
+# How often the worker looks for new events and due timers, in milliseconds.
+ALERTS_POLL_MS = env_int("ALERTS_POLL_MS", 500)
+# Each pass re-reads events received this long before the previous pass: longer than any ingest
+# transaction (and any clock skew between servers), so a late commit is still seen.
+ALERTS_LOOKBACK_SECONDS = env_int("ALERTS_LOOKBACK_SECONDS", 60)
+# Deliveries: each attempt's timeout; retries back off exponentially from the base (with jitter)
+# on a network error, a 5xx or a 429, for at most ALERTS_RETRY_FOR_SECONDS.
+ALERTS_DELIVERY_TIMEOUT_SECONDS = env_int("ALERTS_DELIVERY_TIMEOUT_SECONDS", 10)
+ALERTS_RETRY_BASE_SECONDS = env_int("ALERTS_RETRY_BASE_SECONDS", 20)
+ALERTS_RETRY_FOR_SECONDS = env_int("ALERTS_RETRY_FOR_SECONDS", 24 * 3600)
+# An attempt claimed by a worker that died is taken over after this long.
+ALERTS_DELIVERY_LEASE_SECONDS = env_int(
+    "ALERTS_DELIVERY_LEASE_SECONDS", ALERTS_DELIVERY_TIMEOUT_SECONDS + 20
+)
+if ALERTS_POLL_MS < 10 or ALERTS_DELIVERY_LEASE_SECONDS <= ALERTS_DELIVERY_TIMEOUT_SECONDS:
+    raise ImproperlyConfigured(
+        "ALERTS_POLL_MS must be at least 10 and ALERTS_DELIVERY_LEASE_SECONDS longer than the timeout"
+    )
 
 # --- Auth, i18n, static ---------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [
@@ -313,6 +350,10 @@ SIGNUP_RATE_LIMIT = env_rate("SIGNUP_RATE_LIMIT", "5/h")  # sign-up POSTs per cl
 SIGNUP_EMAIL_RATE_LIMIT = env_rate("SIGNUP_EMAIL_RATE_LIMIT", "3/h")  # emails to one address
 SIGNUP_FINISH_RATE_LIMIT = env_rate("SIGNUP_FINISH_RATE_LIMIT", "20/h")  # link-page POSTs
 SIGNUP_LINK_MAX_AGE_SECONDS = env_int("SIGNUP_LINK_MAX_AGE_SECONDS", 3 * 24 * 3600)
+# Invitations to a workspace (docs/teams.md): how long the emailed link works, and how many
+# invitations one workspace may send per hour (each is an email to an address an admin typed).
+INVITATION_MAX_AGE_DAYS = env_int("INVITATION_MAX_AGE_DAYS", 7)
+INVITATION_RATE_LIMIT = env_rate("INVITATION_RATE_LIMIT", "30/h")
 
 
 # Email (the sign-up links). EMAIL_URL sets the SMTP server; EMAIL_BACKEND any other backend.
