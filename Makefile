@@ -42,7 +42,7 @@ lint: install-dev
 
 # mypy with django-stubs and the DRF stubs ([tool.mypy] in pyproject.toml); CI fails on any error.
 typecheck: install-dev
-	$(BIN)/mypy ackly ingest sources billing workspaces
+	$(BIN)/mypy ackly ingest sources billing workspaces alerts
 
 # Regenerates the committed copy of the OpenAPI document (tests compare the two).
 schema: install
