@@ -223,3 +223,42 @@ class Rejection(models.Model):
 
     def __str__(self) -> str:
         return f"{self.code} ×{self.count} at {self.hour:%Y-%m-%d %H:00}"
+
+
+class RejectedRequestQuerySet(WorkspaceScopedQuerySet):
+    time_field = "at"
+
+
+class RejectedRequest(models.Model):
+    """One refused request behind a Rejection count: when, which code, what the sender was told.
+
+    Only the error's message and the request id are kept, never the body or the key. Each source
+    keeps its newest REJECTED_REQUESTS_PER_SOURCE (ingest.rejections), and the retention purge
+    drops older ones, so a sender refused in a loop cannot grow the table.
+    """
+
+    workspace = models.ForeignKey(
+        "workspaces.Workspace", on_delete=models.CASCADE, db_index=False, related_name="+"
+    )
+    # No index of its own: rejectedreq_source_recent leads with it.
+    source = models.ForeignKey(
+        "sources.Source", on_delete=models.CASCADE, db_index=False, related_name="+"
+    )
+    code = models.CharField(max_length=40)
+    message = models.TextField()
+    request_id = models.CharField(max_length=40, blank=True, default="")
+    at = models.DateTimeField(default=timezone.now)
+
+    objects = RejectedRequestQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [
+            # A source's newest refusals: the drill-down by source, and the per-source cap's trim.
+            models.Index(fields=["source", "-at"], name="rejectedreq_source_recent"),
+            # A workspace's newest refusals (the drill-down) and purge_expired's cut-off.
+            models.Index(fields=["workspace", "-at"], name="rejectedreq_ws_recent"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.code} at {self.at:%Y-%m-%d %H:%M:%S}"

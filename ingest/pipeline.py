@@ -237,7 +237,7 @@ class IngestEndpoint(APIView):
                 events_rejected({exc.code: 1})  # no source to count it against, still refused
         if ctx is not None:
             if ctx.rejections and not ctx.dry_run:
-                count_rejections(ctx.key, ctx.rejections, ctx.now)
+                count_rejections(ctx.key, ctx.rejections, ctx.now, answer=response)
             self._add_state_headers(response, ctx)
         return response
 

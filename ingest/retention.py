@@ -15,7 +15,14 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from ingest.models import Event, IdempotencyRecord, Rejection, SnapshotHistory, TimelineEvent
+from ingest.models import (
+    Event,
+    IdempotencyRecord,
+    RejectedRequest,
+    Rejection,
+    SnapshotHistory,
+    TimelineEvent,
+)
 from workspaces.models import Workspace
 
 # Model, and the time field its retention is measured on.
@@ -24,6 +31,7 @@ RETAINED: tuple[tuple[type[models.Model], str], ...] = (
     (TimelineEvent, "received_at"),
     (SnapshotHistory, "received_at"),
     (Rejection, "hour"),
+    (RejectedRequest, "at"),
 )
 
 

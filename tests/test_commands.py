@@ -17,7 +17,14 @@ from django.db import connection
 from django.utils import timezone
 
 from billing.services import get_workspace_limits
-from ingest.models import Event, IdempotencyRecord, Rejection, SnapshotHistory, TimelineEvent
+from ingest.models import (
+    Event,
+    IdempotencyRecord,
+    RejectedRequest,
+    Rejection,
+    SnapshotHistory,
+    TimelineEvent,
+)
 from sources.auth import authenticate_key
 from sources.keys import KEY_PATTERN, digest_of
 from sources.models import Key, Source
@@ -274,6 +281,8 @@ def _age(model, days: float, **fields):
     when = timezone.now() - timedelta(days=days)
     if model is Rejection:
         return Rejection.objects.create(hour=when, count=1, code="invalid_key", **fields)
+    if model is RejectedRequest:
+        return RejectedRequest.objects.create(at=when, code="key_revoked", message="m", **fields)
     return model.objects.create(received_at=when, **fields)
 
 
@@ -289,6 +298,7 @@ def _seed(workspace, source, worker, days: float, tag: str) -> None:
         metrics={"n": 1}, request_id="req_x", **common,
     )
     _age(Rejection, days, **common)
+    _age(RejectedRequest, days, **common)
 
 
 def test_purge_expired_deletes_past_each_plans_retention_in_bounded_batches(
@@ -315,8 +325,8 @@ def test_purge_expired_deletes_past_each_plans_retention_in_bounded_batches(
 
     lines = run("purge_expired")
 
-    # 5 old rows per model per workspace at 2 per batch: 3 DELETEs each (4 models x 2), +1.
-    assert lines[-1] == "Purged 41 rows in 25 batches."
+    # 5 old rows per model per workspace at 2 per batch: 3 DELETEs each (5 models x 2), +1.
+    assert lines[-1] == "Purged 51 rows in 31 batches."
     assert "ingest.Event: 10 deleted" in lines
     assert sorted(Event.objects.values_list("message", flat=True)) == ["free-recent", "pro-recent"]
     assert sorted(TimelineEvent.objects.values_list("event_type", flat=True)) == [
@@ -326,6 +336,7 @@ def test_purge_expired_deletes_past_each_plans_retention_in_bounded_batches(
         "free-recent", "pro-recent",
     ]
     assert Rejection.objects.count() == 2
+    assert RejectedRequest.objects.count() == 2
     assert list(IdempotencyRecord.objects.values_list("key", flat=True)) == ["new"]
 
 
