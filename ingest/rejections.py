@@ -18,6 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import connection, transaction
+from django.db.models import QuerySet
 from django.http import HttpResponse
 from django.utils import timezone
 
@@ -122,3 +123,16 @@ def _description(code: str) -> str:
     spec = ERROR_CODES.get(code)
     return spec.description if spec is not None else code
 
+
+
+def recent_refusals(
+    workspace_id: int, source: str | None = None, code: str | None = None
+) -> QuerySet[RejectedRequest]:
+    """A workspace's kept refused requests, newest first; optionally one source's (public id)
+    and one code's. Never another workspace's: the workspace is always part of the filter."""
+    rows = RejectedRequest.objects.filter(workspace_id=workspace_id).select_related("source")
+    if source:
+        rows = rows.filter(source__public_id=source)
+    if code:
+        rows = rows.filter(code=code)
+    return rows

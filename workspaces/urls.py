@@ -27,6 +27,7 @@ urlpatterns = [
     path("workspaces/new/", views.workspace_new, name="workspace-new"),
     path("w/<str:org_id>/", views.workspace_home, name="workspace-home"),
     path("w/<str:org_id>/events/", views.live_events, name="live-events"),
+    path("w/<str:org_id>/rejections/", views.rejected_requests, name="rejected-requests"),
     path("w/<str:org_id>/events/feed.json", views.live_feed, name="live-feed"),
     path("w/<str:org_id>/events/<str:item_id>/", views.event_detail, name="event-detail"),
 ]

@@ -17,12 +17,16 @@ from django.views.decorators.http import require_GET
 
 from ingest.models import Category, EventStatus
 from ingest.present import iso
+from ingest.rejections import recent_refusals
 from sources.models import Source
 from workspaces import live
 from workspaces.access import LAST_WORKSPACE_SESSION_KEY, WorkspaceRequest, workspace_view
 from workspaces.forms import WorkspaceForm
 from workspaces.models import Membership
 from workspaces.services import create_workspace
+
+# The drill-down's page: a source keeps its newest REJECTED_REQUESTS_PER_SOURCE.
+REFUSALS_SHOWN = 200
 
 
 def _home_workspace_id(user, last: object) -> str | None:
@@ -143,4 +147,22 @@ def event_detail(request: WorkspaceRequest, item_id: str) -> HttpResponse:
     pretty = json.dumps(item.get("metadata"), indent=2, ensure_ascii=False, sort_keys=True)
     return render(
         request, "dashboard/event_detail.html", {"item": item, "metadata_json": pretty}
+
+
+@require_GET
+@workspace_view()
+def rejected_requests(request: WorkspaceRequest) -> HttpResponse:
+    """The refused requests behind the rejections panel's counts, newest first (?source, ?code)."""
+    workspace = request.workspace
+    source_id = request.GET.get("source", "").strip()
+    code = request.GET.get("code", "").strip()
+    rows = list(recent_refusals(workspace.pk, source_id, code)[:REFUSALS_SHOWN])
+    source = Source.objects.for_workspace(workspace).filter(public_id=source_id).first()
+    return render(
+        request,
+        "dashboard/rejections.html",
+        {"rows": rows, "source": source, "code": code, "filtered": bool(source_id or code),
+         "per_source": settings.REJECTED_REQUESTS_PER_SOURCE, "shown": REFUSALS_SHOWN},
+    )
+
     )

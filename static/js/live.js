@@ -448,11 +448,15 @@
           var code = el("a", "code", it.code);
           code.href = "/docs/errors/" + encodeURIComponent(it.code) + "/";
           row.appendChild(code);
-          row.appendChild(el("span", "rej-count", "0"));
+          var count = el("a", "rej-count", "0");  // opens the refused requests behind it
+          count.href = list.dataset.requestsUrl + "?source=" + encodeURIComponent(sid) +
+            "&code=" + encodeURIComponent(it.code);
+          count.title = "Show the refused requests";
+          row.appendChild(count);
           list.insertBefore(row, list.firstChild);
         }
-        var count = row.querySelector(".rej-count");
-        count.textContent = String(Number(count.textContent) + (Number(it.count) || 1));
+        var total = row.querySelector(".rej-count");
+        total.textContent = String(Number(total.textContent) + (Number(it.count) || 1));
         row.classList.remove("flash");
         void row.offsetWidth;  // restart the highlight animation
         row.classList.add("flash");
