@@ -102,10 +102,23 @@ def get_plan(code: str) -> Plan:
     return plan
 
 
-def set_plan(workspace, plan_code: str):
+@transaction.atomic
+def set_plan(workspace, plan_code: str, actor=None):
+    """Move the workspace to the plan (effective on its next request); logged when it changes."""
+    previous = workspace.plan
     workspace.plan = get_plan(plan_code)
     workspace.save(update_fields=["plan"])
+    if workspace.plan.pk != previous.pk:
+        record_plan_change(workspace, previous, actor)
     return workspace
+
+
+def record_plan_change(workspace, previous: Plan, actor=None) -> None:
+    """The audit entry of a plan change (the admin's form saves the plan itself)."""
+    from workspaces import audit
+
+    details = {"from": previous.code, "to": workspace.plan.code}
+    audit.record(workspace, "plan.changed", workspace, actor=actor, details=details)
 
 
 _RESERVE_ALL_SQL = (

@@ -11,6 +11,7 @@ from billing.forms import PlanChangeForm
 from billing.models import Plan
 from billing.services import get_workspace_limits, quota_state, set_plan
 from workspaces.access import WorkspaceRequest, workspace_view
+from workspaces.roles import Permission
 
 
 def _usage_context(request: WorkspaceRequest) -> dict:
@@ -30,7 +31,7 @@ def _usage_context(request: WorkspaceRequest) -> dict:
         "sources_used": workspace.sources.count(),
         "plan": workspace.plan,
         "plans": Plan.objects.order_by("monthly_event_limit"),
-        "can_manage": request.membership.can_manage,
+        "can_change_plan": request.membership.can(Permission.CHANGE_PLAN),
     }
 
 
@@ -41,7 +42,7 @@ def usage(request: WorkspaceRequest) -> HttpResponse:
     return render(request, "billing/usage.html", context)
 
 
-@workspace_view(manage=True)
+@workspace_view(permission=Permission.CHANGE_PLAN)
 @require_POST
 def change_plan(request: WorkspaceRequest) -> HttpResponse:
     """Switch the plan; the signals drop the cached limits, so the next API request uses it."""
@@ -52,6 +53,6 @@ def change_plan(request: WorkspaceRequest) -> HttpResponse:
         return render(request, "billing/usage.html", context, status=400)
     plan = form.cleaned_data["plan"]
     if plan.pk != request.workspace.plan_id:
-        set_plan(request.workspace, plan.code)
+        set_plan(request.workspace, plan.code, actor=request.user)
         messages.success(request, f"The workspace is now on the {plan.name} plan.")
     return redirect("usage", org_id=request.workspace.public_id)

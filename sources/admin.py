@@ -20,7 +20,18 @@ from django.utils.cache import add_never_cache_headers
 
 from sources.keys import digest_of, generate_secret, visible_prefix
 from sources.models import Key, KeyStatus, Source
-from sources.services import IssuedKey, issue_key, normalize_event_types, revoke_key, rotate_key
+from sources.services import (
+    IssuedKey,
+    delete_source,
+    issue_key,
+    normalize_event_types,
+    record_key_created,
+    record_source_changed,
+    record_source_created,
+    revoke_key,
+    rotate_key,
+)
+from workspaces import audit
 
 MAX_GRACE_HOURS = 24 * 365
 
@@ -108,7 +119,7 @@ def rotate_and_show(
         grace = form.grace()
         issued = []
         for source in sources.select_related("workspace").order_by("pk"):
-            new = rotate_key(source, grace=grace)
+            new = rotate_key(source, grace=grace, actor=audit.admin_actor(request.user))
             hours = form.cleaned_data["grace_hours"]
             ending = f"old keys expire in {hours} h" if grace else "old keys revoked"
             message = f"Rotated key: new {new.key.public_id}; {ending}."  # never the secret
@@ -154,8 +165,21 @@ class SourceAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj: Source, form, change: bool) -> None:
         super().save_model(request, obj, form, change)
-        if not change:
-            remember_issued(request, issue_key(obj))
+        actor = audit.admin_actor(request.user)
+        if change:
+            if form.changed_data:
+                record_source_changed(obj, form.changed_data, actor=actor)
+            return
+        record_source_created(obj, actor=actor)
+        remember_issued(request, issue_key(obj, actor=actor))
+
+    def delete_model(self, request, obj: Source) -> None:
+        delete_source(obj, actor=audit.admin_actor(request.user))
+
+    def delete_queryset(self, request, queryset) -> None:
+        # One by one, so each deletion is in the audit log of its own workspace.
+        for source in queryset:
+            delete_source(source, actor=audit.admin_actor(request.user))
 
     def response_add(self, request, obj: Source, post_url_continue=None) -> HttpResponse:
         issued = getattr(request, "_ackly_issued", None)
@@ -236,10 +260,18 @@ class KeyAdmin(admin.ModelAdmin):
     def save_model(self, request, obj: Key, form, change: bool) -> None:
         if change:
             super().save_model(request, obj, form, change)
+            if "expires_at" in form.changed_data:
+                expires = obj.expires_at.isoformat() if obj.expires_at else None
+                audit.record(
+                    obj.source.workspace_id, "key.expiry_changed", obj,
+                    actor=audit.admin_actor(request.user),
+                    details={"source": obj.source.public_id, "expires_at": expires},
+                )
             return
         secret = generate_secret()
         obj.prefix, obj.digest = visible_prefix(secret), digest_of(secret)
         super().save_model(request, obj, form, change)
+        record_key_created(obj, actor=audit.admin_actor(request.user))
         remember_issued(request, IssuedKey(key=obj, secret=secret))
 
     def response_add(self, request, obj: Key, post_url_continue=None) -> HttpResponse:
@@ -252,7 +284,7 @@ class KeyAdmin(admin.ModelAdmin):
     def revoke_keys(self, request, queryset):
         revoked = 0
         for key in queryset.filter(revoked_at__isnull=True).select_related("source"):
-            revoke_key(key)
+            revoke_key(key, actor=audit.admin_actor(request.user))
             self.log_change(request, key, "Revoked.")
             revoked += 1
         self.message_user(request, f"Revoked {revoked} key(s).")

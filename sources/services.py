@@ -14,6 +14,7 @@ from django.utils.text import slugify
 
 from sources.keys import digest_of, generate_secret, visible_prefix
 from sources.models import Key, Source
+from workspaces import audit
 
 
 class SourceLimitReached(Exception):
@@ -32,12 +33,28 @@ class IssuedKey:
     secret: str
 
 
-def issue_key(source: Source, expires_at: datetime | None = None) -> IssuedKey:
+def _new_key(source: Source, expires_at: datetime | None = None) -> IssuedKey:
     secret = generate_secret()
     key = Key.objects.create(
         source=source, prefix=visible_prefix(secret), digest=digest_of(secret), expires_at=expires_at
     )
     return IssuedKey(key=key, secret=secret)
+
+
+@transaction.atomic
+def issue_key(source: Source, expires_at: datetime | None = None, actor=None) -> IssuedKey:
+    """A new key for the source (its others keep working); `actor` goes into the audit log."""
+    issued = _new_key(source, expires_at)
+    record_key_created(issued.key, actor)
+    return issued
+
+
+def record_key_created(key: Key, actor=None) -> None:
+    """The audit entry of a new key (the admin's add form stores its key itself)."""
+    details = {"source": key.source.public_id, "prefix": key.prefix}
+    if key.expires_at:
+        details["expires_at"] = key.expires_at.isoformat()
+    audit.record(key.source.workspace_id, "key.created", key, actor=actor, details=details)
 
 
 def normalize_event_types(types) -> list[str]:
@@ -51,7 +68,7 @@ def normalize_event_types(types) -> list[str]:
 
 @transaction.atomic
 def create_source(
-    workspace, name: str, slug: str | None = None, allowed_event_types=()
+    workspace, name: str, slug: str | None = None, allowed_event_types=(), actor=None
 ) -> tuple[Source, IssuedKey]:
     """A new source with its first key; refuses past the plan's source limit."""
     from workspaces.models import Workspace
@@ -73,14 +90,36 @@ def create_source(
         slug=slug,
         allowed_event_types=normalize_event_types(allowed_event_types),
     )
-    return source, issue_key(source)
+    record_source_created(source, actor)
+    return source, issue_key(source, actor=actor)
+
+
+def record_source_created(source: Source, actor=None) -> None:
+    details = {"name": source.name, "slug": source.slug}
+    audit.record(source.workspace_id, "source.created", source, actor=actor, details=details)
+
+
+def record_source_changed(source: Source, changed: Iterable[str], actor=None) -> None:
+    """The audit entry of an edit: which fields changed, and the name and slug they have now."""
+    details = {"fields": sorted(changed), "name": source.name, "slug": source.slug}
+    audit.record(source.workspace_id, "source.updated", source, actor=actor, details=details)
 
 
 @transaction.atomic
-def rotate_key(source: Source, grace: timedelta | None = None) -> IssuedKey:
+def delete_source(source: Source, actor=None) -> None:
+    """Delete the source and its keys (the database refuses while timeline rows reference it)."""
+    details = {"name": source.name, "slug": source.slug}
+    audit.record(source.workspace_id, "source.deleted", source, actor=actor, details=details)
+    source.delete()
+
+
+@transaction.atomic
+def rotate_key(source: Source, grace: timedelta | None = None, actor=None) -> IssuedKey:
     """Issue a new key; the source's current keys stop now, or at the end of the grace period."""
     now = timezone.now()
+    stopping = []
     for key in Key.objects.select_for_update().filter(source=source).usable(now):
+        stopping.append(key.public_id)
         if grace:
             end = now + grace
             key.expires_at = min(key.expires_at, end) if key.expires_at else end
@@ -88,13 +127,25 @@ def rotate_key(source: Source, grace: timedelta | None = None) -> IssuedKey:
         else:
             key.revoked_at = now
             key.save(update_fields=["revoked_at"])
-    return issue_key(source)
+    issued = _new_key(source)
+    details = {
+        "source": source.public_id,
+        "prefix": issued.key.prefix,
+        "stopping": stopping,
+        "grace_seconds": int(grace.total_seconds()) if grace else 0,
+    }
+    audit.record(source.workspace_id, "key.rotated", issued.key, actor=actor, details=details)
+    return issued
 
 
-def revoke_key(key: Key) -> Key:
+@transaction.atomic
+def revoke_key(key: Key, actor=None) -> Key:
+    """Revoke the key now; revoking a revoked key changes nothing and logs nothing."""
     if key.revoked_at is None:
         key.revoked_at = timezone.now()
         key.save(update_fields=["revoked_at"])
+        details = {"source": key.source.public_id, "prefix": key.prefix}
+        audit.record(key.source.workspace_id, "key.revoked", key, actor=actor, details=details)
     return key
 
 

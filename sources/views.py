@@ -27,6 +27,7 @@ from sources.services import (
     SourceLimitReached,
     create_source,
     issue_key,
+    record_source_changed,
     revoke_key,
     rotate_key,
 )
@@ -192,6 +193,7 @@ def source_new(request: WorkspaceRequest) -> HttpResponse:
                 data["name"],
                 slug=data["slug"] or None,
                 allowed_event_types=data["event_types"],
+                actor=request.user,
             )
         except SourceLimitReached as exc:
             form.add_error(None, str(exc))
@@ -216,6 +218,8 @@ def source_edit(request: WorkspaceRequest, app_id: str) -> HttpResponse:
         try:
             with transaction.atomic():
                 form.save()
+                if form.changed_data:
+                    record_source_changed(source, form.changed_data, actor=request.user)
         except IntegrityError:
             # Two edits raced for the same slug; the constraint held, tell the loser.
             form.add_error("slug", "Another source in this workspace already uses this slug.")
@@ -235,7 +239,7 @@ def source_rotate(request: WorkspaceRequest, app_id: str) -> HttpResponse:
         return refused
     form = RotateForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid():
-        return _hand_over(request, rotate_key(source, grace=form.grace), "rotated")
+        return _hand_over(request, rotate_key(source, grace=form.grace, actor=request.user), "rotated")
     status = 400 if request.method == "POST" else 200
     return render(
         request, "sources/key_action.html",
@@ -269,7 +273,9 @@ def key_new(request: WorkspaceRequest, app_id: str) -> HttpResponse:
         return refused
     form = NewKeyForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid() and _expiry_in_utc(form):
-        issued = issue_key(source, expires_at=form.cleaned_data["expires_at"])
+        issued = issue_key(
+            source, expires_at=form.cleaned_data["expires_at"], actor=request.user
+        )
         return _hand_over(request, issued, "added")
     status = 400 if request.method == "POST" else 200
     return render(
@@ -311,6 +317,6 @@ def key_revoke(request: WorkspaceRequest, app_id: str, key_id: str) -> HttpRespo
     """Revoke one key; it fails on the very next request (the signal drops its cached look-up)."""
     source = _source_of(request, app_id)
     key = _key_of(source, key_id)
-    revoke_key(key)
+    revoke_key(key, actor=request.user)
     messages.success(request, f"Revoked key {key.prefix}… of {source.name}.")
     return redirect("source-list", org_id=request.workspace.public_id)

@@ -5,7 +5,10 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin
 
-from workspaces.models import Membership, Worker, Workspace
+from billing.services import record_plan_change
+from workspaces import audit
+from workspaces.models import AuditEntry, Invitation, Membership, Worker, Workspace
+from workspaces.services import record_membership_deleted, record_membership_saved
 
 
 class MembershipInline(admin.TabularInline):
@@ -49,6 +52,34 @@ class WorkspaceAdmin(admin.ModelAdmin):
     def effective_limit(self, workspace: Workspace) -> int:
         return workspace.monthly_event_limit
 
+    def save_model(self, request, obj: Workspace, form, change: bool) -> None:
+        previous = Workspace.objects.select_related("plan").get(pk=obj.pk).plan if change else None
+        super().save_model(request, obj, form, change)
+        actor = audit.admin_actor(request.user)
+        if previous is not None and previous.pk != obj.plan_id:
+            record_plan_change(obj, previous, actor=actor)
+        if change and "event_limit_override" in form.changed_data:
+            audit.record(obj, "plan.limit_changed", obj, actor=actor,
+                         details={"event_limit_override": obj.event_limit_override})
+
+    def save_formset(self, request, form, formset, change: bool) -> None:
+        # The members inline: each added, changed or removed membership goes into the audit log.
+        if formset.model is not Membership:
+            super().save_formset(request, form, formset, change)
+            return
+        previous = {
+            m.pk: m.role
+            for m in Membership.objects.filter(pk__in=[f.instance.pk for f in formset.forms if f.instance.pk])
+        }
+        super().save_formset(request, form, formset, change)
+        actor = audit.admin_actor(request.user)
+        for membership in formset.new_objects:
+            record_membership_saved(membership, None, actor)
+        for membership, _ in formset.changed_objects:
+            record_membership_saved(membership, previous.get(membership.pk), actor)
+        for membership in formset.deleted_objects:
+            record_membership_deleted(membership, actor)
+
     def get_search_results(self, request, queryset, search_term):
         # Searching by member joins memberships: keep one row per workspace.
         queryset, _ = super().get_search_results(request, queryset, search_term)
@@ -62,6 +93,63 @@ class MembershipAdmin(admin.ModelAdmin):
     list_select_related = ["user", "workspace"]
     search_fields = ["user__username", "user__email", "workspace__name", "workspace__public_id"]
     autocomplete_fields = ["user", "workspace"]
+
+    def save_model(self, request, obj: Membership, form, change: bool) -> None:
+        previous = Membership.objects.filter(pk=obj.pk).values_list("role", flat=True).first()
+        super().save_model(request, obj, form, change)
+        record_membership_saved(obj, previous if change else None, audit.admin_actor(request.user))
+
+    def delete_model(self, request, obj: Membership) -> None:
+        record_membership_deleted(obj, audit.admin_actor(request.user))
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request, queryset) -> None:
+        for membership in queryset.select_related("user"):
+            self.delete_model(request, membership)
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    """Invitations are made on the members page (the link is emailed once); here they are read."""
+
+    list_display = ["email", "workspace", "role", "created_at", "expires_at", "accepted_at",
+                    "revoked_at"]
+    list_select_related = ["workspace"]
+    search_fields = ["email", "public_id", "workspace__name", "workspace__public_id"]
+    list_filter = ["role", "created_at"]
+    readonly_fields = ("public_id", "workspace", "email", "role", "invited_by", "created_at",
+                       "expires_at", "accepted_at", "accepted_by", "revoked_at")
+    fields = readonly_fields
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(admin.ModelAdmin):
+    """The audit log is written by audit.record() only: read here, never edited."""
+
+    list_display = ["at", "workspace", "actor_label", "action", "target_type", "target_id"]
+    list_select_related = ["workspace"]
+    list_filter = ["action", "at"]
+    search_fields = ["workspace__name", "workspace__public_id", "actor_label", "action",
+                     "target_id"]
+    readonly_fields = ("at", "workspace", "actor", "actor_label", "action", "target_type",
+                       "target_id", "details")
+    fields = readonly_fields
+    ordering = ["-at", "-id"]
+
+    def has_add_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
+
+    def has_delete_permission(self, request, obj=None) -> bool:
+        return False
 
 
 @admin.register(Worker)

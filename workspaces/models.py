@@ -9,7 +9,7 @@ from django.utils import timezone
 from ackly.ids import new_public_id
 from workspaces.roles import Permission, Role, allows
 
-__all__ = ["AuditEntry", "Membership", "Role", "Worker", "Workspace"]
+__all__ = ["AuditEntry", "Invitation", "Membership", "Role", "Worker", "Workspace"]
 
 if TYPE_CHECKING:
     from django.contrib.auth.models import User
@@ -21,6 +21,10 @@ def new_workspace_id() -> str:
 
 def new_worker_id() -> str:
     return new_public_id("wrk")
+
+
+def new_invitation_id() -> str:
+    return new_public_id("inv")
 
 
 class Workspace(models.Model):
@@ -55,6 +59,9 @@ class MembershipQuerySet(models.QuerySet):
     def managers(self) -> MembershipQuerySet:
         return self.filter(role__in=[Role.OWNER, Role.ADMIN])
 
+    def owners(self) -> MembershipQuerySet:
+        return self.filter(role=Role.OWNER)
+
 
 class Membership(models.Model):
     workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="memberships")
@@ -82,6 +89,52 @@ class Membership(models.Model):
     def can_manage(self) -> bool:
         """Sources, keys, alert rules and channels: owners and admins."""
         return self.can(Permission.MANAGE_SOURCES)
+
+
+class InvitationQuerySet(models.QuerySet):
+    def pending(self, now=None) -> InvitationQuerySet:
+        """Neither accepted nor revoked, and not expired."""
+        return self.filter(
+            accepted_at__isnull=True, revoked_at__isnull=True, expires_at__gt=now or timezone.now()
+        )
+
+
+class Invitation(models.Model):
+    """An emailed invitation to join a workspace with a role; its link's token is stored hashed."""
+
+    public_id = models.CharField(
+        max_length=40, unique=True, default=new_invitation_id, editable=False
+    )
+    workspace = models.ForeignKey(Workspace, on_delete=models.CASCADE, related_name="invitations")
+    email = models.EmailField(max_length=254)  # stored lower-cased
+    role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
+    # SHA-256 of the link's token: the link is looked up by it; the token itself is not kept.
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    expires_at = models.DateTimeField()
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    objects = InvitationQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            # The members page: a workspace's invitations, newest first.
+            models.Index(fields=["workspace", "-created_at"], name="invitation_workspace_created"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.email} to {self.workspace.name} ({self.role})"
+
+    def save(self, *args, **kwargs) -> None:
+        self.email = self.email.lower()
+        super().save(*args, **kwargs)
 
 
 class WorkerQuerySet(models.QuerySet):

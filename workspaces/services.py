@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import secrets
 from collections.abc import Iterable
+from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.utils import timezone
 
 from billing.services import get_plan
-from workspaces.models import Membership, Role, Worker, Workspace
+from workspaces import audit
+from workspaces.models import Invitation, Membership, Role, Worker, Workspace
+from workspaces.roles import Permission, allows, grantable_roles
+
+logger = logging.getLogger(__name__)
 
 
 class UnknownUser(ValueError):
@@ -21,14 +31,262 @@ def create_workspace(
     plan_code: str = "free",
     owner=None,
     event_limit: int | None = None,
+    actor=None,
 ) -> Workspace:
-    """A workspace on a plan, with its owner as the first member."""
+    """A workspace on a plan, with its owner as the first member; `actor` defaults to the owner."""
     workspace = Workspace.objects.create(
         name=name, plan=get_plan(plan_code), event_limit_override=event_limit
     )
+    details: dict = {"name": name, "plan": plan_code}
     if owner is not None:
         Membership.objects.create(workspace=workspace, user=owner, role=Role.OWNER)
+        details["owner"] = owner.get_username()
+    audit.record(workspace, "workspace.created", workspace, actor=actor or owner, details=details)
     return workspace
+
+
+# --- Members, invitations and roles (docs/teams.md) ----------------------------------------
+# Every change locks the workspace's row first, then re-reads the memberships it is about, so
+# two changes at once (two owners demoting each other, say) are decided one after the other and
+# a workspace always keeps an owner.
+
+
+class MemberChangeRefused(Exception):
+    """A change the roles table or the last-owner rule forbids; the message is for the page."""
+
+
+class InvitationUnusable(Exception):
+    """An invitation link that cannot be used: the message says why (expired, used, revoked)."""
+
+    def __init__(self, title: str, message: str) -> None:
+        super().__init__(message)
+        self.title = title
+        self.message = message
+
+
+LAST_OWNER = (
+    "A workspace needs an owner: make another member an owner first, or delete the workspace."
+)
+
+
+def invitation_digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _locked(workspace: Workspace | int) -> Workspace:
+    pk = workspace if isinstance(workspace, int) else workspace.pk
+    return Workspace.objects.select_for_update().get(pk=pk)
+
+
+def _current(membership: Membership) -> Membership:
+    """The membership as it is now (under the workspace's lock), or refused if it is gone."""
+    found = Membership.objects.select_related("user").filter(pk=membership.pk).first()
+    if found is None:
+        raise MemberChangeRefused("That person is no longer a member of this workspace.")
+    return found
+
+
+def _require(actor: Membership, permission: str) -> None:
+    if not allows(actor.role, permission):
+        raise MemberChangeRefused("Your role in this workspace does not allow this.")
+
+
+def _may_grant(actor: Membership, role: str) -> None:
+    if role not in grantable_roles(actor.role):
+        if role == Role.OWNER:
+            raise MemberChangeRefused("Only an owner can make or remove owners.")
+        raise MemberChangeRefused("Your role in this workspace does not allow this.")
+
+
+def _has_other_owner(membership: Membership) -> bool:
+    return (
+        Membership.objects.owners()
+        .filter(workspace_id=membership.workspace_id)
+        .exclude(pk=membership.pk)
+        .exists()
+    )
+
+
+def _member_target(membership: Membership) -> dict[str, str]:
+    return {"target_type": "user", "target_id": membership.user.get_username()}
+
+
+@transaction.atomic
+def invite_member(actor: Membership, email: str, role: str) -> tuple[Invitation, str]:
+    """A new invitation and its link's token (returned once, to be emailed; only its digest is
+    kept). An earlier pending invitation to the same address stops working."""
+    workspace = _locked(actor.workspace_id)
+    actor = _current(actor)
+    _require(actor, Permission.MANAGE_MEMBERS)
+    _may_grant(actor, role)
+    email = email.strip().lower()
+    if Membership.objects.filter(workspace=workspace, user__email__iexact=email).exists():
+        raise MemberChangeRefused(f"{email} is already a member of this workspace.")
+    now = timezone.now()
+    Invitation.objects.pending(now).filter(workspace=workspace, email=email).update(revoked_at=now)
+    token = secrets.token_urlsafe(32)
+    invitation = Invitation.objects.create(
+        workspace=workspace,
+        email=email,
+        role=role,
+        digest=invitation_digest(token),
+        invited_by=actor.user,
+        expires_at=now + timedelta(days=settings.INVITATION_MAX_AGE_DAYS),
+    )
+    audit.record(workspace, "member.invited", invitation, actor=actor.user,
+                 details={"email": email, "role": role})
+    return invitation, token
+
+
+def find_invitation(token: str) -> Invitation | None:
+    """The invitation a link's token opens (any state), or None for a token never issued."""
+    return (
+        Invitation.objects.select_related("workspace", "invited_by")
+        .filter(digest=invitation_digest(token))
+        .first()
+    )
+
+
+def check_usable(invitation: Invitation, now=None) -> None:
+    """Raises InvitationUnusable when the invitation was used, revoked or has expired."""
+    if invitation.accepted_at is not None:
+        raise InvitationUnusable(
+            "This invitation has been used",
+            "It was accepted already. Log in to open the workspace, or ask for a new invitation.",
+        )
+    if invitation.revoked_at is not None:
+        raise InvitationUnusable(
+            "This invitation was withdrawn",
+            "An owner or admin of the workspace revoked it, or sent a newer one. Ask them for a "
+            "new invitation.",
+        )
+    if invitation.expires_at <= (now or timezone.now()):
+        raise InvitationUnusable(
+            "This invitation has expired",
+            f"Invitations work for {settings.INVITATION_MAX_AGE_DAYS} days. Ask an owner or admin "
+            "of the workspace to invite you again.",
+        )
+
+
+@transaction.atomic
+def accept_invitation(invitation: Invitation, user) -> Membership:
+    """The user joins with the invitation's role (a member already keeps their role)."""
+    _locked(invitation.workspace_id)
+    invitation = Invitation.objects.select_for_update().get(pk=invitation.pk)
+    check_usable(invitation)
+    invitation.accepted_at = timezone.now()
+    invitation.accepted_by = user
+    invitation.save(update_fields=["accepted_at", "accepted_by"])
+    existing = Membership.objects.filter(workspace_id=invitation.workspace_id, user=user).first()
+    if existing is not None:
+        return existing
+    membership = Membership.objects.create(
+        workspace_id=invitation.workspace_id, user=user, role=invitation.role
+    )
+    audit.record(
+        invitation.workspace_id, "member.joined", actor=user, **_member_target(membership),
+        details={"role": invitation.role, "invitation": invitation.public_id,
+                 "email": invitation.email},
+    )
+    return membership
+
+
+@transaction.atomic
+def revoke_invitation(actor: Membership, invitation_id: str) -> Invitation:
+    _locked(actor.workspace_id)
+    actor = _current(actor)
+    _require(actor, Permission.MANAGE_MEMBERS)
+    invitation = (
+        Invitation.objects.pending()
+        .filter(workspace_id=actor.workspace_id, public_id=invitation_id)
+        .first()
+    )
+    if invitation is None:
+        raise MemberChangeRefused("That invitation is no longer pending.")
+    _may_grant(actor, invitation.role)
+    invitation.revoked_at = timezone.now()
+    invitation.save(update_fields=["revoked_at"])
+    audit.record(actor.workspace_id, "invitation.revoked", invitation, actor=actor.user,
+                 details={"email": invitation.email, "role": invitation.role})
+    return invitation
+
+
+@transaction.atomic
+def change_role(actor: Membership, target: Membership, role: str) -> Membership:
+    """Give `target` another role: admins up to admin, owners any; never the last owner's away."""
+    _locked(actor.workspace_id)
+    actor, target = _current(actor), _current(target)
+    _require(actor, Permission.MANAGE_MEMBERS)
+    if role not in Role.values:
+        raise MemberChangeRefused("Choose one of the roles listed.")
+    _may_grant(actor, target.role)
+    _may_grant(actor, role)
+    if target.role == role:
+        return target
+    if target.role == Role.OWNER and not _has_other_owner(target):
+        raise MemberChangeRefused(LAST_OWNER)
+    previous = target.role
+    target.role = role
+    target.save(update_fields=["role"])
+    audit.record(actor.workspace_id, "member.role_changed", actor=actor.user,
+                 **_member_target(target), details={"from": previous, "to": role})
+    return target
+
+
+@transaction.atomic
+def remove_member(actor: Membership, target: Membership) -> None:
+    """Remove `target` (their sockets of this workspace close: workspaces/signals.py)."""
+    _locked(actor.workspace_id)
+    actor, target = _current(actor), _current(target)
+    if actor.pk == target.pk:
+        raise MemberChangeRefused("To leave the workspace, use Leave.")
+    _require(actor, Permission.MANAGE_MEMBERS)
+    _may_grant(actor, target.role)
+    if target.role == Role.OWNER and not _has_other_owner(target):
+        raise MemberChangeRefused(LAST_OWNER)
+    target.delete()
+    audit.record(actor.workspace_id, "member.removed", actor=actor.user,
+                 **_member_target(target), details={"role": target.role})
+
+
+@transaction.atomic
+def leave_workspace(membership: Membership) -> None:
+    """The member leaves; the last owner cannot."""
+    _locked(membership.workspace_id)
+    membership = _current(membership)
+    if membership.role == Role.OWNER and not _has_other_owner(membership):
+        raise MemberChangeRefused(LAST_OWNER)
+    membership.delete()
+    audit.record(membership.workspace_id, "member.left", actor=membership.user,
+                 **_member_target(membership), details={"role": membership.role})
+
+
+@transaction.atomic
+def delete_workspace(actor: Membership, confirmation: str) -> None:
+    """Delete the workspace and everything in it (its audit log too); owners only, by name."""
+    workspace = _locked(actor.workspace_id)
+    actor = _current(actor)
+    _require(actor, Permission.DELETE_WORKSPACE)
+    if confirmation.strip() != workspace.name.strip():
+        raise MemberChangeRefused("Type the workspace's name exactly to delete it.")
+    logger.info("Workspace %s deleted by %s", workspace.public_id, actor.user.get_username())
+    workspace.delete()
+
+
+def record_membership_saved(membership: Membership, previous_role: str | None, actor) -> None:
+    """Audit a membership the Django admin made or changed (previous_role None: added)."""
+    target = _member_target(membership)
+    if previous_role is None:
+        audit.record(membership.workspace_id, "member.added", actor=actor, **target,
+                     details={"role": membership.role})
+    elif previous_role != membership.role:
+        audit.record(membership.workspace_id, "member.role_changed", actor=actor, **target,
+                     details={"from": previous_role, "to": membership.role})
+
+
+def record_membership_deleted(membership: Membership, actor) -> None:
+    audit.record(membership.workspace_id, "member.removed", actor=actor,
+                 **_member_target(membership), details={"role": membership.role})
 
 
 def get_user(username: str):

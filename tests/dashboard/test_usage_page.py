@@ -11,7 +11,7 @@ from django.utils import timezone
 from billing.models import Usage
 from billing.services import get_workspace_limits, quota_state, reserve_quota
 from sources.services import create_source
-from workspaces.models import Workspace
+from workspaces.models import Membership, Role, Workspace
 
 pytestmark = pytest.mark.django_db
 
@@ -94,13 +94,22 @@ def test_a_full_quota_is_called_out(client, owner, free_workspace):
     assert "quota_exceeded" in page
 
 
-def test_only_managers_see_the_plan_form(client, owner, member, workspace):
+def test_only_owners_see_the_plan_form(client, owner, member, workspace):
+    Membership.objects.filter(workspace=workspace, user=member).update(role=Role.ADMIN)
     client.force_login(member)
-    member_page = client.get(url(workspace)).content.decode()
+    admin_page = client.get(url(workspace)).content.decode()
     client.force_login(owner)
     owner_page = client.get(url(workspace)).content.decode()
-    assert "Change plan" not in member_page and "Only owners and admins" in member_page
+    assert "Change plan" not in admin_page and "Only owners can change the plan" in admin_page
     assert "Change plan" in owner_page and 'name="csrfmiddlewaretoken"' in owner_page
+
+
+def test_an_admin_cannot_change_the_plan(client, member, workspace):
+    Membership.objects.filter(workspace=workspace, user=member).update(role=Role.ADMIN)
+    client.force_login(member)
+    response = client.post(url(workspace, "plan/"), {"plan": "free"})
+    assert response.status_code == 403
+    assert Workspace.objects.get(pk=workspace.pk).plan.code == "pro"
 
 
 def test_a_member_cannot_change_the_plan(client, member, workspace):

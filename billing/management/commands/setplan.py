@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from billing.services import UnknownPlan, get_plan, set_plan
+from workspaces import audit
 from workspaces.models import Workspace
 
 
@@ -24,7 +25,7 @@ class Command(BaseCommand):
         except UnknownPlan as error:
             raise CommandError(str(error)) from None
         previous = workspace.plan.name
-        set_plan(workspace, plan)
+        set_plan(workspace, plan, actor=audit.COMMAND)
         self.stdout.write(
             f"{workspace.public_id} ({workspace.name}): {previous} -> {workspace.plan.name}"
         )

@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand
 
 from sources.management.commands._common import future_datetime, source_by_id
 from sources.services import issue_key
+from workspaces import audit
 
 
 class Command(BaseCommand):
@@ -18,7 +19,7 @@ class Command(BaseCommand):
     def handle(self, *args, source_id: str, expires_at: str | None, **options) -> None:
         expires = future_datetime(expires_at, "--expires-at") if expires_at else None
         source = source_by_id(source_id)
-        issued = issue_key(source, expires_at=expires)
+        issued = issue_key(source, expires_at=expires, actor=audit.COMMAND)
         until = f", expires {expires.isoformat()}" if expires else ""
         self.stdout.write(
             f"Issued key {issued.key.public_id} for {source.public_id} ({source.name}){until}. "

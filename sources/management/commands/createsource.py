@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from sources.services import SlugTaken, SourceLimitReached, create_source
+from workspaces import audit
 from workspaces.models import Workspace
 
 
@@ -29,7 +30,8 @@ class Command(BaseCommand):
             raise CommandError(f"unknown workspace {org_id!r}")
         try:
             source, issued = create_source(
-                workspace, name, slug=slug, allowed_event_types=allow.split(",")
+                workspace, name, slug=slug, allowed_event_types=allow.split(","),
+                actor=audit.COMMAND,
             )
         except (SlugTaken, SourceLimitReached) as error:
             raise CommandError(str(error)) from None

@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from sources.keys import digest_of, is_well_formed
 from sources.models import Key
 from sources.services import revoke_key
+from workspaces import audit
 
 
 class Command(BaseCommand):
@@ -29,7 +30,7 @@ class Command(BaseCommand):
             shown = given if given.startswith("key_") else given[:12] + "…"
             raise CommandError(f"unknown key {shown!r}")
         already = found.revoked_at is not None
-        revoke_key(found)
+        revoke_key(found, actor=audit.COMMAND)
         verb = "was already revoked" if already else "revoked"
         self.stdout.write(
             f"Key {found.public_id} ({found.prefix}…) of {found.source.public_id} {verb} "

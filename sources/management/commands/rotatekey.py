@@ -6,6 +6,7 @@ from django.core.management.base import BaseCommand
 
 from sources.management.commands._common import grace_period, source_by_id
 from sources.services import rotate_key
+from workspaces import audit
 
 
 class Command(BaseCommand):
@@ -21,7 +22,7 @@ class Command(BaseCommand):
     def handle(self, *args, source_id: str, grace_hours: str | None, **options) -> None:
         grace = grace_period(grace_hours)
         source = source_by_id(source_id)
-        issued = rotate_key(source, grace=grace)
+        issued = rotate_key(source, grace=grace, actor=audit.COMMAND)
         if grace:
             ending = f"the previous keys stop working in {grace_hours} hours"
         else:
