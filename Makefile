@@ -67,3 +67,9 @@ bench: $(VENV)/.installed-bench
 .PHONY: soak
 soak: $(VENV)/.installed-bench
 	$(BIN)/python -m bench.soak $(SOAK_ARGS)
+
+# PNGs of the main pages at 1280×800 and 390×844 (light, and dark for some) in screenshots/
+# (not committed): a Daphne process on a fresh SQLite demo database fed over the real APIs.
+.PHONY: screenshots
+screenshots: install-dev
+	$(BIN)/python -m tests.dashboard.screenshots screenshots

@@ -2,7 +2,8 @@
 
 import sys
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponsePermanentRedirect
+from django.templatetags.static import static
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 
@@ -20,6 +21,11 @@ from ackly.errors import (
 @csrf_exempt
 def api_not_found(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
     return error_response(request, "not_found", f"No API endpoint at {request.path}.", 404)
+
+
+def favicon(request: HttpRequest) -> HttpResponse:
+    """Browsers ask for /favicon.ico whatever the page links: the SVG icon in static files."""
+    return HttpResponsePermanentRedirect(static("favicon.svg"))
 
 
 def handler404(request: HttpRequest, exception: Exception) -> HttpResponse:

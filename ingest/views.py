@@ -28,11 +28,6 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def _when(moment: datetime) -> str:
-    """Display form of an instant (UTC to the second); workers.js writes live rows the same way."""
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
 def metric_rows(metrics: Any) -> list[dict[str, Any]]:
     """Metrics as display rows; each is a number, a string or {value, unit?, label?}."""
     if not isinstance(metrics, dict):
@@ -135,9 +130,9 @@ def worker_detail(request: WorkspaceRequest, wrk_id: str) -> HttpResponse:
     worker = _worker_of(request, wrk_id)
     paginator = Paginator(_timeline(request, worker), TIMELINE_PAGE_SIZE)
     page = paginator.get_page(request.GET.get("page"))
-    rows = [{"item": present_timeline(t), "when": _when(t.timestamp),
+    rows = [{"item": present_timeline(t),
              "metadata_json": pretty_json(t.metadata)} for t in page.object_list]
-    cards = [{"item": present_snapshot(s), "when": _when(s.timestamp),
+    cards = [{"item": present_snapshot(s),
               "metrics": metric_rows(s.metrics),
               "metadata_json": pretty_json(s.metadata) if s.metadata else ""}
              for s in _snapshots(request, worker)]

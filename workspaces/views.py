@@ -81,7 +81,6 @@ def _row(item: dict, org_id: str) -> dict:
         "item": item,
         "url": reverse("event-detail", kwargs={"org_id": org_id, "item_id": item["id"]}),
         "duration": _duration(item),
-        "time": item["receivedAt"][11:19],
     }
 
 
@@ -147,6 +146,7 @@ def event_detail(request: WorkspaceRequest, item_id: str) -> HttpResponse:
     pretty = json.dumps(item.get("metadata"), indent=2, ensure_ascii=False, sort_keys=True)
     return render(
         request, "dashboard/event_detail.html", {"item": item, "metadata_json": pretty}
+    )
 
 
 @require_GET
@@ -165,4 +165,3 @@ def rejected_requests(request: WorkspaceRequest) -> HttpResponse:
          "per_source": settings.REJECTED_REQUESTS_PER_SOURCE, "shown": REFUSALS_SHOWN},
     )
 
-    )

@@ -1,5 +1,6 @@
-/* Ackly live events page: websocket + HTTP catch-up, pause/resume, chart, rejections, detail drawer.
- * No dependencies. Every value from the server reaches the DOM through textContent, never HTML. */
+/* Ackly live events page: websocket + HTTP catch-up, pause/resume, filters applied as you type,
+ * chart, rejections, detail drawer. Uses time.js (AcklyTime) and socket.js (AcklySocket), no
+ * other dependency. Every value from the server reaches the DOM through textContent, never HTML. */
 (function () {
   "use strict";
 
@@ -7,8 +8,8 @@
   var MAX_BUFFER = 5000;       // items held while paused
   var CATCHUP_SLACK_MS = 5000; // rows committed slightly out of order are still fetched (deduped)
   var CATCHUP_MAX_PAGES = 10;
-  var BACKOFF_BASE_MS = 500;
-  var BACKOFF_CAP_MS = 30000;
+  var FILTER_DELAY_MS = 300;   // typing pause before the feed reloads with the new filters
+  var HOUR_MS = 3600000;
   var STATUSES = ["success", "partial", "failure", "timeline"];
 
   function readJSON(id) {
@@ -32,22 +33,13 @@
   var buffer = [];        // arrived while paused
   var paused = false;
   var frame = 0;
-  var socket = null;
-  var attempt = 0;
+  var live = null;        // the AcklySocket
   var stopped = false;
   var catchingUp = null;
 
   // ---- time and formatting ----------------------------------------------------------------
   function ms(iso) { return iso ? Date.parse(iso) : 0; }
   function pad(n) { return (n < 10 ? "0" : "") + n; }
-  function clock(iso) {
-    var d = new Date(iso);
-    var t = pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
-    if (d.toDateString() !== new Date().toDateString()) {
-      t = d.toLocaleDateString(undefined, { month: "short", day: "numeric" }) + " " + t;
-    }
-    return t;
-  }
   function duration(item) {
     if (item.kind === "event") {
       var v = item.durationMs;
@@ -104,9 +96,7 @@
     a.appendChild(cell("row-source", sourceName(item)));
     a.appendChild(cell("row-worker", isEvent ? (item.externalId || "") : workerName(item)));
     a.appendChild(el("span", "row-duration", duration(item)));
-    var t = el("time", "row-time", clock(item.receivedAt));
-    t.setAttribute("datetime", item.receivedAt);
-    a.appendChild(t);
+    a.appendChild(AcklyTime.make(item.receivedAt, "relative", "row-time"));
     li.appendChild(a);
     return li;
   }
@@ -125,7 +115,8 @@
     if (filters.source && sourceId(item) !== filters.source) return false;
     if (filters.status && (item.kind !== "event" || item.status !== filters.status)) return false;
     if (filters.category && (item.kind !== "timeline" || item.category !== filters.category)) return false;
-    if (filters.eventType && item.eventType !== filters.eventType) return false;
+    // A prefix, as the server matches it ("deploy." finds deploy.started and deploy.finished).
+    if (filters.eventType && (item.eventType || "").indexOf(filters.eventType) !== 0) return false;
     if (filters.q) {
       var q = filters.q.toLowerCase();
       var w = item.worker && typeof item.worker === "object" ? item.worker : {};
@@ -204,7 +195,7 @@
       if (queue.length && !frame) frame = requestAnimationFrame(flush);
     }
     // A stopped pill keeps what it says (and its link): pausing changes nothing there.
-    if (!stopped) setConn(socket && socket.readyState === 1 ? "live" : connState);
+    if (!stopped) setConn(connState);
   }
   pauseBtn.addEventListener("click", function () { setPaused(!paused); });
   newBtn.addEventListener("click", function () { setPaused(false); });
@@ -219,11 +210,18 @@
     return fetch(feedUrl(extra), { credentials: "same-origin", headers: { Accept: "application/json" } })
       .then(function (r) {
         if (r.status === 401 || r.status === 403 || r.redirected) { stop("Signed out"); throw new Error("auth"); }
+        if (r.status === 400) {
+          return r.json().then(function (body) {
+            throw new FilterError((body.error && body.error.message) || "Invalid filter");
+          });
+        }
         if (!r.ok) throw new Error("feed " + r.status);
         return r.json();
       })
       .then(function (body) { return body.items || []; });
   }
+
+  function FilterError(message) { this.message = message; }
 
   // Everything since the newest row the page has, page by page until the gap is closed.
   function catchUp() {
@@ -245,26 +243,32 @@
     return catchingUp;
   }
 
+  // Rows fetched over HTTP go at the bottom, without the arrival highlight; the count added.
+  function appendRows(items) {
+    var frag = document.createDocumentFragment();
+    var added = 0;
+    items.forEach(function (it) {
+      if (byId.has(it.id)) return;
+      byId.set(it.id, it);
+      var row = renderRow(it);
+      row.classList.remove("row-new");
+      frag.appendChild(row);
+      added += 1;
+    });
+    feedEl.appendChild(frag);
+    return added;
+  }
+
   olderBtn.addEventListener("click", function () {
     var oldest = oldestReceived();
     olderBtn.disabled = true;
     getFeed({ before: oldest, limit: String(config.pageSize) }).then(function (items) {
-      var frag = document.createDocumentFragment();
-      var added = 0;
-      items.forEach(function (it) {
-        if (byId.has(it.id)) return;
-        byId.set(it.id, it);
-        var row = renderRow(it);
-        row.classList.remove("row-new");
-        frag.appendChild(row);
-        added += 1;
-      });
-      feedEl.appendChild(frag);
+      var added = appendRows(items);
       olderBtn.hidden = items.length < config.pageSize || added === 0;
     }).catch(function () {}).then(function () { olderBtn.disabled = false; });
   });
 
-  // ---- websocket --------------------------------------------------------------------------
+  // ---- websocket (socket.js: the reconnect rule shared with the worker page) ------------
   var connState = "idle";
   function setConn(state, text) {
     connState = state;
@@ -275,94 +279,87 @@
   }
 
   function stop(text) {
-    stopped = true;
-    setConn("stopped", text);
-    if (socket) socket.close();
+    if (live) live.stop(text);
+    else { stopped = true; setConn("stopped", text); }
   }
 
-  // The server closes with these when the session or the membership is over (at the handshake
-  // or later: logout, password change, removal); retrying would only hear them again.
-  var FINAL_CODES = { 4401: "Signed out", 4403: "No access" };
-  function ended(code) {
-    stop(FINAL_CODES[code]);
-    if (code === 4401 && connEl.dataset.loginUrl) {
-      var link = document.createElement("a");
-      link.href = connEl.dataset.loginUrl;
-      link.textContent = "Log in";
-      connEl.appendChild(document.createTextNode(" · "));
-      connEl.appendChild(link);
+  function onState(state, label, code) {
+    if (state === "stopped") {
+      stopped = true;
+      setConn("stopped", label);
+      if (code === 4401 && connEl.dataset.loginUrl) {
+        var link = document.createElement("a");
+        link.href = connEl.dataset.loginUrl;
+        link.textContent = "Log in";
+        connEl.appendChild(document.createTextNode(" · "));
+        connEl.appendChild(link);
+      }
+      return;
     }
+    setConn(state);
   }
 
-  function connect() {
-    if (stopped || socket) return;
-    var scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    var ws = new WebSocket(scheme + location.host + config.socketPath);
-    socket = ws;
-    ws.onopen = function () {
-      attempt = 0;
-      setConn("live");
-      catchUp();
-    };
-    ws.onmessage = function (msg) {
-      var data;
-      try { data = JSON.parse(msg.data); } catch (e) { return; }
-      if (data.type === "events" || data.type === "timeline") accept(data.items || []);
-      else if (data.type === "rejections") rejections.add(data.items || []);
-    };
-    ws.onclose = function (ev) {
-      if (socket !== ws) return;
-      socket = null;
-      if (FINAL_CODES[ev.code]) { ended(ev.code); return; }
-      if (stopped) return;
-      setConn("reconnecting");
-      var ceiling = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * Math.pow(2, attempt));
-      attempt += 1;
-      // "Equal jitter": half the ceiling plus a random half, so sockets spread out after an outage.
-      retryTimer = setTimeout(connect, ceiling / 2 + Math.random() * ceiling / 2);
-    };
+  function onMessage(data) {
+    if (data.type === "events" || data.type === "timeline") accept(data.items || []);
+    else if (data.type === "rejections") rejections.add(data.items || []);
   }
-  var retryTimer = 0;
 
-  // The browser knows before the socket does: drop it when offline, retry at once when back.
-  window.addEventListener("offline", function () { if (socket) socket.close(); });
-  window.addEventListener("online", function () {
-    if (socket || stopped) return;
-    clearTimeout(retryTimer);
-    attempt = 0;
-    connect();
-  });
-
-  // ---- chart: events per hour by status, stacked bars in inline SVG -----------------------
+  // ---- chart: events per hour of the browser's zone by status, stacked bars in inline SVG ---
+  // The server counts quarter hours (UTC-aligned); any zone's hour (+05:30, +05:45 too) is the
+  // sum of four of them, so the bars follow the browser's own hours.
   var chart = (function () {
-    var data = readJSON("live-chart") || { hours: [], series: {} };
+    var data = readJSON("live-chart") || { start: null, stepSeconds: 900, series: {} };
     var box = document.getElementById("chart");
     var pending = 0;
     var NS = "http://www.w3.org/2000/svg";
+    var step = (data.stepSeconds || 900) * 1000;
+    var start = data.start ? ms(data.start) : 0;
+    var length = start ? (data.series.success || []).length : 0;
+    var hourLabel = new Intl.DateTimeFormat(undefined, { month: "short", day: "numeric", hour: "2-digit", minute: "2-digit" });
     function svg(tag, attrs) {
       var e = document.createElementNS(NS, tag);
       Object.keys(attrs).forEach(function (k) { e.setAttribute(k, attrs[k]); });
       return e;
     }
-    function hourOf(iso) { var d = new Date(iso); d.setUTCMinutes(0, 0, 0); return d.getTime(); }
-    function shiftTo(hour) {
-      var last = data.hours.length ? ms(data.hours[data.hours.length - 1]) : hour;
-      while (last < hour) {
-        last += 3600000;
-        data.hours.push(new Date(last).toISOString());
-        data.hours.shift();
-        STATUSES.forEach(function (s) { data.series[s].push(0); data.series[s].shift(); });
+    // Move the window so the quarter holding `at` is its last one.
+    function shiftTo(at) {
+      var index = Math.floor((at - start) / step);
+      var over = index - (length - 1);
+      if (over <= 0) return;
+      start += over * step;
+      STATUSES.forEach(function (s) {
+        var q = data.series[s];
+        for (var i = 0; i < over; i++) { q.push(0); q.shift(); }
+      });
+    }
+    // The last 24 hours of the browser's zone, each {at, counts by status}.
+    function hours() {
+      var top = new Date();
+      top.setMinutes(0, 0, 0);
+      var first = top.getTime() - 23 * HOUR_MS;
+      var out = [];
+      for (var h = 0; h < 24; h++) {
+        var counts = {};
+        STATUSES.forEach(function (s) { counts[s] = 0; });
+        out.push({ at: first + h * HOUR_MS, counts: counts });
       }
+      for (var i = 0; i < length; i++) {
+        var bucket = Math.floor((start + i * step - first) / HOUR_MS);
+        if (bucket < 0 || bucket >= 24) continue;
+        STATUSES.forEach(function (s) { out[bucket].counts[s] += (data.series[s] || [])[i] || 0; });
+      }
+      return out;
     }
     function draw() {
       pending = 0;
       if (!box) return;
+      var bars = hours();
       // Drawn at the box's real pixel size so text stays legible at 375 px and 1440 px alike.
       var W = Math.max(240, box.clientWidth || 720), H = box.clientHeight || 160;
       var padL = 34, padB = 20, padT = 8;
-      var n = data.hours.length || 24;
-      var totals = data.hours.map(function (_, i) {
-        return STATUSES.reduce(function (sum, s) { return sum + ((data.series[s] || [])[i] || 0); }, 0);
+      var n = bars.length;
+      var totals = bars.map(function (b) {
+        return STATUSES.reduce(function (sum, s) { return sum + b.counts[s]; }, 0);
       });
       var max = Math.max.apply(null, totals.concat([1]));
       // A round axis top (1, 2 or 5 times a power of ten) so the mid line is a whole number.
@@ -379,27 +376,28 @@
         label.textContent = String(Math.round(top * f));
         root.appendChild(label);
       });
-      data.hours.forEach(function (h, i) {
+      bars.forEach(function (b, i) {
         var y = padT + plotH;
         var x = padL + i * bw + bw * 0.15;
         var title = svg("title", {});
         var parts = [];
         STATUSES.forEach(function (s) {
-          var v = (data.series[s] || [])[i] || 0;
+          var v = b.counts[s];
           if (!v) return;
           var hgt = plotH * v / top;
           y -= hgt;
           root.appendChild(svg("rect", { x: x, y: y, width: bw * 0.7, height: hgt, class: "bar bar-" + s, rx: 1.5 }));
           parts.push(v + " " + s);
         });
-        var hit = svg("rect", { x: padL + i * bw, y: padT, width: bw, height: plotH, class: "hit" });
-        title.textContent = clock(h).slice(0, -3) + " — " + (parts.join(", ") || "no events");
+        var hit = svg("rect", { x: padL + i * bw, y: padT, width: bw, height: plotH, class: "hit",
+                                "data-hour": new Date(b.at).toISOString(), "data-total": totals[i] });
+        title.textContent = hourLabel.format(new Date(b.at)) + " — " + (parts.join(", ") || "no events");
         hit.appendChild(title);
         root.appendChild(hit);
         if (i % 6 === 0 || i === n - 1) {
           var t = svg("text", { x: padL + i * bw + bw / 2, y: H - 5, class: "axis", "text-anchor": "middle" });
-          var d = new Date(h);
-          t.textContent = pad(d.getHours()) + ":00";
+          var d = new Date(b.at);
+          t.textContent = pad(d.getHours()) + ":" + pad(d.getMinutes());
           root.appendChild(t);
         }
       });
@@ -407,12 +405,12 @@
       box.appendChild(root);
     }
     function add(items) {
-      if (!data.hours.length) return;
+      if (!length) return;
       items.forEach(function (it) {
-        var hour = hourOf(it.receivedAt);
-        shiftTo(hour);
-        var idx = data.hours.length - 1 - Math.round((ms(data.hours[data.hours.length - 1]) - hour) / 3600000);
-        if (idx < 0 || idx >= data.hours.length) return;
+        var at = ms(it.receivedAt);
+        shiftTo(at);
+        var idx = Math.floor((at - start) / step);
+        if (idx < 0 || idx >= length) return;
         var key = it.kind === "event" ? it.status : "timeline";
         if (data.series[key]) data.series[key][idx] += 1;
       });
@@ -425,6 +423,8 @@
       clearTimeout(resizeTimer);
       resizeTimer = setTimeout(draw, 150);
     });
+    // A new hour starts a new bar even when nothing arrives.
+    setInterval(function () { shiftTo(Date.now()); draw(); }, 60000);
     return { add: add };
   })();
 
@@ -466,51 +466,163 @@
     return { add: add };
   })();
 
-  // ---- detail drawer ----------------------------------------------------------------------
+  // ---- detail drawer: a modal dialog; Tab stays inside, Escape closes, focus goes back -----
   var drawer = document.getElementById("drawer");
-  function openDrawer(item, href) {
+  var opener = null;
+  function openDrawer(item, href, from) {
     document.getElementById("drawer-title").textContent = item.eventType || item.id;
     var dl = document.getElementById("drawer-fields");
     dl.textContent = "";
     var fields = item.kind === "event"
       ? [["Status", item.status], ["Source", sourceName(item)], ["Message", item.message],
          ["Description", item.description], ["External ID", item.externalId],
-         ["Duration", duration(item)], ["Received", item.receivedAt], ["ID", item.id]]
+         ["Duration", duration(item)], ["Received", item.receivedAt, "time"], ["ID", item.id]]
       : [["Category", item.category], ["Source", sourceName(item)], ["Worker", workerName(item)],
-         ["Timestamp", item.timestamp], ["Duration", duration(item)], ["Received", item.receivedAt],
-         ["Request ID", item.requestId], ["ID", item.id]];
+         ["Timestamp", item.timestamp, "time"], ["Duration", duration(item)],
+         ["Received", item.receivedAt, "time"], ["Request ID", item.requestId], ["ID", item.id]];
     fields.forEach(function (f) {
       if (f[1] === undefined || f[1] === null || f[1] === "") return;
       dl.appendChild(el("dt", "", f[0]));
-      dl.appendChild(el("dd", "", f[1]));
+      var dd = el("dd");
+      if (f[2] === "time") dd.appendChild(AcklyTime.make(f[1], "absolute"));
+      else dd.textContent = String(f[1]);
+      dl.appendChild(dd);
     });
     document.getElementById("drawer-json").textContent =
       item.metadata === undefined ? "null" : JSON.stringify(item.metadata, null, 2);
     document.getElementById("drawer-link").href = href;
+    opener = from || document.activeElement;
     drawer.hidden = false;
     drawer.querySelector("[data-close]").focus();
   }
-  function closeDrawer() { drawer.hidden = true; }
+  function closeDrawer() {
+    if (drawer.hidden) return;
+    drawer.hidden = true;
+    // Back to the row that opened it (or, if that row has left the page, its list).
+    var back = opener && opener.isConnected ? opener : feedEl;
+    opener = null;
+    if (back === feedEl) feedEl.tabIndex = -1;
+    back.focus();
+  }
+  function focusables() {
+    return Array.prototype.filter.call(
+      drawer.querySelectorAll("a[href], button, [tabindex]:not([tabindex='-1'])"),
+      function (e) { return !e.disabled && e.getClientRects().length; });
+  }
   drawer.addEventListener("click", function (e) {
     if (e.target === drawer || e.target.closest("[data-close]")) closeDrawer();
   });
-  document.addEventListener("keydown", function (e) { if (e.key === "Escape") closeDrawer(); });
+  document.addEventListener("keydown", function (e) {
+    if (drawer.hidden) return;
+    if (e.key === "Escape") { e.preventDefault(); closeDrawer(); return; }
+    if (e.key !== "Tab") return;
+    var all = focusables();
+    if (!all.length) return;
+    var first = all[0], last = all[all.length - 1];
+    var inside = drawer.contains(document.activeElement);
+    if (e.shiftKey && (document.activeElement === first || !inside)) { e.preventDefault(); last.focus(); }
+    else if (!e.shiftKey && (document.activeElement === last || !inside)) { e.preventDefault(); first.focus(); }
+  });
+  // Focus that lands outside (a click on the page behind) is brought back in.
+  document.addEventListener("focusin", function (e) {
+    if (!drawer.hidden && !drawer.contains(e.target)) drawer.querySelector("[data-close]").focus();
+  });
   feedEl.addEventListener("click", function (e) {
     var a = e.target.closest("a.row-link");
     if (!a || e.metaKey || e.ctrlKey || e.shiftKey || e.button !== 0) return;
     var item = byId.get(a.parentNode.dataset.id);
     if (!item) return;
     e.preventDefault();
-    openDrawer(item, a.href);
+    openDrawer(item, a.href, a);
   });
+
+  // ---- filters: applied as you type, kept in the URL (replaceState) to share and reload ----
+  var form = document.getElementById("filters");
+  var filterError = document.getElementById("filter-error");
+  var clearLink = document.getElementById("filters-clear");
+  var toggle = document.getElementById("filters-toggle");
+  var filterTimer = 0;
+  var filterSeq = 0;
+  var FILTER_NAMES = ["q", "source", "status", "category", "eventType", "range"];
+
+  function formFilters() {
+    var out = {};
+    FILTER_NAMES.forEach(function (name) {
+      var field = form.elements[name];
+      var v = field ? field.value.trim() : "";
+      if (v) out[name] = v;
+    });
+    // An exact since/until from a shared link stays until the range select replaces it.
+    if (filters.since && !out.range) out.since = filters.since;
+    if (filters.until) out.until = filters.until;
+    return out;
+  }
+  function showToggle() {
+    if (!toggle) return;
+    var n = Object.keys(filters).length;
+    toggle.textContent = n ? "Filters (" + n + ")" : "Filters";
+  }
+
+  function applyFilters() {
+    clearTimeout(filterTimer);
+    filterTimer = 0;
+    var next = formFilters();
+    if (JSON.stringify(next) === JSON.stringify(filters)) return;
+    filters = next;
+    var query = new URLSearchParams(filters).toString();
+    history.replaceState(null, "", location.pathname + (query ? "?" + query : ""));
+    clearLink.hidden = !query;
+    showToggle();
+    var seq = ++filterSeq;
+    // Rows already on the page or held by a pause were chosen by the old filters.
+    byId.clear();
+    buffer = [];
+    queue = [];
+    newBtn.hidden = true;
+    feedEl.setAttribute("aria-busy", "true");
+    getFeed({ limit: String(config.pageSize) }).then(function (items) {
+      if (seq !== filterSeq) return;
+      filterError.hidden = true;
+      feedEl.textContent = "";
+      appendRows(items);
+      olderBtn.hidden = items.length < config.pageSize;
+      emptyEl.hidden = feedEl.children.length > 0;
+    }, function (err) {
+      if (seq !== filterSeq || !(err instanceof FilterError)) return;
+      filterError.textContent = err.message;
+      filterError.hidden = false;
+    }).then(function () { if (seq === filterSeq) feedEl.removeAttribute("aria-busy"); });
+  }
+  function later() {
+    clearTimeout(filterTimer);
+    filterTimer = setTimeout(applyFilters, FILTER_DELAY_MS);
+  }
+  if (form) {
+    form.addEventListener("input", later);
+    form.addEventListener("change", applyFilters);
+    form.addEventListener("submit", function (e) { e.preventDefault(); applyFilters(); });
+  }
+  if (toggle && form) {
+    // On a phone the filters fold behind this button so the feed starts above the fold.
+    toggle.hidden = false;
+    form.classList.add("filters-folding");
+    toggle.addEventListener("click", function () {
+      var open = toggle.getAttribute("aria-expanded") !== "true";
+      toggle.setAttribute("aria-expanded", String(open));
+      form.classList.toggle("is-open", open);
+      if (open) form.elements.q.focus();
+    });
+    showToggle();
+  }
 
   // ---- start ------------------------------------------------------------------------------
   (readJSON("live-items") || []).forEach(function (it) { byId.set(it.id, it); });
-  Array.prototype.forEach.call(feedEl.querySelectorAll("time.row-time"), function (t) {
-    t.textContent = clock(t.getAttribute("datetime"));
-  });
   if (config.live) {
-    connect();
+    live = AcklySocket.open(config.socketPath, {
+      onOpen: function () { catchUp(); },
+      onMessage: onMessage,
+      onState: onState
+    });
   } else {
     setConn("stopped", "Past range");
     pauseBtn.hidden = true;

@@ -1,6 +1,7 @@
 /* Worker page: live timeline rows and snapshot cards from the workspace websocket.
-   Dependency-free. On every (re)connect it reloads cards and the first timeline page over HTTP,
-   so nothing broadcast while the socket was down is missed. */
+   Uses time.js (AcklyTime) and socket.js (AcklySocket: the live page's reconnect rule). On every
+   reconnect it reloads cards and the first timeline page over HTTP, so nothing broadcast while
+   the socket was down is missed. */
 (function () {
   "use strict";
 
@@ -13,23 +14,12 @@
   var cardsEmpty = document.getElementById("cards-empty");
   var conn = document.getElementById("conn");
   var MAX_ROWS = config.pageSize || 50;
-  // The server closes with these when the session or the membership is over (at the handshake
-  // or later: logout, password change, removal); retrying would only hear them again.
-  var FINAL_CODES = { 4401: "Signed out", 4403: "No access" };
-  var delay = 1000;
-  var MAX_DELAY = 30000;
-  var opened = false;
-  var socket = null;
 
   function el(tag, className, text) {
     var node = document.createElement(tag);
     if (className) node.className = className;
     if (text !== undefined && text !== null) node.textContent = String(text);
     return node;
-  }
-
-  function when(iso) {
-    return iso ? String(iso).slice(0, 19).replace("T", " ") : "";
   }
 
   function setStatus(state, label) {
@@ -55,9 +45,7 @@
     if (item.duration !== null && item.duration !== undefined) sub += " · " + item.duration + " s";
     main.appendChild(el("span", "muted small", sub));
     li.appendChild(main);
-    var time = el("time", "tl-time", when(item.timestamp));
-    time.setAttribute("datetime", item.timestamp || "");
-    li.appendChild(time);
+    li.appendChild(AcklyTime.make(item.timestamp, "relative", "tl-time"));
     if (item.metadata !== null && item.metadata !== undefined) li.appendChild(metadataBlock(item.metadata));
     return li;
   }
@@ -81,9 +69,7 @@
     card.setAttribute("data-type", item.snapshotType);
     var head = el("header", "snap-head");
     head.appendChild(el("h3", null, item.snapshotType));
-    var time = el("time", "muted small", when(item.timestamp));
-    time.setAttribute("datetime", item.timestamp || "");
-    head.appendChild(time);
+    head.appendChild(AcklyTime.make(item.timestamp, "relative", "muted small"));
     card.appendChild(head);
     var dl = el("dl", "snap-metrics");
     metricRows(item.metrics).forEach(function (m) {
@@ -171,57 +157,32 @@
       .catch(function () { /* the next reconnect tries again */ });
   }
 
-  function connect() {
-    var scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    try {
-      socket = new WebSocket(scheme + location.host + config.socketPath);
-    } catch (e) {
-      schedule();
-      return;
+  function onState(state, label, code) {
+    if (state === "live") setStatus("live", "Live");
+    else if (state === "reconnecting") setStatus("reconnecting", "Reconnecting…");
+    else if (state === "stopped") {
+      setStatus("stopped", label);
+      if (code === 4401 && conn.dataset.loginUrl) {
+        var link = el("a", null, "Log in");
+        link.href = conn.dataset.loginUrl;
+        conn.appendChild(document.createTextNode(" · "));
+        conn.appendChild(link);
+      }
     }
-    socket.onopen = function () {
-      setStatus("live", "Live");
-      // The first open follows a fresh page render; later ones must catch up on what was missed.
-      if (opened) reload();
-      opened = true;
-      delay = 1000;
-    };
-    socket.onmessage = function (ev) {
-      var msg;
-      try { msg = JSON.parse(ev.data); } catch (e) { return; }
-      if (msg.type === "timeline" && Array.isArray(msg.items)) {
-        prependTimeline(msg.items.filter(forThisWorker));
-      } else if (msg.type === "snapshot" && forThisWorker(msg.item) && msg.item.current !== false) {
-        replaceCard(msg.item);
-      }
-    };
-    socket.onclose = function (ev) {
-      if (FINAL_CODES[ev.code]) {
-        setStatus("stopped", FINAL_CODES[ev.code]);
-        if (ev.code === 4401 && conn.dataset.loginUrl) {
-          var link = el("a", null, "Log in");
-          link.href = conn.dataset.loginUrl;
-          conn.appendChild(document.createTextNode(" · "));
-          conn.appendChild(link);
-        }
-        return;
-      }
-      schedule();
-    };
   }
 
-  function schedule() {
-    setStatus("reconnecting", "Reconnecting…");
-    // Exponential backoff with jitter, so a restarted server is not hit by every page at once.
-    var wait = delay * (0.5 + Math.random() / 2);
-    delay = Math.min(delay * 2, MAX_DELAY);
-    opened = true;
-    window.setTimeout(connect, wait);
+  function onMessage(msg) {
+    if (msg.type === "timeline" && Array.isArray(msg.items)) {
+      prependTimeline(msg.items.filter(forThisWorker));
+    } else if (msg.type === "snapshot" && forThisWorker(msg.item) && msg.item.current !== false) {
+      replaceCard(msg.item);
+    }
   }
 
-  // A dropped network may leave the socket looking open for a long time: close it at once so
-  // the page says so and catches up over HTTP when it is back.
-  window.addEventListener("offline", function () { if (socket) socket.close(); });
-
-  connect();
+  AcklySocket.open(config.socketPath, {
+    // The first open follows a fresh page render; later ones must catch up on what was missed.
+    onOpen: function (reopened) { if (reopened) reload(); },
+    onMessage: onMessage,
+    onState: onState
+  });
 })();

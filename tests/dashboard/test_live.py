@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 from django.utils import timezone
 
-from ingest.models import Rejection
+from ingest.models import Event, Rejection
 from sources.services import create_source
 
 pytestmark = pytest.mark.django_db
@@ -124,8 +124,8 @@ def test_the_rejections_panel_sums_the_last_day_by_source_and_code(
     ]
 
 
-def test_the_chart_counts_events_per_hour_by_status(client, owner, workspace, make_event,
-                                                     make_timeline):
+def test_the_chart_counts_events_per_quarter_hour_by_status(client, owner, workspace, make_event,
+                                                            make_timeline):
     make_event(status="success")
     make_event(status="success")
     make_event(status="failure", age=timedelta(hours=2))
@@ -135,11 +135,37 @@ def test_the_chart_counts_events_per_hour_by_status(client, owner, workspace, ma
 
     chart = client.get(live_url(workspace)).context["chart"]
 
-    assert len(chart["hours"]) == 24
-    assert chart["series"]["success"][-1] == 2
-    assert chart["series"]["timeline"][-1] == 1
+    # 24 whole UTC hours and the current one, in quarters: any zone's hours are sums of them.
+    start = datetime.fromisoformat(chart["start"])
+    assert chart["stepSeconds"] == 900
+    assert start.minute == start.second == 0
+    assert all(len(counts) == 100 for counts in chart["series"].values())
+    now = timezone.now()
+    current = (now - start) // timedelta(minutes=15)
+    assert 96 <= current < 100
+    assert chart["series"]["success"][current] == 2
+    assert chart["series"]["timeline"][current] == 1
+    assert sum(chart["series"]["success"]) == 2
     assert sum(chart["series"]["failure"]) == 1
-    assert chart["series"]["failure"][-3] == 1
+    two_hours_ago = (now - timedelta(hours=2) - start) // timedelta(minutes=15)
+    assert chart["series"]["failure"][two_hours_ago] == 1
+
+
+def test_the_chart_puts_an_event_in_the_quarter_of_its_minute(client, owner, workspace, source):
+    """Minutes 0-14, 15-29, 30-44 and 45-59 of an hour are four buckets (the +05:30 and +05:45
+    zones' hours start inside a UTC hour)."""
+    start = timezone.now().replace(minute=0, second=0, microsecond=0) - timedelta(hours=3)
+    for minute, n in ((0, 1), (14, 1), (15, 2), (44, 3), (45, 4)):
+        for _ in range(n):
+            Event.objects.create(workspace=workspace, source=source,
+                                 status="partial", received_at=start + timedelta(minutes=minute))
+    client.force_login(owner)
+
+    chart = client.get(live_url(workspace)).context["chart"]
+
+    first = datetime.fromisoformat(chart["start"])
+    at = (start - first) // timedelta(minutes=15)
+    assert chart["series"]["partial"][at:at + 4] == [2, 2, 3, 4]
 
 
 class TestEventDetail:

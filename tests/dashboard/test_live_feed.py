@@ -121,6 +121,28 @@ def test_it_filters_by_event_type(logged_in, workspace, make_event, make_timelin
     assert ids(feed(logged_in, workspace, eventType="deploy")) == [deploy.public_id]
 
 
+def test_the_event_type_filter_matches_a_prefix_of_either_kind(
+    logged_in, workspace, make_event, make_timeline
+):
+    started = make_event(event_type="deploy.started", age=timedelta(minutes=2))
+    finished = make_timeline(event_type="deploy.finished", age=timedelta(minutes=1))
+    make_event(event_type="predeploy.check")  # contains it, does not start with it
+    make_timeline(event_type="backup.finished")
+    assert ids(feed(logged_in, workspace, eventType="deploy.")) == [
+        finished.public_id, started.public_id,
+    ]
+    assert ids(feed(logged_in, workspace, eventType="deploy.finished")) == [finished.public_id]
+
+
+@pytest.mark.parametrize("prefix", ["deploy_", "deploy%"])
+def test_like_wildcards_in_an_event_type_prefix_match_only_themselves(
+    logged_in, workspace, make_event, prefix
+):
+    make_event(event_type="deployX.started")
+    literal = make_event(event_type=prefix + "x")
+    assert ids(feed(logged_in, workspace, eventType=prefix)) == [literal.public_id]
+
+
 @pytest.mark.parametrize(
     "query", ["payment FAILED", "cust-9931", "invoice_4711"],
     ids=["message", "externalId", "metadata"],

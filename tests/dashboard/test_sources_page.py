@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 import pytest
 from django.utils import timezone
@@ -85,7 +85,9 @@ def test_the_page_shows_each_keys_status_and_last_use(client, owner, workspace, 
     assert '<tr class="key-active">' in page
     assert '<tr class="key-revoked">' in page
     assert '<tr class="key-expired">' in page
-    assert "5\xa0minutes ago" in page
+    # The last use as a <time> the page's script shows in the browser's zone ("5 min ago").
+    used = active.last_used_at.astimezone(UTC).isoformat(timespec="milliseconds")
+    assert f'datetime="{used.replace("+00:00", "Z")}" data-when="relative"' in page
     for key in (active, revoked, expired):
         assert f"{key.prefix}…" in page
 
