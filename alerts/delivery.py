@@ -54,8 +54,11 @@ def enqueue(delivery_id: int, run_after: datetime | None = None) -> None:
     """Queue an attempt of the delivery on the task backend (django-tasks)."""
     from alerts.tasks import deliver
 
-    task = deliver.using(run_after=run_after) if run_after else deliver
-    task.enqueue(delivery_id)
+    if run_after is None:
+        deliver.enqueue(delivery_id)
+    elif deliver.get_backend().supports_defer:
+        deliver.using(run_after=run_after).enqueue(delivery_id)
+    # A backend that cannot defer (the immediate one) leaves a retry to the engine's sweep.
 
 
 def enqueue_on_commit(delivery: Delivery, run_after: datetime | None = None) -> None:

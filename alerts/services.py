@@ -141,7 +141,7 @@ def update_rule(rule: Rule, *, channels: Iterable[Channel] | None = None, actor=
         setattr(rule, name, value)
     update = list(cleaned)
     if rule.kind == RuleKind.SILENCE:
-        rule.deadline = silence_deadline(rule, rule.seen_until or rule.created_at)
+        rule.deadline = silence_deadline(rule, timezone.now())
         update.append("deadline")
     rule.save(update_fields=update)
     if channels is not None:

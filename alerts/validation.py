@@ -225,8 +225,12 @@ def validate_rule(kind: str, fields: dict[str, Any]) -> dict[str, Any]:
         if not cleaned.get("threshold"):
             errors["threshold"] = "a slow rule needs a threshold in milliseconds (≥ 1)"
     elif kind == RuleKind.REJECTIONS:
+        cap = settings.REJECTED_REQUESTS_PER_SOURCE
         if not cleaned.get("threshold"):
             errors["threshold"] = "a rejections rule needs a count N (≥ 1)"
+        elif cleaned["threshold"] > cap:
+            # Each source keeps only its newest refused requests (REJECTED_REQUESTS_PER_SOURCE).
+            errors["threshold"] = f"a rejections rule counts at most {cap} refused requests"
         if not cleaned.get("window_minutes"):
             errors["window_minutes"] = "a rejections rule needs a window of M minutes (≥ 1)"
         if len(cleaned.get("code", "")) > 40:

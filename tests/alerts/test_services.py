@@ -12,8 +12,13 @@ from workspaces.models import AuditEntry
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def _private_refused(settings):
+    settings.WEBHOOK_ALLOW_PRIVATE = False  # as in production
+
+
 @pytest.fixture
-def private_allowed(settings):
+def private_allowed(settings, _private_refused):
     settings.WEBHOOK_ALLOW_PRIVATE = True
 
 
