@@ -352,6 +352,10 @@ SIGNUP_FINISH_RATE_LIMIT = env_rate("SIGNUP_FINISH_RATE_LIMIT", "20/h")  # link-
 SIGNUP_LINK_MAX_AGE_SECONDS = env_int("SIGNUP_LINK_MAX_AGE_SECONDS", 3 * 24 * 3600)
 # Invitations to a workspace (docs/teams.md): how long the emailed link works, and how many
 # invitations one workspace may send per hour (each is an email to an address an admin typed).
+# Password reset (workspaces/accounts.py): requests per client address, emails to one address.
+PASSWORD_RESET_RATE_LIMIT = env_rate("PASSWORD_RESET_RATE_LIMIT", "5/h")
+PASSWORD_RESET_EMAIL_RATE_LIMIT = env_rate("PASSWORD_RESET_EMAIL_RATE_LIMIT", "3/h")
+PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3600)  # the link's validity, seconds
 INVITATION_MAX_AGE_DAYS = env_int("INVITATION_MAX_AGE_DAYS", 7)
 INVITATION_RATE_LIMIT = env_rate("INVITATION_RATE_LIMIT", "30/h")
 

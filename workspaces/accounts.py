@@ -156,6 +156,38 @@ class PasswordChangeView(auth_views.PasswordChangeView):
 
 
 # --- Sign-up ----------------------------------------------------------------------------------
+# --- Password reset ---------------------------------------------------------------------------
+
+
+TOO_MANY_RESETS = "Too many password reset requests from your network. Please try again later."
+
+
+class PasswordResetView(auth_views.PasswordResetView):
+    """Django's reset by email, throttled per client address; the same answer for every address.
+
+    An address past PASSWORD_RESET_EMAIL_RATE_LIMIT gets no more email for a while, yet the page
+    answers as always. The link names PUBLIC_BASE_URL when set, else the request's (allowed) host.
+    """
+
+    def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
+        if _spent(request, "reset-ip", "ip", [settings.PASSWORD_RESET_RATE_LIMIT]):
+            form = self.get_form_class()(initial={"email": request.POST.get("email", "")})
+            context = self.get_context_data(form=form, throttled=TOO_MANY_RESETS)
+            return self.render_to_response(context, status=429)
+        return super().post(request, *args, **kwargs)
+
+    def form_valid(self, form) -> HttpResponse:
+        email = form.cleaned_data["email"].strip().lower()
+        if _spent(self.request, "reset-email", _key(email), [settings.PASSWORD_RESET_EMAIL_RATE_LIMIT]):
+            logger.warning("Password reset emails to one address over the limit; not sent")
+            return redirect(self.get_success_url())
+        self.extra_email_context = {
+            "base_url": _absolute(self.request, ""),
+            "minutes": settings.PASSWORD_RESET_TIMEOUT // 60,
+        }
+        return super().form_valid(form)
+
+
 
 
 def _absolute(request: HttpRequest, path: str) -> str:

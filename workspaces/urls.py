@@ -1,5 +1,6 @@
 """Dashboard URLs: accounts, home, the live events page and its feed (mounted at "")."""
 
+from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
@@ -23,6 +24,25 @@ urlpatterns = [
         "account/password/done/",
         auth_views.PasswordChangeDoneView.as_view(),
         name="password_change_done",
+    ),
+    # Password reset: Django's views; the emailed link's page redirects to a token-free URL.
+    path("account/reset/", accounts.PasswordResetView.as_view(), name="password_reset"),
+    path(
+        "account/reset/sent/",
+        auth_views.PasswordResetDoneView.as_view(
+            extra_context={"minutes": settings.PASSWORD_RESET_TIMEOUT // 60}
+        ),
+        name="password_reset_done",
+    ),
+    path(
+        "account/reset/<uidb64>/<token>/",
+        auth_views.PasswordResetConfirmView.as_view(),
+        name="password_reset_confirm",
+    ),
+    path(
+        "account/reset/done/",
+        auth_views.PasswordResetCompleteView.as_view(),
+        name="password_reset_complete",
     ),
     path("workspaces/new/", views.workspace_new, name="workspace-new"),
     path("w/<str:org_id>/", views.workspace_home, name="workspace-home"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import timedelta
 
 import pytest
@@ -14,6 +15,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 from django.contrib.sessions.models import Session
+from django.core import mail
 from django.db import connections
 from django.test import Client
 from django.urls import reverse
@@ -380,6 +382,26 @@ class TestASocketEndsWithItsSessionAndMembership:
             path_for(workspace), self.cookie_of(other_browser)
         ).connect()
         assert (connected, code) == (False, 4401)
+
+    async def test_a_password_reset_by_email_closes_every_sessions_sockets_with_4401(
+        self, member, workspace
+    ):
+        first = await self.open(await self.signed_in(member), workspace)
+        second = await self.open(await self.signed_in(member), workspace)
+
+        @database_sync_to_async
+        def reset_from_another_browser():
+            browser = Client()
+            browser.post(reverse("password_reset"), {"email": member.email})
+            link = re.search(r"https?://testserver(/account/reset/\S+/)", mail.outbox[0].body)
+            form_url = browser.get(link.group(1))["Location"]
+            password = "a-new-unusual-passphrase"
+            saved = browser.post(form_url, {"new_password1": password, "new_password2": password})
+            assert saved.status_code == 302
+
+        await reset_from_another_browser()
+        assert await self.closed_with(first) == 4401
+        assert await self.closed_with(second) == 4401
 
     async def test_deactivating_the_user_closes_every_socket_with_4401(
         self, member, workspace

@@ -35,7 +35,9 @@ from workspaces.models import Worker
 
 ORG_URL_MODULES = ["workspaces.urls", "sources.urls", "ingest.dashboard_urls", "billing.urls"]
 # Forms that need no workspace: each must refuse a POST without a CSRF token too.
-ACCOUNT_FORMS = ["signup", "login", "logout", "password_change", "workspace-new"]
+ACCOUNT_FORMS = [
+    "signup", "login", "logout", "password_change", "password_reset", "workspace-new",
+]
 PREFIX_LENGTH = 12
 
 
