@@ -13,6 +13,7 @@ urlpatterns = [
     path("w/<str:org_id>/sources/", include("sources.urls")),
     path("w/<str:org_id>/workers/", include("ingest.dashboard_urls")),
     path("w/<str:org_id>/usage/", include("billing.urls")),
+    path("w/<str:org_id>/alerts/", include("alerts.urls")),
     path("favicon.ico", views.favicon, name="favicon"),
     path("docs/", docs.index, name="docs"),
     path("docs/errors/<slug:code>/", docs.error_code, name="docs-error"),

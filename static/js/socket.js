@@ -52,6 +52,8 @@
         var data;
         try { data = JSON.parse(msg.data); } catch (e) { return; }
         if (handlers.onMessage) handlers.onMessage(data);
+        // Frames every page shows (an alert's banner: static/js/alert_banner.js) go to the document.
+        document.dispatchEvent(new CustomEvent("ackly:frame", { detail: data }));
       };
       ws.onclose = function (ev) {
         if (socket !== ws) return;

@@ -33,7 +33,9 @@ from sources.services import create_source, issue_key, revoke_key, rotate_key
 from tests.servers import ROOT, collected_static, server_env
 from workspaces.models import Worker
 
-ORG_URL_MODULES = ["workspaces.urls", "sources.urls", "ingest.dashboard_urls", "billing.urls"]
+ORG_URL_MODULES = [
+    "workspaces.urls", "sources.urls", "ingest.dashboard_urls", "billing.urls", "alerts.urls",
+]
 # Forms that need no workspace: each must refuse a POST without a CSRF token too.
 ACCOUNT_FORMS = [
     "signup", "login", "logout", "password_change", "password_reset", "workspace-new",
@@ -55,7 +57,7 @@ def _org_patterns() -> list[URLPattern]:
 
 
 @pytest.fixture
-def object_ids(workspace, source_and_key, make_event_row, worker_row) -> dict[str, str]:
+def object_ids(workspace, source_and_key, make_event_row, worker_row, alert_rows) -> dict[str, str]:
     """The member's workspace and one real object of each kind in it, by URL parameter."""
     source, issued = source_and_key
     return {
@@ -64,7 +66,24 @@ def object_ids(workspace, source_and_key, make_event_row, worker_row) -> dict[st
         "key_id": issued.key.public_id,
         "wrk_id": worker_row.public_id,
         "item_id": make_event_row.public_id,
+        **alert_rows,
     }
+
+
+@pytest.fixture
+def alert_rows(workspace, settings) -> dict[str, str]:
+    """A webhook channel (to 127.0.0.1), a rule notifying it, an alert and its delivery."""
+    from alerts.models import Alert, Delivery, Purpose
+    from alerts.services import create_channel, create_rule
+
+    settings.WEBHOOK_ALLOW_PRIVATE = True
+    channel, _ = create_channel(workspace, kind="webhook", target="http://127.0.0.1:9/h")
+    settings.WEBHOOK_ALLOW_PRIVATE = False
+    rule = create_rule(workspace, kind="failure", channels=[channel])
+    alert = Alert.objects.create(workspace=workspace, rule=rule, reason="failed")
+    delivery = Delivery.objects.create(alert=alert, channel=channel, purpose=Purpose.FIRED)
+    return {"chn_id": channel.public_id, "rul_id": rule.public_id, "alr_id": alert.public_id,
+            "dlv_id": delivery.public_id}
 
 
 @pytest.fixture
@@ -91,7 +110,9 @@ def test_the_enumeration_finds_every_dashboard_page(org_urls):
     """Guards the enumeration itself: if it silently found nothing, the tests below would pass."""
     assert {"live-events", "live-feed", "event-detail", "source-list", "source-rotate",
             "key-new", "key-shown", "key-revoke", "worker-detail", "worker-feed", "usage",
-            "change-plan"} <= set(org_urls)
+            "change-plan", "alerts", "alert-detail", "rule-new", "rule-edit", "rule-delete",
+            "channel-new", "channel-detail", "channel-secret", "channel-roll", "channel-test",
+            "channel-delete", "delivery-detail"} <= set(org_urls)
     assert all("/w/org_" in url for url in org_urls.values())
 
 
@@ -118,8 +139,11 @@ def test_an_outsider_gets_404_on_every_dashboard_url_for_get_and_post(
         assert not response.get("Location", "").startswith(reverse("login")), name
 
 
-# Pages that lead to or show a new key: owners and admins only, even to look at.
-MANAGER_PAGES = ["source-new", "source-edit", "source-rotate", "key-new", "key-shown"]
+# Pages that lead to or show a new key or signing secret, or change alerts: owners and admins
+# only, even to look at.
+MANAGER_PAGES = ["source-new", "source-edit", "source-rotate", "key-new", "key-shown",
+                 "rule-new", "rule-edit", "rule-delete", "channel-new", "channel-secret",
+                 "channel-roll", "channel-delete"]
 
 
 def test_a_member_gets_403_on_the_pages_that_issue_or_show_a_key(client, member, org_urls):
