@@ -46,6 +46,10 @@ ERROR_CODES: dict[str, ErrorCode] = {
         ErrorCode("key_expired", 401, "Key expired",
                   "The key is past its expiry time (`expires_at`), for example at the end of a "
                   "rotation's grace period."),
+        ErrorCode("wrong_key_scope", 403, "Key of the wrong scope",
+                  "An ingest key (`ak_live_…`) only sends events and a read key (`ak_read_…`) only "
+                  "reads them: a read key was sent to an ingest endpoint, or an ingest key to "
+                  "`GET /api/v1/events`."),
         ErrorCode("plan_disabled", 402, "Plan does not include the developer API",
                   "The workspace's plan does not include the v1 developer API. Upgrade to "
                   "Starter or Pro."),
@@ -74,6 +78,10 @@ ERROR_CODES: dict[str, ErrorCode] = {
         ErrorCode("bad_request", 400, "Bad request",
                   "The request is refused before its body is read: its `Host` header names a "
                   "host this server does not serve."),
+        ErrorCode("invalid_query", 400, "Invalid query",
+                  "A query parameter of a read endpoint is not valid (an unknown status or "
+                  "category, an instant that is not ISO 8601, a cursor this API did not give). "
+                  "The message names every offending parameter."),
         ErrorCode("not_found", 404, "Not found", "No API endpoint at this path."),
         ErrorCode("method_not_allowed", 405, "Method not allowed",
                   "The endpoint does not accept this HTTP method."),
@@ -112,6 +120,8 @@ MissingAuthorization = _error("missing_authorization")
 InvalidKey = _error("invalid_key")
 KeyRevoked = _error("key_revoked")
 KeyExpired = _error("key_expired")
+WrongKeyScope = _error("wrong_key_scope")
+InvalidQuery = _error("invalid_query")
 PlanDisabled = _error("plan_disabled")
 QuotaExceeded = _error("quota_exceeded")
 RateLimited = _error("rate_limited")

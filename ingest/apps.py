@@ -7,4 +7,4 @@ class IngestConfig(AppConfig):
     def ready(self) -> None:
         # Registers the OpenAPI extensions (bearer scheme, the views' schemas) before any
         # schema is generated; the API modules themselves carry no documentation code.
-        from ingest import schema  # noqa: F401
+        from ingest import schema, schema_read  # noqa: F401

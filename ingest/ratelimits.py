@@ -60,11 +60,20 @@ def incr_windows(keys: list[str], timeout: int) -> list[int]:
     return counts
 
 
-def burst_window(key: KeyContext, limits: WorkspaceLimits, now: float) -> tuple[int, list[str]]:
-    """The current window's start and the names of this key's and workspace's counters."""
+def burst_window(
+    key: KeyContext, limits: WorkspaceLimits, now: float, scope: str = "ingest"
+) -> tuple[int, list[str]]:
+    """The current window's start and the names of this key's and workspace's counters.
+
+    Reads (`scope="read"`) count in a workspace window of their own, so a busy reader never
+    spends the senders' burst; a read key's own window is its own already.
+    """
     window = settings.RATELIMIT_WINDOW_SECONDS
     start = int(now // window) * window
-    return start, [f"burst:key:{key.key_id}:{start}", f"burst:ws:{limits.workspace_id}:{start}"]
+    workspace = "ws" if scope == "ingest" else f"ws-{scope}"
+    return start, [
+        f"burst:key:{key.key_id}:{start}", f"burst:{workspace}:{limits.workspace_id}:{start}"
+    ]
 
 
 def burst_state(limits: WorkspaceLimits, start: int, counts: list[int], now: float) -> BurstState:
@@ -88,9 +97,9 @@ def burst_state(limits: WorkspaceLimits, start: int, counts: list[int], now: flo
     return per_key if per_key.remaining <= per_ws.remaining else per_ws
 
 
-def count_burst(key: KeyContext, limits: WorkspaceLimits) -> BurstState:
+def count_burst(key: KeyContext, limits: WorkspaceLimits, scope: str = "ingest") -> BurstState:
     """Count this request against both windows; the state of the one that binds."""
     now = time.time()
-    start, names = burst_window(key, limits, now)
+    start, names = burst_window(key, limits, now, scope)
     counts = incr_windows(names, settings.RATELIMIT_WINDOW_SECONDS + 1)
     return burst_state(limits, start, counts, now)

@@ -374,6 +374,8 @@ def _operation(
 
 _COMMON = {
     401: _error(_AUTH_ERRORS),
+    # A read key sent to an ingest endpoint (or an ingest key to the read API).
+    403: _error(["wrong_key_scope"]),
     429: _error(["rate_limited"]),
     500: _error(["internal_error"]),
 }
@@ -435,11 +437,11 @@ EVENTS_OPERATION = _operation(
         207: OpenApiResponse(EventsResultSerializer, description="Some events rejected."),
         400: _error(["invalid_body", "missing_actor"], BatchErrorEnvelopeSerializer),
         402: _error(["plan_disabled", "quota_exceeded"], BatchErrorEnvelopeSerializer),
-        403: _error(["forbidden_event_type"], BatchErrorEnvelopeSerializer),
         404: _error(["worker_not_found"], BatchErrorEnvelopeSerializer),
         409: _error(["idempotency_key_reused"]),
         413: _error(["batch_too_large"]),
         **_COMMON,
+        403: _error(["forbidden_event_type", "wrong_key_scope"], BatchErrorEnvelopeSerializer),
     },
     success=[202, 207],
     retry_after=[402, 429],

@@ -3,6 +3,7 @@
 from django.urls import re_path
 
 from ingest.api import IngestView
+from ingest.api_read import EventsReadView
 from ingest.api_v1 import EventsView, PingView, SnapshotsView
 
 urlpatterns: list = [
@@ -12,4 +13,6 @@ urlpatterns: list = [
     re_path(r"^api/v1/ingest/ping/?$", PingView.as_view(), name="api-v1-ping"),
     re_path(r"^api/v1/ingest/events/?$", EventsView.as_view(), name="api-v1-events"),
     re_path(r"^api/v1/ingest/snapshots/?$", SnapshotsView.as_view(), name="api-v1-snapshots"),
+    # The read API (a read key): the workspace's events, newest first, by pages.
+    re_path(r"^api/v1/events/?$", EventsReadView.as_view(), name="api-v1-events-read"),
 ]

@@ -23,10 +23,18 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.request import Request
 
 from ackly.clientip import client_ip
-from ackly.errors import InvalidKey, KeyExpired, KeyRevoked, MissingAuthorization, RateLimited
+from ackly.errors import (
+    APIError,
+    InvalidKey,
+    KeyExpired,
+    KeyRevoked,
+    MissingAuthorization,
+    RateLimited,
+    WrongKeyScope,
+)
 from ackly.requestid import bind_tenant
 from ingest.ratelimits import incr_windows
-from sources.keys import KeyContext, cached_key, digest_of, is_well_formed, load_key
+from sources.keys import KeyContext, cached_key, digest_of, load_key, scope_of
 
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -74,12 +82,15 @@ def count_failure(address: str) -> None:
     incr_windows([name], failure_limit()[1] + 1)
 
 
-def authenticate_key(header: str | None, address: str | None = None) -> KeyContext:
-    """The key context for an Authorization header, or the documented 401 error.
+def authenticate_key(
+    header: str | None, address: str | None = None, scope: str = "ingest"
+) -> KeyContext:
+    """The key context for an Authorization header, or the documented 401/403 error.
 
-    A header that is not `Bearer <key>`, or a key that is malformed, is refused before any
-    database or cache access. With the client's `address`, unknown keys are counted and an
-    address past AUTH_FAILURE_LIMIT is refused with 429 before the database is asked.
+    A header that is not `Bearer <key>`, a key that is malformed, or one whose prefix names
+    another scope than the endpoint's (403 wrong_key_scope) is refused before any database or
+    cache access. With the client's `address`, unknown keys are counted and an address past
+    AUTH_FAILURE_LIMIT is refused with 429 before the database is asked.
     """
     if not header:
         raise MissingAuthorization("The Authorization header is missing; send 'Bearer <key>'.")
@@ -87,8 +98,13 @@ def authenticate_key(header: str | None, address: str | None = None) -> KeyConte
     secret = secret.strip()
     if scheme.lower() != "bearer" or not secret:
         raise MissingAuthorization("The Authorization header must be 'Bearer <key>'.")
-    if not is_well_formed(secret):
-        raise InvalidKey("The key is malformed: expected 'ak_live_' and 40 letters or digits.")
+    prefixed = scope_of(secret)
+    if prefixed is None:
+        raise InvalidKey(
+            "The key is malformed: expected 'ak_live_' (or 'ak_read_') and 40 letters or digits."
+        )
+    if prefixed != scope:
+        raise _wrong_scope(scope)
     digest = digest_of(secret)
     context = cached_key(digest)
     if context is None:
@@ -99,12 +115,20 @@ def authenticate_key(header: str | None, address: str | None = None) -> KeyConte
         if address is not None:
             count_failure(address)
         raise InvalidKey("The key does not exist.")
+    if context.scope != scope:  # the row's scope decides, should a prefix ever disagree
+        raise _wrong_scope(scope)
     bind_tenant(context.workspace_public_id, context.source_public_id)  # for the log lines
     if context.revoked_at is not None:
         raise KeyRevoked("The key was revoked.")
     if context.expires_at is not None and context.expires_at <= timezone.now():
         raise KeyExpired("The key expired at " + context.expires_at.isoformat() + ".")
     return context
+
+
+def _wrong_scope(wanted: str) -> APIError:
+    if wanted == "read":
+        return WrongKeyScope("This endpoint reads events: use a read key ('ak_read_…').")
+    return WrongKeyScope("A read key cannot send events: use an ingest key ('ak_live_…').")
 
 
 class BearerKeyAuthentication(BaseAuthentication):

@@ -8,7 +8,7 @@ from datetime import timedelta
 from django import forms
 from django.utils import timezone
 
-from sources.models import Source
+from sources.models import KeyScope, Source
 from sources.services import normalize_event_types
 
 MAX_EVENT_TYPE_LENGTH = 100
@@ -122,6 +122,13 @@ class RotateForm(forms.Form):
 
 
 class NewKeyForm(forms.Form):
+    scope = forms.ChoiceField(
+        label="What the key may do",
+        choices=KeyScope.choices,
+        initial=KeyScope.INGEST,
+        help_text="An ingest key only sends events; a read key only reads them "
+        "(GET /api/v1/events). Neither can do the other's work.",
+    )
     expires_at = forms.DateTimeField(
         label="Expires at (UTC)",
         required=False,

@@ -15,16 +15,29 @@ from django.db import transaction
 
 from billing.services import WorkspaceLimits, limits_of
 
-KEY_PREFIX = "ak_live_"
+# A key's scope is in its secret's prefix as well as in its row: an ingest key (`ak_live_`)
+# only sends events, a read key (`ak_read_`) only reads them, and either is refused at the other
+# kind of endpoint before any look-up.
+KEY_PREFIXES = {"ingest": "ak_live_", "read": "ak_read_"}
+KEY_PREFIX = KEY_PREFIXES["ingest"]
 KEY_RANDOM_LENGTH = 40
 KEY_VISIBLE_PREFIX_LENGTH = len(KEY_PREFIX) + 4
 _BASE62 = string.digits + string.ascii_letters
 KEY_PATTERN = re.compile(rf"{KEY_PREFIX}[0-9A-Za-z]{{{KEY_RANDOM_LENGTH}}}")
+_ANY_KEY_PATTERN = re.compile(rf"(ak_live_|ak_read_)[0-9A-Za-z]{{{KEY_RANDOM_LENGTH}}}")
+_SCOPE_OF_PREFIX = {prefix: scope for scope, prefix in KEY_PREFIXES.items()}
 
 
-def generate_secret() -> str:
-    """`ak_live_` + 40 base62 characters (~238 bits): 48 characters, found by secret scanners."""
-    return KEY_PREFIX + "".join(secrets.choice(_BASE62) for _ in range(KEY_RANDOM_LENGTH))
+def generate_secret(scope: str = "ingest") -> str:
+    """The scope's prefix + 40 base62 characters (~238 bits): 48 characters, found by secret
+    scanners."""
+    return KEY_PREFIXES[scope] + "".join(secrets.choice(_BASE62) for _ in range(KEY_RANDOM_LENGTH))
+
+
+def scope_of(secret: str) -> str | None:
+    """The scope a well-formed secret's prefix names ("ingest" or "read"); None when malformed."""
+    match = _ANY_KEY_PATTERN.fullmatch(secret)
+    return _SCOPE_OF_PREFIX[match.group(1)] if match else None
 
 
 def digest_of(secret: str) -> str:
@@ -36,6 +49,7 @@ def visible_prefix(secret: str) -> str:
 
 
 def is_well_formed(secret: str) -> bool:
+    """Whether the secret is shaped like an ingest key (the only kind that may send events)."""
     return KEY_PATTERN.fullmatch(secret) is not None
 
 
@@ -61,10 +75,17 @@ class KeyContext:
     workspace_id: int
     workspace_public_id: str
     limits: WorkspaceLimits
+    # "ingest" or "read"; a default, so a cached entry written before scopes existed still reads.
+    scope: str = "ingest"
 
 
 def _cache_key(digest: str) -> str:
     return f"key:{digest}"
+
+
+def key_cache_name(digest: str) -> str:
+    """The key's entry in the 'auth' cache (the fast lane reads it over Redis, ingest.fastlane)."""
+    return _cache_key(digest)
 
 
 def lookup_key(digest: str) -> KeyContext | None:
@@ -98,6 +119,7 @@ def load_key(digest: str) -> KeyContext | None:
         workspace_id=key.source.workspace_id,
         workspace_public_id=key.source.workspace.public_id,
         limits=limits_of(key.source.workspace),
+        scope=key.scope,
     )
     caches["auth"].set(_cache_key(digest), context, settings.AUTH_CACHE_SECONDS)
     return context

@@ -52,6 +52,11 @@ class KeyStatus(models.TextChoices):
     EXPIRED = "expired", "Expired"
 
 
+class KeyScope(models.TextChoices):
+    INGEST = "ingest", "Ingest (send events)"
+    READ = "read", "Read (GET /api/v1/events)"
+
+
 class KeyQuerySet(models.QuerySet):
     def usable(self, now: datetime | None = None) -> KeyQuerySet:
         now = now or timezone.now()
@@ -61,7 +66,8 @@ class KeyQuerySet(models.QuerySet):
 
 
 class Key(models.Model):
-    """An ingest secret for one source. Only its SHA-256 digest and a short prefix are stored."""
+    """A secret of one source, to send its events (ingest) or read the workspace's (read).
+    Only its SHA-256 digest and a short prefix are stored."""
 
     public_id = models.CharField(max_length=40, unique=True, default=new_key_id, editable=False)
     source = models.ForeignKey(Source, on_delete=models.CASCADE, related_name="keys")
@@ -72,6 +78,10 @@ class Key(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    # What the key may do; its secret's prefix says the same (sources.keys.KEY_PREFIXES).
+    scope = models.CharField(
+        max_length=10, choices=KeyScope.choices, default=KeyScope.INGEST, editable=False
+    )
 
     objects = KeyQuerySet.as_manager()
 

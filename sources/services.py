@@ -13,7 +13,7 @@ from django.utils import timezone
 from django.utils.text import slugify
 
 from sources.keys import digest_of, generate_secret, visible_prefix
-from sources.models import Key, Source
+from sources.models import Key, KeyScope, Source
 from workspaces import audit
 
 
@@ -33,25 +33,31 @@ class IssuedKey:
     secret: str
 
 
-def _new_key(source: Source, expires_at: datetime | None = None) -> IssuedKey:
-    secret = generate_secret()
+def _new_key(
+    source: Source, expires_at: datetime | None = None, scope: str = KeyScope.INGEST
+) -> IssuedKey:
+    secret = generate_secret(scope)
     key = Key.objects.create(
-        source=source, prefix=visible_prefix(secret), digest=digest_of(secret), expires_at=expires_at
+        source=source, prefix=visible_prefix(secret), digest=digest_of(secret),
+        expires_at=expires_at, scope=scope,
     )
     return IssuedKey(key=key, secret=secret)
 
 
 @transaction.atomic
-def issue_key(source: Source, expires_at: datetime | None = None, actor=None) -> IssuedKey:
-    """A new key for the source (its others keep working); `actor` goes into the audit log."""
-    issued = _new_key(source, expires_at)
+def issue_key(
+    source: Source, expires_at: datetime | None = None, actor=None, scope: str = KeyScope.INGEST
+) -> IssuedKey:
+    """A new key for the source (its others keep working): an ingest key, or a read key
+    (`scope="read"`); `actor` goes into the audit log."""
+    issued = _new_key(source, expires_at, scope)
     record_key_created(issued.key, actor)
     return issued
 
 
 def record_key_created(key: Key, actor=None) -> None:
     """The audit entry of a new key (the admin's add form stores its key itself)."""
-    details = {"source": key.source.public_id, "prefix": key.prefix}
+    details = {"source": key.source.public_id, "prefix": key.prefix, "scope": key.scope}
     if key.expires_at:
         details["expires_at"] = key.expires_at.isoformat()
     audit.record(key.source.workspace_id, "key.created", key, actor=actor, details=details)
@@ -115,10 +121,12 @@ def delete_source(source: Source, actor=None) -> None:
 
 @transaction.atomic
 def rotate_key(source: Source, grace: timedelta | None = None, actor=None) -> IssuedKey:
-    """Issue a new key; the source's current keys stop now, or at the end of the grace period."""
+    """Issue a new ingest key; the source's current ingest keys stop now, or at the end of the
+    grace period (read keys are not rotated: each is revoked on its own)."""
     now = timezone.now()
     stopping = []
-    for key in Key.objects.select_for_update().filter(source=source).usable(now):
+    keys = Key.objects.select_for_update().filter(source=source, scope=KeyScope.INGEST)
+    for key in keys.usable(now):
         stopping.append(key.public_id)
         if grace:
             end = now + grace

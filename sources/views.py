@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from ackly.ids import is_public_id
 from sources.forms import NewKeyForm, RotateForm, SourceCreateForm, SourceEditForm
-from sources.models import Key, Source
+from sources.models import Key, KeyScope, Source
 from sources.services import (
     IssuedKey,
     SlugTaken,
@@ -244,7 +244,10 @@ def source_rotate(request: WorkspaceRequest, app_id: str) -> HttpResponse:
     return render(
         request, "sources/key_action.html",
         {"source": source, "form": form, "action": "rotate",
-         "stopping": list(Key.objects.filter(source=source).usable().order_by("-created_at", "-id")),
+         "stopping": list(
+             Key.objects.filter(source=source, scope=KeyScope.INGEST).usable()
+             .order_by("-created_at", "-id")
+         ),
          "newest": request.POST.get("newest", _newest_key_id(source) or "")},
         status=status,
     )
@@ -274,7 +277,8 @@ def key_new(request: WorkspaceRequest, app_id: str) -> HttpResponse:
     form = NewKeyForm(request.POST if request.method == "POST" else None)
     if request.method == "POST" and form.is_valid() and _expiry_in_utc(form):
         issued = issue_key(
-            source, expires_at=form.cleaned_data["expires_at"], actor=request.user
+            source, expires_at=form.cleaned_data["expires_at"], actor=request.user,
+            scope=form.cleaned_data["scope"],
         )
         return _hand_over(request, issued, "added")
     status = 400 if request.method == "POST" else 200
@@ -303,6 +307,10 @@ def key_shown(request: WorkspaceRequest, app_id: str, key_id: str) -> HttpRespon
         "secret": secret,
         "action": entry["action"],
         "curl_ingest": _curl(base, "/api/ingest", secret, INGEST_EXAMPLE),
+        "curl_read": (
+            f"curl -sS '{base}/api/v1/events?limit=10' \\\n"
+            f'  -H "Authorization: Bearer {secret}"'
+        ),
         "curl_v1": _curl(base, "/api/v1/ingest/events", secret, V1_EXAMPLE),
         "v1_type_allowed": V1_EVENT_TYPE in (source.allowed_event_types or ()),
         "v1_event_type": V1_EVENT_TYPE,

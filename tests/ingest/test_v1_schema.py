@@ -19,14 +19,15 @@ COMMITTED = Path(settings.BASE_DIR) / "docs" / "openapi" / "v1.yaml"
 
 # Every status each operation can answer (the tests of each endpoint produce them).
 EXPECTED_RESPONSES = {
-    ("/api/ingest", "post"): {"201", "400", "401", "409", "413", "429", "500"},
-    ("/api/v1/ingest/ping", "get"): {"200", "401", "402", "429", "500"},
+    ("/api/ingest", "post"): {"201", "400", "401", "403", "409", "413", "429", "500"},
+    ("/api/v1/ingest/ping", "get"): {"200", "401", "402", "403", "429", "500"},
     ("/api/v1/ingest/events", "post"): {
         "202", "207", "400", "401", "402", "403", "404", "409", "413", "429", "500",
     },
     ("/api/v1/ingest/snapshots", "post"): {
-        "202", "400", "401", "402", "404", "409", "413", "429", "500",
+        "202", "400", "401", "402", "403", "404", "409", "413", "429", "500",
     },
+    ("/api/v1/events", "get"): {"200", "400", "401", "402", "403", "429", "500"},
 }
 
 

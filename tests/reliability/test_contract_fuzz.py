@@ -56,7 +56,8 @@ MAX_EXAMPLES = int(os.environ.get("CONTRACT_FUZZ_MAX_EXAMPLES", "60"))
 SETUP = """
 import json
 from billing.models import Plan
-from sources.services import create_source
+from ingest.models import Event
+from sources.services import create_source, issue_key
 from workspaces.services import create_workspace
 
 Plan.objects.filter(code__in=["pro", "free"]).update(burst_per_key=100000, burst_per_workspace=100000)
@@ -64,9 +65,13 @@ pro = create_workspace("Fuzz", "pro", event_limit=100_000_000)
 _, pro_key = create_source(pro, "Fuzz", slug="fuzz", allowed_event_types=["ticket.resolved"])
 free = create_workspace("Fuzz Free", "free")
 _, free_key = create_source(free, "Free", slug="free", allowed_event_types=["ticket.resolved"])
-print(json.dumps({"pro": pro_key.secret, "free": free_key.secret}))
+read_key = issue_key(pro_key.key.source, scope="read")
+for i in range(30):  # something to read, on more than one page
+    Event.objects.create(workspace=pro, source=pro_key.key.source, status="success", message=f"m{i}")
+print(json.dumps({"pro": pro_key.secret, "free": free_key.secret, "read": read_key.secret}))
 """
 
+READ_PATH = "/api/v1/events"
 CONFIG = Path(__file__).with_name("schemathesis.toml")  # also the docs' run by hand
 
 
@@ -108,12 +113,13 @@ def test_every_operation_honours_the_document_under_examples_coverage_and_fuzzin
     done = schemathesis(
         server,
         "--header", f"Authorization: Bearer {server['pro']}",
+        "--exclude-path", READ_PATH,  # an ingest key's every read is 403 wrong_key_scope: below
         "--phases", "examples,coverage,fuzzing",
         "--checks", ",".join(CHECKS),
         "--max-examples", str(MAX_EXAMPLES),
     )
     _assert_clean(done, server)
-    assert "4 selected / 4 total" in done.stdout, done.stdout
+    assert "4 selected / 5 total" in done.stdout, done.stdout
     # Valid data really reached storage on every operation, not only the refusals (Daphne's
     # access log: `"POST /api/ingest" 201 …`).
     log = server["log"].read_text()
@@ -121,6 +127,25 @@ def test_every_operation_honours_the_document_under_examples_coverage_and_fuzzin
                                  ("POST", "/api/v1/ingest/events", 202),
                                  ("POST", "/api/v1/ingest/snapshots", 202)):
         assert re.search(rf'"{method} {re.escape(path)}(\?[^"]*)?" {status} ', log), (path, status)
+
+
+def test_the_read_api_honours_the_document_with_a_read_key(server):
+    done = schemathesis(
+        server,
+        "--header", f"Authorization: Bearer {server['read']}",
+        "--include-path", READ_PATH,
+        "--phases", "examples,coverage,fuzzing",
+        "--checks", ",".join(CHECKS),
+        "--max-examples", str(MAX_EXAMPLES),
+    )
+    _assert_clean(done, server)
+    assert "1 selected / 5 total" in done.stdout, done.stdout
+    log = server["log"].read_text()
+    assert re.search(rf'"GET {re.escape(READ_PATH)}(\?[^"]*)?" 200 ', log)
+    # An ingest key reading gets the documented refusal, never data.
+    ingest = httpx.get(f"{server['base']}{READ_PATH}", timeout=30,
+                       headers={"Authorization": f"Bearer {server['pro']}"})
+    assert ingest.status_code == 403 and ingest.json()["error"]["code"] == "wrong_key_scope"
 
 
 def test_a_free_plan_key_gets_the_documented_402_plan_disabled_on_v1(server):
