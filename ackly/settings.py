@@ -437,6 +437,8 @@ SESSION_COOKIE_AGE = SESSION_IDLE_TIMEOUT_SECONDS
 CSRF_COOKIE_HTTPONLY = False
 X_FRAME_OPTIONS = "DENY"
 SECURE_CONTENT_TYPE_NOSNIFF = True
+# A stale form's 403 in the site's layout; a stale sign-in form gets the login page again.
+CSRF_FAILURE_VIEW = "workspaces.accounts.csrf_failure"
 SECURE_REFERRER_POLICY = "same-origin"
 if not DEBUG:
     SESSION_COOKIE_SECURE = True

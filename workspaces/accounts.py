@@ -25,6 +25,7 @@ from datetime import timedelta
 from django.conf import settings
 from django.contrib.auth import get_user_model, login
 from django.contrib.auth import views as auth_views
+from django.contrib.auth.forms import AuthenticationForm
 from django.core import signing
 from django.core.exceptions import ValidationError
 from django.core.mail import send_mail
@@ -34,6 +35,7 @@ from django.shortcuts import redirect, render
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils.crypto import constant_time_compare, salted_hmac
+from django.utils.http import url_has_allowed_host_and_scheme
 from django_ratelimit.core import is_ratelimited
 
 from workspaces.forms import FinishSignupForm, SignupForm
@@ -156,6 +158,34 @@ class PasswordChangeView(auth_views.PasswordChangeView):
 
 
 # --- Sign-up ----------------------------------------------------------------------------------
+# --- A form whose CSRF token is stale -----------------------------------------------------------
+
+
+STALE_SIGN_IN = (
+    "This sign-in form had expired (its CSRF security token no longer matched), so you were not "
+    "signed in. Enter your password again."
+)
+
+
+def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
+    """CSRF_FAILURE_VIEW: still a 403 that changes nothing, in the site's layout.
+
+    A sign-in form left open in a tab (its token rotated by a sign-in elsewhere, or its cookie
+    gone) gets the login page again with a fresh token, the username kept and a note, so the
+    next submit signs in; it is never signed in on this request (docs/decisions.md).
+    """
+    if request.method == "POST" and request.path == reverse("login"):
+        next_url = request.POST.get("next", "")
+        if not url_has_allowed_host_and_scheme(
+            next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+        ):
+            next_url = ""
+        form = AuthenticationForm(request, initial={"username": request.POST.get("username", "")})
+        context = {"form": form, "next": next_url, "stale_form": STALE_SIGN_IN}
+        return render(request, "registration/login.html", context, status=403)
+    return render(request, "403_csrf.html", status=403)
+
+
 # --- Password reset ---------------------------------------------------------------------------
 
 
