@@ -23,7 +23,7 @@ from ingest.models import (
     SnapshotHistory,
     TimelineEvent,
 )
-from workspaces.models import Workspace
+from workspaces.models import AuditEntry, Workspace
 
 # Model, and the time field its retention is measured on.
 RETAINED: tuple[tuple[type[models.Model], str], ...] = (
@@ -32,6 +32,8 @@ RETAINED: tuple[tuple[type[models.Model], str], ...] = (
     (SnapshotHistory, "received_at"),
     (Rejection, "hour"),
     (RejectedRequest, "at"),
+    # The audit log is kept for the plan's retention too (docs/teams.md).
+    (AuditEntry, "at"),
 )
 
 

@@ -81,6 +81,8 @@ def workspace_view(*, permission: str | None = None, manage: bool = False) -> Ca
                 remember_workspace(request, org_id)  # pages only: the JSON feed writes no session
             return response
 
+        # What the view needs, for tests that go through every URL (tests/reliability).
+        wrapped.required_permission = needed  # type: ignore[attr-defined]
         return wrapped
 
     return decorator

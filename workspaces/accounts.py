@@ -21,6 +21,7 @@ import secrets
 import smtplib
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import get_user_model, login
@@ -319,11 +320,15 @@ class EmailTaken(Exception):
     """The link's address has an account by now."""
 
 
-def create_account(form: FinishSignupForm) -> Workspace | None:
-    """The user and their Free workspace, in one transaction.
+def create_account(
+    form: FinishSignupForm, join: Callable[[Any], Workspace] | None = None
+) -> Workspace | None:
+    """The user and their Free workspace, in one transaction; with `join`, the workspace `join`
+    gives the new user instead (an invitation's), in the same transaction.
 
     Raises EmailTaken when the address has an account by now; None (and the form's username
-    error) when another sign-up took the username meanwhile.
+    error) when another sign-up took the username meanwhile. Whatever `join` raises rolls the
+    new account back.
     """
     email = form.instance.email
     username = form.cleaned_data["username"]
@@ -337,6 +342,8 @@ def create_account(form: FinishSignupForm) -> Workspace | None:
                 form.add_error("username", _username_in_use(form))
                 return None
             user = form.save()
+            if join is not None:
+                return join(user)
             return create_workspace(form.workspace_label(), "free", owner=user)
     except IntegrityError:
         # A user made outside sign-up (the admin, a command) can still win the unique index.

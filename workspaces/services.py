@@ -131,6 +131,7 @@ def invite_member(actor: Membership, email: str, role: str) -> tuple[Invitation,
         role=role,
         digest=invitation_digest(token),
         invited_by=actor.user,
+        created_at=now,
         expires_at=now + timedelta(days=settings.INVITATION_MAX_AGE_DAYS),
     )
     audit.record(workspace, "member.invited", invitation, actor=actor.user,

@@ -1,10 +1,11 @@
-"""Dashboard URLs: accounts, home, the live events page and its feed (mounted at "")."""
+"""Dashboard URLs: accounts, invitations, home, the live events page and its feed, members, the
+audit log (mounted at "")."""
 
 from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from workspaces import accounts, views
+from workspaces import accounts, members, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -44,10 +45,23 @@ urlpatterns = [
         auth_views.PasswordResetCompleteView.as_view(),
         name="password_reset_complete",
     ),
+    # The invitation link's token leaves the URL at once, as sign-up's does.
+    path("invite/", members.invite_accept, name="invite-accept"),
+    path("invite/signup/", members.invite_signup, name="invite-signup"),
+    path("invite/<str:token>/", members.invite_link, name="invite-link"),
     path("workspaces/new/", views.workspace_new, name="workspace-new"),
     path("w/<str:org_id>/", views.workspace_home, name="workspace-home"),
     path("w/<str:org_id>/events/", views.live_events, name="live-events"),
     path("w/<str:org_id>/rejections/", views.rejected_requests, name="rejected-requests"),
     path("w/<str:org_id>/events/feed.json", views.live_feed, name="live-feed"),
     path("w/<str:org_id>/events/<str:item_id>/", views.event_detail, name="event-detail"),
+    path("w/<str:org_id>/members/", members.members, name="members"),
+    path("w/<str:org_id>/members/invite/", members.invite, name="member-invite"),
+    path("w/<str:org_id>/members/invitations/revoke/", members.invitation_revoke,
+         name="invitation-revoke"),
+    path("w/<str:org_id>/members/role/", members.member_role, name="member-role"),
+    path("w/<str:org_id>/members/remove/", members.member_remove, name="member-remove"),
+    path("w/<str:org_id>/members/leave/", members.leave, name="member-leave"),
+    path("w/<str:org_id>/audit/", members.audit_log, name="audit-log"),
+    path("w/<str:org_id>/delete/", members.workspace_delete, name="workspace-delete"),
 ]

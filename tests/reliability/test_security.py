@@ -39,6 +39,7 @@ ORG_URL_MODULES = [
 # Forms that need no workspace: each must refuse a POST without a CSRF token too.
 ACCOUNT_FORMS = [
     "signup", "login", "logout", "password_change", "password_reset", "workspace-new",
+    "invite-accept", "invite-signup",
 ]
 PREFIX_LENGTH = 12
 
@@ -150,6 +151,66 @@ def test_a_member_gets_403_on_the_pages_that_issue_or_show_a_key(client, member,
     client.force_login(member)
     for name in MANAGER_PAGES:
         assert client.get(org_urls[name]).status_code == 403, name
+
+
+def _needs_a_role(name: str) -> bool:
+    """Whether the URL's view needs more than membership (workspace_view's `permission`)."""
+    return any(
+        getattr(p.callback, "required_permission", None) for p in _org_patterns() if p.name == name
+    )
+
+
+@pytest.fixture
+def viewer(make_user, workspace):
+    from workspaces.models import Membership, Role
+
+    user = make_user("vera-viewer")
+    Membership.objects.create(workspace=workspace, user=user, role=Role.VIEWER)
+    return user
+
+
+def _everything() -> str:
+    """Every stored row but sessions, as JSON: what a refused request must leave as it was."""
+    out = io.StringIO()
+    call_command("dumpdata", exclude=["sessions"], stdout=out)
+    return out.getvalue()
+
+
+def test_a_viewer_opens_every_page_and_gets_403_on_every_change(client, viewer, member, org_urls):
+    """A viewer reads what a member reads; every POST of every org URL, each with the fields its
+    form would send, changes nothing, and each that needs a role is refused with 403."""
+    assert {"members", "member-invite", "member-role", "member-remove", "invitation-revoke",
+            "audit-log", "workspace-delete", "member-leave"} <= set(org_urls)
+    client.force_login(member)
+    members_see = {name: client.get(url).status_code for name, url in org_urls.items()}
+    client.force_login(viewer)
+    viewers_see = {name: client.get(url).status_code for name, url in org_urls.items()}
+    assert viewers_see == members_see
+    assert set(viewers_see.values()) <= {200, 302, 403, 405}  # never 404 or 500
+    before = _everything()
+    fields = {"name": "Acme", "email": "x@example.com", "role": "owner", "member": "vera-viewer",
+              "invitation": "inv_x", "plan": "free", "slug": "x", "grace_hours": "0",
+              "newest": "", "kind": "failure", "target": "http://127.0.0.1:9/"}
+    guarded = [name for name in org_urls if _needs_a_role(name)]
+    assert {"member-invite", "member-role", "member-remove", "invitation-revoke",
+            "workspace-delete", "change-plan", "key-revoke", "rule-new", "channel-test"} <= set(guarded)
+    for name, url in org_urls.items():
+        if name == "member-leave":
+            continue  # the one change a viewer may make: it ends only their own access
+        status = client.post(url, fields).status_code
+        if name in guarded:
+            assert status == 403, (name, status)
+    assert _everything() == before
+
+
+def test_a_viewer_sees_no_button_that_changes_anything(client, viewer, org_urls):
+    client.force_login(viewer)
+    for name in ("source-list", "usage", "members", "alerts"):
+        page = client.get(org_urls[name]).content.decode()
+        forms = page.count('method="post"')
+        # The header's log-out form and the members page's "Leave" are a viewer's own.
+        allowed = 1 + (name == "members")
+        assert forms == allowed, (name, forms)
 
 
 def test_an_anonymous_visitor_is_sent_to_login_from_every_dashboard_url(client, org_urls):
