@@ -46,9 +46,10 @@ from alerts.services import (
     update_rule,
 )
 from workspaces.access import WorkspaceRequest, workspace_view
+from workspaces.roles import Permission
 
 # Owners and admins change rules and channels; everyone else reads (403 on the changing URLs).
-manage_alerts = workspace_view(manage=True)
+manage_alerts = workspace_view(permission=Permission.MANAGE_ALERTS)
 
 # How many alerts the Alerts page lists, and deliveries a channel's log shows.
 HISTORY_LIMIT = 50
@@ -60,7 +61,7 @@ SECRETS_TO_SHOW = "alerts.secrets_to_show"
 
 
 def _can_change(request: WorkspaceRequest) -> bool:
-    return request.membership.can_manage
+    return request.membership.can(Permission.MANAGE_ALERTS)
 
 
 def _object_of(model, request: WorkspaceRequest, public_id: str, prefix: str):
