@@ -7,6 +7,7 @@ from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_POST
 
+from billing.downgrade import retention_cut
 from billing.forms import PlanChangeForm
 from billing.models import Plan
 from billing.services import get_workspace_limits, quota_state, set_plan
@@ -53,6 +54,11 @@ def change_plan(request: WorkspaceRequest) -> HttpResponse:
         return render(request, "billing/usage.html", context, status=400)
     plan = form.cleaned_data["plan"]
     if plan.pk != request.workspace.plan_id:
+        # A shorter retention purges history: said first, and done only once confirmed for
+        # this very plan (the confirmation names it).
+        cut = retention_cut(request.workspace, plan)
+        if cut is not None and request.POST.get("confirm") != plan.code:
+            return render(request, "billing/confirm_plan.html", {"plan": plan, "cut": cut})
         set_plan(request.workspace, plan.code, actor=request.user)
         messages.success(request, f"The workspace is now on the {plan.name} plan.")
     return redirect("usage", org_id=request.workspace.public_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin
 
+from billing.downgrade import retention_cut
 from billing.services import record_plan_change
 from workspaces import audit
 from workspaces.models import AuditEntry, Invitation, Membership, Worker, Workspace
@@ -20,9 +21,26 @@ class MembershipInline(admin.TabularInline):
 
 
 class WorkspaceForm(forms.ModelForm):
+    confirm_purge = forms.BooleanField(
+        required=False,
+        label="Confirm the purge",
+        help_text="Needed to move to a plan that keeps history for fewer days: what is past it "
+        "is deleted by the next daily retention purge.",
+    )
+
     class Meta:
         model = Workspace
         fields = ["name", "plan", "event_limit_override", "billing_anchor"]
+
+    def clean(self):
+        cleaned = super().clean()
+        plan = cleaned.get("plan")
+        # Before the instance takes the form's values: self.instance.plan is the stored plan.
+        if self.instance.pk and plan is not None and not cleaned.get("confirm_purge"):
+            cut = retention_cut(self.instance, plan)
+            if cut is not None:
+                self.add_error("plan", f"{cut.summary} Tick “Confirm the purge” to save.")
+        return cleaned
 
     def clean_billing_anchor(self):
         # The admin widget shows whole seconds: saving the form unchanged must not move the
@@ -45,7 +63,10 @@ class WorkspaceAdmin(admin.ModelAdmin):
     list_select_related = ["plan"]
     search_fields = ["name", "public_id", "memberships__user__username"]
     readonly_fields = ["public_id", "created_at"]
-    fields = ["public_id", "name", "plan", "event_limit_override", "billing_anchor", "created_at"]
+    fields = [
+        "public_id", "name", "plan", "confirm_purge", "event_limit_override", "billing_anchor",
+        "created_at",
+    ]
     inlines = [MembershipInline]
 
     @admin.display(description="monthly limit")

@@ -148,7 +148,8 @@ def test_a_downgrade_lowers_the_limit_at_once(client, owner, workspace):
     get_workspace_limits(workspace.pk)
     client.force_login(owner)
 
-    response = client.post(url(workspace, "plan/"), {"plan": "free"})
+    # Free keeps 7 days instead of 90: confirmed as the page asks (tests/billing/test_plan_change.py).
+    response = client.post(url(workspace, "plan/"), {"plan": "free", "confirm": "free"})
 
     assert response.status_code == 302
     limits = get_workspace_limits(workspace.pk)

@@ -1,0 +1,50 @@
+"""What a plan change does to kept history: a shorter retention purges what is past it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.utils import timezone
+
+from billing.models import Plan
+from ingest.models import Event, TimelineEvent
+
+
+@dataclass(frozen=True)
+class RetentionCut:
+    """The rows a move to `plan` would purge: received before `cutoff`, at the next purge."""
+
+    plan: Plan
+    old_days: int
+    new_days: int
+    cutoff: datetime
+    events: int
+    timeline_events: int
+
+    @property
+    def summary(self) -> str:
+        return (
+            f"The {self.plan.name} plan keeps {self.new_days} days of history instead of "
+            f"{self.old_days}: {self.events:,} event{'s' if self.events != 1 else ''} and "
+            f"{self.timeline_events:,} timeline event{'s' if self.timeline_events != 1 else ''} "
+            f"received before {self.cutoff:%Y-%m-%d %H:%M} UTC (and older snapshot history) "
+            "will be deleted by the next daily retention purge."
+        )
+
+
+def retention_cut(workspace, plan: Plan, now: datetime | None = None) -> RetentionCut | None:
+    """None unless `plan` keeps history for fewer days than the workspace's current plan."""
+    old_days = workspace.plan.retention_days
+    if plan.retention_days >= old_days:
+        return None
+    cutoff = (now or timezone.now()) - timedelta(days=plan.retention_days)
+    # Both counts walk the (workspace, received_at) indexes purge_expired deletes through.
+    return RetentionCut(
+        plan=plan,
+        old_days=old_days,
+        new_days=plan.retention_days,
+        cutoff=cutoff,
+        events=Event.objects.for_workspace(workspace).before(cutoff).count(),
+        timeline_events=TimelineEvent.objects.for_workspace(workspace).before(cutoff).count(),
+    )
