@@ -18,6 +18,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from heapq import merge
@@ -25,7 +26,7 @@ from typing import Any, cast
 
 from django.conf import settings
 from django.db.models import Q, QuerySet
-from django.http import HttpRequest, HttpResponse, QueryDict
+from django.http import HttpRequest, HttpResponse
 from django.utils import timezone
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -96,7 +97,7 @@ def _sort_key(item: dict[str, Any]) -> tuple[datetime, int, str]:
 
 
 def read_page(
-    workspace: Workspace, params: QueryDict, now: datetime | None = None
+    workspace: Workspace, params: Mapping[str, Any], now: datetime | None = None
 ) -> tuple[list[dict[str, Any]], Cursor | None]:
     """One page of the workspace's events for these query parameters, and the next cursor.
 

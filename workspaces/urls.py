@@ -5,7 +5,7 @@ from django.conf import settings
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from workspaces import accounts, members, views
+from workspaces import accounts, export, members, views
 
 urlpatterns = [
     path("", views.home, name="home"),
@@ -54,6 +54,9 @@ urlpatterns = [
     path("w/<str:org_id>/events/", views.live_events, name="live-events"),
     path("w/<str:org_id>/rejections/", views.rejected_requests, name="rejected-requests"),
     path("w/<str:org_id>/events/feed.json", views.live_feed, name="live-feed"),
+    path("w/<str:org_id>/events/export.csv", export.export, {"fmt": "csv"}, name="export-csv"),
+    path("w/<str:org_id>/events/export.ndjson", export.export, {"fmt": "ndjson"},
+         name="export-ndjson"),
     path("w/<str:org_id>/events/<str:item_id>/", views.event_detail, name="event-detail"),
     path("w/<str:org_id>/members/", members.members, name="members"),
     path("w/<str:org_id>/members/invite/", members.invite, name="member-invite"),
