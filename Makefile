@@ -27,10 +27,15 @@ install-dev: $(VENV)/.installed-dev
 migrate: install
 	$(BIN)/python manage.py migrate --noinput
 
+# The server and the alerts worker (evaluation, silence timers, deliveries) together: Ctrl-C
+# stops both, and the worker stops too when the server exits on its own.
 run: migrate
 	$(BIN)/python manage.py demo --base-url http://$(HOST):$(PORT)
-	@echo "Serving on http://$(HOST):$(PORT)/ with Daphne (Ctrl-C to stop)"
-	$(BIN)/daphne -b $(HOST) -p $(PORT) ackly.asgi:application
+	@echo "Serving on http://$(HOST):$(PORT)/ with Daphne, the alerts worker beside it (Ctrl-C to stop)"
+	@$(BIN)/python manage.py worker & worker=$$!; \
+	trap 'kill $$worker 2>/dev/null' INT TERM EXIT; \
+	$(BIN)/daphne -b $(HOST) -p $(PORT) ackly.asgi:application; \
+	status=$$?; kill $$worker 2>/dev/null; wait $$worker; exit $$status
 
 # The suite's own process keeps a small PostgreSQL pool too (its servers get theirs from
 # tests/servers.py): with everything it starts, it stays well under max_connections.
