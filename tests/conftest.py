@@ -15,10 +15,20 @@ from django.db import connection
 
 from bench.run import ForeignRedisData, clear_redis
 from sources.services import _last_touched, create_source
+from tests.executors import (
+    EXECUTORS,
+    FASTLANE_UNAVAILABLE,
+    DjangoApi,
+    HttpApi,
+    fastlane_server,
+    flush_by_delete,
+    http_client,
+)
 from workspaces.models import Membership, Role
 from workspaces.services import create_workspace
 
 CHROMIUM = "/usr/bin/chromium"
+FASTLANE_METRICS_TOKEN = "fastlane-api-metrics-token"
 
 
 def pytest_collection_modifyitems(config, items):
@@ -37,10 +47,31 @@ def pytest_collection_modifyitems(config, items):
             f"needs Chromium at {CHROMIUM}: apt-get install chromium (.ci/run installs it)",
         ),
     }
+    fastlane_available = connection.vendor == "postgresql" and bool(settings.REDIS_URL)
     for item in items:
         for marker, (available, reason) in needs.items():
             if item.get_closest_marker(marker) and not available():
                 item.add_marker(pytest.mark.skip(reason=reason))
+        if _executor(item) == "fastlane":
+            if not fastlane_available:
+                item.add_marker(pytest.mark.skip(reason=FASTLANE_UNAVAILABLE))
+            # Committed rows, so the server process sees what the test set up.
+            item.add_marker(pytest.mark.django_db(transaction=True))
+            item.add_marker(pytest.mark.server)
+
+
+def _executor(item) -> str | None:
+    callspec = getattr(item, "callspec", None)
+    return None if callspec is None else callspec.params.get("api")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item, nextitem):
+    """A `fastlane` test's rows are committed: emptied by DELETE, much faster than TRUNCATE."""
+    if _executor(item) != "fastlane":
+        return (yield)
+    with flush_by_delete(connection):
+        return (yield)
 
 
 @pytest.fixture(autouse=True)
@@ -89,6 +120,25 @@ def frozen_rate_clock(monkeypatch):
     monkeypatch.setattr("ingest.ratelimits.time.time", lambda: instant)
     monkeypatch.setattr("django_ratelimit.core.time.time", lambda: instant)
     return instant
+
+
+@pytest.fixture(scope="session")
+def fastlane_api_server(django_db_setup, tmp_path_factory):
+    """The `fastlane` executor's uvicorn (tests/executors.py): one per session; (base, client)."""
+    log = tmp_path_factory.mktemp("fastlane-api") / "uvicorn.log"
+    with fastlane_server(log, FASTLANE_METRICS_TOKEN) as base, http_client(base) as client:
+        yield base, client
+
+
+@pytest.fixture(params=EXECUTORS)
+def api(request):
+    """The API client of one executor: `django` (in process), then `fastlane` (uvicorn, HTTP).
+
+    Every API test takes it, so each runs against both; tests/executors.py tells how.
+    """
+    if request.param == "django":
+        return DjangoApi()
+    return HttpApi(request.getfixturevalue("fastlane_api_server")[1])
 
 
 @pytest.fixture

@@ -8,11 +8,11 @@ from datetime import timedelta
 
 import pytest
 from django.db import connection
-from django.test import Client
 from django.utils import timezone
 
 from ingest.models import Event, Rejection
 from sources.services import issue_key, revoke_key
+from tests.executors import DjangoApi
 
 URL = "/api/ingest"
 SEED = (
@@ -24,14 +24,24 @@ HEX24 = re.compile(r"[0-9a-f]{24}")
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture
-def post(client, auth_header):
+def sender(api, auth_header):
     def send(body, path: str = URL, content_type: str = "application/json", **extra):
         data = body if isinstance(body, str | bytes) else json.dumps(body)
-        headers = {**auth_header, **extra}
-        return client.generic("POST", path, data, content_type=content_type, **headers)
+        return api.post(path, data, content_type=content_type, **auth_header, **extra)
 
     return send
+
+
+@pytest.fixture
+def post(api, auth_header):
+    """POST with the source's key, on each executor (the `api` fixture)."""
+    return sender(api, auth_header)
+
+
+@pytest.fixture
+def post_in_process(auth_header):
+    """POST with the source's key through Django's test client only."""
+    return sender(DjangoApi(), auth_header)
 
 
 def error_of(response, code: str, status: int) -> dict:
@@ -154,12 +164,10 @@ def test_the_body_is_json_whatever_the_content_type(post, content_type):
     assert response.status_code == 201
 
 
-def test_no_csrf_token_or_session_is_needed(auth_header):
-    client = Client(enforce_csrf_checks=True)
-    response = client.post(URL, '{"status": "success"}', content_type="application/json",
-                           **auth_header)
+def test_no_csrf_token_or_session_is_needed(post):
+    response = post('{"status": "success"}')  # both clients send no token and no cookie
     assert response.status_code == 201
-    assert "sessionid" not in response.cookies and "csrftoken" not in response.cookies
+    assert "Set-Cookie" not in response
 
 
 # --- 400 invalid_body ----------------------------------------------------------------------------
@@ -262,9 +270,9 @@ def test_paired_surrogate_escapes_are_fine(post):
 # --- 401 -----------------------------------------------------------------------------------------
 
 
-def test_a_missing_header_is_missing_authorization(client, django_assert_num_queries):
-    with django_assert_num_queries(0):
-        response = client.post(URL, SEED, content_type="application/json")
+def test_a_missing_header_is_missing_authorization(api, django_assert_num_queries):
+    with django_assert_num_queries(0):  # in process; a server counts its own
+        response = api.post(URL, SEED, content_type="application/json")
     error_of(response, "missing_authorization", 401)
 
 
@@ -282,25 +290,25 @@ def test_a_missing_header_is_missing_authorization(client, django_assert_num_que
     ],
 )
 def test_a_malformed_header_never_reaches_the_database(
-    client, django_assert_num_queries, header, code
+    api, django_assert_num_queries, header, code
 ):
     with django_assert_num_queries(0):
-        response = client.post(URL, SEED, content_type="application/json",
-                               HTTP_AUTHORIZATION=header)
+        response = api.post(URL, SEED, content_type="application/json",
+                            HTTP_AUTHORIZATION=header)
     error_of(response, code, 401)
     assert "X-Quota-Limit" not in response
 
 
-def test_an_unknown_key_is_invalid_key_and_is_not_counted(client, source):
-    response = client.post(URL, SEED, content_type="application/json",
-                           HTTP_AUTHORIZATION="Bearer ak_live_" + "Z" * 40)
+def test_an_unknown_key_is_invalid_key_and_is_not_counted(api, source):
+    response = api.post(URL, SEED, content_type="application/json",
+                        HTTP_AUTHORIZATION="Bearer ak_live_" + "Z" * 40)
     error_of(response, "invalid_key", 401)
     assert Rejection.objects.count() == 0
 
 
-def test_the_scheme_is_case_insensitive(client, secret):
-    response = client.post(URL, SEED, content_type="application/json",
-                           HTTP_AUTHORIZATION=f"bearer {secret}")
+def test_the_scheme_is_case_insensitive(api, secret):
+    response = api.post(URL, SEED, content_type="application/json",
+                        HTTP_AUTHORIZATION=f"bearer {secret}")
     assert response.status_code == 201
 
 
@@ -314,20 +322,20 @@ def test_a_revoked_key_is_refused_on_the_next_request_and_counted(post, source_a
     assert (rejection.source_id, rejection.code, rejection.count) == (source.pk, "key_revoked", 1)
 
 
-def test_an_expired_key_is_key_expired(client, source):
+def test_an_expired_key_is_key_expired(api, source):
     issued = issue_key(source, expires_at=timezone.now() - timedelta(seconds=1))
-    response = client.post(URL, SEED, content_type="application/json",
-                           HTTP_AUTHORIZATION=f"Bearer {issued.secret}")
+    response = api.post(URL, SEED, content_type="application/json",
+                        HTTP_AUTHORIZATION=f"Bearer {issued.secret}")
     error_of(response, "key_expired", 401)
     assert Rejection.objects.get().code == "key_expired"
 
 
-def test_a_key_of_another_workspace_stores_in_that_workspace_only(client, other_workspace, source):
+def test_a_key_of_another_workspace_stores_in_that_workspace_only(api, other_workspace, source):
     from sources.services import create_source
 
     _, issued = create_source(other_workspace, "Globex jobs")
-    response = client.post(URL, SEED, content_type="application/json",
-                           HTTP_AUTHORIZATION=f"Bearer {issued.secret}")
+    response = api.post(URL, SEED, content_type="application/json",
+                        HTTP_AUTHORIZATION=f"Bearer {issued.secret}")
     assert response.status_code == 201
     assert Event.objects.get().workspace_id == other_workspace.pk
     assert not Event.objects.filter(workspace=source.workspace).exists()
@@ -344,9 +352,10 @@ def test_a_body_over_1_mb_is_refused_before_parsing(post):
     assert Rejection.objects.get().code == "payload_too_large"
 
 
-def test_a_declared_content_length_over_1_mb_is_refused_without_reading(post):
+# Django's client only: an HTTP client sends the Content-Length of the body it sends.
+def test_a_declared_content_length_over_1_mb_is_refused_without_reading(post_in_process):
     # The body is small, the header says otherwise: the header alone decides.
-    response = post('{"status": "success"}', CONTENT_LENGTH=str(1024 * 1024 + 1))
+    response = post_in_process('{"status": "success"}', CONTENT_LENGTH=str(1024 * 1024 + 1))
     error_of(response, "payload_too_large", 413)
 
 
@@ -362,7 +371,9 @@ def test_a_body_of_exactly_1_mb_is_read(post):
 # --- headers of §10 ------------------------------------------------------------------------------
 
 
-def test_every_response_after_auth_carries_quota_and_rate_headers(post, workspace, frozen_rate_clock):
+def test_every_response_after_auth_carries_quota_and_rate_headers(
+    api, post, workspace, frozen_rate_clock
+):
     ok = post(SEED)
     bad = post({"status": "nope"})
     for response in (ok, bad):
@@ -373,7 +384,8 @@ def test_every_response_after_auth_carries_quota_and_rate_headers(post, workspac
     assert ok["X-Quota-Remaining"] == "4999999"
     assert bad["X-Quota-Remaining"] == "4999999"
     assert int(ok["RateLimit-Remaining"]) == 499
-    assert int(bad["RateLimit-Remaining"]) == 498
+    # The server's clock is not frozen: its second request may open the next 1 s window.
+    assert int(bad["RateLimit-Remaining"]) in ({498} if api.executor == "django" else {498, 499})
 
 
 def test_the_request_id_header_is_on_success_too(post):
@@ -424,9 +436,11 @@ def test_a_dry_run_of_a_revoked_key_is_not_counted(post, source_and_key):
 # --- the hot path --------------------------------------------------------------------------------
 
 
+# In process: the queries are counted on the suite's own connection.
 def test_the_success_path_takes_a_fixed_number_of_queries(
-    post, settings, django_assert_num_queries
+    post_in_process, settings, django_assert_num_queries
 ):
+    post = post_in_process
     assert post(SEED).status_code == 201  # first use: the period's counter row, last_used_at
     # SAVEPOINT, the writes, RELEASE (savepoints: the test's own transaction). The writes are
     # ONE statement on PostgreSQL (quota, event: ingest.services.record_event_at_once), the
@@ -437,9 +451,11 @@ def test_the_success_path_takes_a_fixed_number_of_queries(
         assert post(SEED).status_code == 201
 
 
+# In process: the queries are counted on the suite's own connection.
 def test_the_success_path_with_a_shared_auth_cache_skips_the_look_ups(
-    post, shared_auth_cache, django_assert_num_queries
+    post_in_process, shared_auth_cache, django_assert_num_queries
 ):
+    post = post_in_process
     assert post(SEED).status_code == 201
     # SAVEPOINT, the writes (one statement on PostgreSQL, two elsewhere), RELEASE.
     with django_assert_num_queries(3 if connection.vendor == "postgresql" else 4):

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.django_db
 
 
 def send(client, secret: str, path: str = URL):
+    """POST the body with `secret` through `client` (the `api` fixture or Django's client)."""
     return client.post(path, BODY, content_type="application/json",
                        HTTP_AUTHORIZATION=f"Bearer {secret}")
 
@@ -29,12 +30,12 @@ def send(client, secret: str, path: str = URL):
 # --- quota ---------------------------------------------------------------------------------------
 
 
-def test_exactly_the_limit_is_accepted_then_quota_exceeded(client, secret, workspace):
+def test_exactly_the_limit_is_accepted_then_quota_exceeded(api, secret, workspace):
     workspace.event_limit_override = 3
     workspace.save()
-    statuses = [send(client, secret).status_code for _ in range(3)]
+    statuses = [send(api, secret).status_code for _ in range(3)]
     assert statuses == [201, 201, 201]
-    response = send(client, secret)
+    response = send(api, secret)
     assert response.status_code == 429
     assert response.json()["error"]["code"] == "quota_exceeded"
     _, end = billing_period(workspace.billing_anchor, timezone.now())
@@ -48,13 +49,14 @@ def test_exactly_the_limit_is_accepted_then_quota_exceeded(client, secret, works
     assert Rejection.objects.get().code == "quota_exceeded"
 
 
-def test_the_workspace_override_replaces_the_plan_limit(client, secret, workspace):
+def test_the_workspace_override_replaces_the_plan_limit(api, secret, workspace):
     workspace.event_limit_override = 1
     workspace.save()
-    assert send(client, secret)["X-Quota-Limit"] == "1"
-    assert send(client, secret).status_code == 429
+    assert send(api, secret)["X-Quota-Limit"] == "1"
+    assert send(api, secret).status_code == 429
 
 
+# In process: the next period comes by patching this process's clock.
 def test_a_new_billing_period_lets_events_through_again(client, secret, workspace, monkeypatch):
     workspace.event_limit_override = 1
     workspace.save()
@@ -68,26 +70,28 @@ def test_a_new_billing_period_lets_events_through_again(client, secret, workspac
     assert Usage.objects.filter(workspace=workspace).count() == 2
 
 
-def test_an_upgrade_lets_the_next_request_through(client, free_workspace):
+def test_an_upgrade_lets_the_next_request_through(api, free_workspace):
     Plan.objects.filter(code="free").update(monthly_event_limit=2)
     _, issued = create_source(free_workspace, "Cron")
-    assert [send(client, issued.secret).status_code for _ in range(3)] == [201, 201, 429]
+    assert [send(api, issued.secret).status_code for _ in range(3)] == [201, 201, 429]
     set_plan(free_workspace, "starter")
-    response = send(client, issued.secret)
+    response = send(api, issued.secret)
     assert response.status_code == 201
     assert response["X-Quota-Limit"] == "250000"
 
 
-def test_a_plan_edit_in_the_admin_applies_to_the_next_request(client, free_workspace):
+def test_a_plan_edit_in_the_admin_applies_to_the_next_request(api, free_workspace):
     _, issued = create_source(free_workspace, "Cron")
-    assert send(client, issued.secret)["X-Quota-Limit"] == "10000"
+    assert send(api, issued.secret)["X-Quota-Limit"] == "10000"
     plan = Plan.objects.get(code="free")
     plan.monthly_event_limit = 1
     plan.save()
-    assert send(client, issued.secret).status_code == 429
+    assert send(api, issued.secret).status_code == 429
 
 
 # --- burst ---------------------------------------------------------------------------------------
+# In process: the rate clock is frozen (or moved) in this process; a server's real clock could
+# split a burst over two 1 s windows (tests/ingest/test_fastlane.py redoes such a burst instead).
 
 
 @pytest.fixture
