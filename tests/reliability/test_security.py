@@ -393,3 +393,25 @@ def test_production_responses_carry_security_headers_and_secure_cookies(tmp_path
     assert got["plain"] == 301
     assert got["plain_location"] == "https://example.com/login/"
 
+
+
+@pytest.mark.django_db
+def test_the_alert_commands_refuse_another_workspaces_channel_and_source(workspace, source):
+    """An outsider's ids given under the member's org_id: refused, nothing created."""
+    from django.core.management.base import CommandError
+
+    from alerts.models import Rule
+    from alerts.services import create_channel
+    from workspaces.services import create_workspace
+
+    other = create_workspace("Globex", "pro")
+    theirs, _ = create_channel(other, kind="email", target="ops@globex.example")
+    their_source, _ = create_source(other, "Globex source")
+    mine, _ = create_channel(workspace, kind="email", target="ops@acme.example")
+    with pytest.raises(CommandError, match="no channel"):
+        call_command("createrule", workspace.public_id, "--channel", theirs.public_id,
+                     "--on", "failure", stdout=io.StringIO())
+    with pytest.raises(CommandError, match="no source"):
+        call_command("createrule", workspace.public_id, "--channel", mine.public_id,
+                     "--on", "failure", "--source", their_source.public_id, stdout=io.StringIO())
+    assert not Rule.objects.exists()
