@@ -22,8 +22,8 @@ class Role(models.TextChoices):
 
 class Permission(models.TextChoices):
     VIEW = "view", "View every page of the workspace"
-    MANAGE_SOURCES = "manage_sources", "Create, edit and delete sources; issue, rotate and revoke keys"
-    MANAGE_ALERTS = "manage_alerts", "Create, change and delete alert rules and channels"
+    MANAGE_SOURCES = "manage_sources", "Create and edit sources; issue, rotate and revoke keys"
+    MANAGE_ALERTS = "manage_alerts", "Create, change, test and delete alert rules and channels"
     MANAGE_MEMBERS = "manage_members", "Invite, remove and change the role of members (up to admin)"
     VIEW_AUDIT_LOG = "view_audit_log", "Read the audit log"
     CHANGE_PLAN = "change_plan", "Change the plan"

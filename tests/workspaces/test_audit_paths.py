@@ -150,3 +150,11 @@ def test_setplan_logs_as_command(workspace):
     run("setplan", workspace.public_id, "free")
     entry = last(workspace, "plan.changed")
     assert (entry.actor_label, entry.details) == ("command", {"from": "pro", "to": "free"})
+
+
+def test_createworkspace_logs_the_new_workspace_as_command(owner):
+    run("createworkspace", "Initech", "--owner", "olivia-owner")
+    workspace = Workspace.objects.get(name="Initech")
+    entry = last(workspace, "workspace.created")
+    assert (entry.actor_label, entry.details) == (
+        "command", {"name": "Initech", "plan": "free", "owner": "olivia-owner"})

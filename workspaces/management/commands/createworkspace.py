@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 
 from billing.services import UnknownPlan, get_plan
+from workspaces import audit
 from workspaces.services import UnknownUser, create_workspace, get_user
 
 
@@ -42,7 +43,9 @@ class Command(BaseCommand):
             user = get_user(owner) if owner else None
         except (UnknownPlan, UnknownUser) as error:
             raise CommandError(str(error)) from None
-        workspace = create_workspace(name, plan, owner=user, event_limit=limit)
+        workspace = create_workspace(
+            name, plan, owner=user, event_limit=limit, actor=audit.COMMAND
+        )
         details = f"plan {workspace.plan.code}"
         if limit is not None:
             details += f", event limit {limit}"
