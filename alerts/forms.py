@@ -43,6 +43,16 @@ def show_errors(form: forms.BaseForm, error: ValidationError, renamed: dict[str,
             form.add_error(field if field in form.fields else None, text)
 
 
+class SourceField(forms.ModelChoiceField):
+    def label_from_instance(self, obj: Source) -> str:
+        return obj.name
+
+
+class ChannelsField(forms.ModelMultipleChoiceField):
+    def label_from_instance(self, obj: Channel) -> str:
+        return f"{obj.name} ({obj.get_kind_display()}, {obj.masked_target})"
+
+
 def _minutes(label: str, help_text: str = "") -> forms.IntegerField:
     return forms.IntegerField(label=label, required=False, min_value=0, help_text=help_text)
 
@@ -56,7 +66,7 @@ class RuleForm(forms.Form):
     )
     kind = forms.ChoiceField(choices=RuleKind.choices, initial=RuleKind.FAILURE)
     enabled = forms.BooleanField(required=False, initial=True, label="Enabled")
-    source = forms.ModelChoiceField(
+    source = SourceField(
         queryset=Source.objects.none(), required=False, empty_label="Any source",
     )
     event_type = forms.CharField(
@@ -96,7 +106,7 @@ class RuleForm(forms.Form):
         label="At percent of the monthly quota", required=False, min_value=1, max_value=1000,
         help_text="Empty: at 80 % and again at 100 %.",
     )
-    channels = forms.ModelMultipleChoiceField(
+    channels = ChannelsField(
         queryset=Channel.objects.none(), required=False, widget=forms.CheckboxSelectMultiple,
         label="Notify", help_text="Without a channel the alert shows in the dashboard only.",
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django import template
+from django.urls import reverse
 
 from alerts.models import Alert
 
@@ -23,4 +24,7 @@ def alert_banner(context: template.Context) -> dict:
         .select_related("rule")
         .order_by("-opened_at", "-id")[:BANNER_LIMIT]
     )
-    return {"alerts": list(alerts), "org_id": workspace.public_id}
+    org_id = workspace.public_id
+    # The page's script links a live alert by its id: never to a URL a frame names.
+    template_url = reverse("alert-detail", kwargs={"org_id": org_id, "alr_id": "alr_ID"})
+    return {"alerts": list(alerts), "org_id": org_id, "alert_url": template_url}

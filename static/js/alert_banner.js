@@ -28,9 +28,11 @@
     return made;
   }
 
-  // Only a path on this site: a frame never sends the browser elsewhere.
-  function safePath(url) {
-    return typeof url === "string" && url.charAt(0) === "/" && url.charAt(1) !== "/" ? url : "";
+  // The alert's page on this site, from the page's own URL pattern: the frame's absolute URL
+  // (made for notifications) never decides where the link goes.
+  function pageOf(id) {
+    var pattern = box.getAttribute("data-alert-url") || "";
+    return pattern && /^alr_[0-9A-Za-z]+$/.test(id) ? pattern.replace("alr_ID", id) : "";
   }
 
   function show(alert) {
@@ -47,7 +49,7 @@
     part(item, "strong", "ab-state").textContent = resolved ? "Resolved:" : "Alert firing:";
     part(item, "span", "ab-rule").textContent = String(alert.rule || "");
     part(item, "span", "ab-reason").textContent = alert.reason ? "— " + String(alert.reason) : "";
-    var href = safePath(alert.url);
+    var href = pageOf(alert.id);
     var link = part(item, "a", "ab-link");
     link.textContent = "View alert";
     if (href) link.setAttribute("href", href);

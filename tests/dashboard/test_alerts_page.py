@@ -448,7 +448,7 @@ def test_a_firing_alert_shows_a_banner_on_every_page_of_its_workspace(
 
     html = client.get(f"/w/{workspace.public_id}/{page}").content.decode()
 
-    banner = re.search(r'<div id="alert-banner" class="alert-banner" role="alert">(.*?)</div>', html)
+    banner = re.search(r'<div id="alert-banner" class="alert-banner" role="alert"[^>]*>(.*?)</div>', html)
     assert banner, html[:500]
     assert "Backups fail" in banner.group(1)
     assert f'href="/w/{workspace.public_id}/alerts/{fired.public_id}/"' in banner.group(1)
@@ -459,9 +459,9 @@ def test_no_banner_once_resolved_nor_for_another_workspaces_alert(
 ):
     client.force_login(outsider)
     html = client.get(f"/w/{other_workspace.public_id}/events/").content.decode()
-    assert '<div id="alert-banner" class="alert-banner" role="alert"></div>' in html
+    assert re.search(r'<div id="alert-banner" [^>]*></div>', html)
     fired.resolved_at = timezone.now()
     fired.save(update_fields=["resolved_at"])
     client.force_login(owner)
     html = client.get(f"/w/{workspace.public_id}/events/").content.decode()
-    assert '<div id="alert-banner" class="alert-banner" role="alert"></div>' in html
+    assert re.search(r'<div id="alert-banner" [^>]*></div>', html)
