@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: run test install install-dev migrate lint typecheck schema clean
+.PHONY: run demo-live test install install-dev migrate lint typecheck schema clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ run: migrate
 	trap 'kill $$worker 2>/dev/null' INT TERM EXIT; \
 	$(BIN)/daphne -b $(HOST) -p $(PORT) ackly.asgi:application; \
 	status=$$?; kill $$worker 2>/dev/null; wait $$worker; exit $$status
+
+# A few demo requests a minute through the real APIs, for `make run` in another terminal.
+demo-live: install
+	$(BIN)/python manage.py demo --live --base-url http://$(HOST):$(PORT)
 
 # The suite's own process keeps a small PostgreSQL pool too (its servers get theirs from
 # tests/servers.py): with everything it starts, it stays well under max_connections.

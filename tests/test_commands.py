@@ -361,11 +361,11 @@ def test_demo_is_idempotent_and_prints_working_keys_every_run():
     after_first = counts()
     second = run("demo", "--base-url", "http://127.0.0.1:9999")
     assert counts() == after_first
-    assert after_first == (1, 1, 2, 2, 3)
+    assert after_first == (1, 1, 4, 4, 4)
     keys = _demo_keys(first)
-    assert keys == _demo_keys(second) and len(keys) == 2
+    assert keys == _demo_keys(second) and len(keys) == 4
     slugs = {slug_of_key(key) for key in keys}
-    assert slugs == {"nightly-jobs", "crm-hub"}
+    assert slugs == {"nightly-jobs", "crm-hub", "ci-pipeline", "support-agent"}
     text = "\n".join(second)
     for url in ("http://127.0.0.1:9999/", "/admin/", "/docs/"):
         assert url in text

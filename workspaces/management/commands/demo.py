@@ -1,4 +1,6 @@
-"""`manage.py demo`: an idempotent demo — login, a Pro workspace, two sources, workers, keys.
+"""`manage.py demo [--live]`: an idempotent demo — login, a Pro workspace, four sources, workers,
+keys, and a week of history (workspaces/demo_history.py) the first time; `--live` then keeps a
+few requests a minute flowing through the real ingest APIs until Ctrl-C.
 
 Keys are stored only as digests, so to print a working key on every run the demo key is
 derived from SECRET_KEY (HMAC) rather than drawn at random: the same key each run, recreated
@@ -20,6 +22,7 @@ from django.db import transaction
 from sources.keys import _BASE62, KEY_PREFIX, KEY_RANDOM_LENGTH, digest_of, visible_prefix
 from sources.models import Key, Source
 from sources.services import issue_key, normalize_event_types
+from workspaces import demo_history
 from workspaces.models import Membership, Role, Worker, Workspace
 from workspaces.services import create_workspace
 
@@ -27,13 +30,20 @@ DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "ackly-demo-password"
 DEMO_WORKSPACE = "Demo"
 DEMO_SOURCES = [
+    # The nightly backup cron (and the invoice export after it).
     ("Nightly jobs", "nightly-jobs", ["backup.finished", "job.finished", "deploy.shipped"]),
+    # The CRM: its sync job on the ingest API, its people's work on the developer API.
     ("CRM Hub", "crm-hub", ["ticket.resolved", "call.logged"]),
+    ("CI pipeline", "ci-pipeline", []),
+    # An AI agent answering support tickets, on the developer API.
+    ("Support agent", "support-agent",
+     ["ticket.triaged", "reply.drafted", "ticket.resolved", "ticket.escalated"]),
 ]
 DEMO_WORKERS = [
     ("Alex Chen", "crm-alex", "alex.chen@example.com"),
     ("Priya Natarajan", "crm-priya", "priya.natarajan@example.com"),
     ("Sam Okafor", "crm-sam", "sam.okafor@example.com"),
+    demo_history.AGENT,  # last: the agent's timeline and card
 ]
 
 
@@ -110,21 +120,42 @@ class Command(BaseCommand):
         parser.add_argument(
             "--base-url", default="http://127.0.0.1:8000", help="Where the server will listen."
         )
+        parser.add_argument(
+            "--live", action="store_true",
+            help="Then keep sending a few requests a minute to --base-url until Ctrl-C.",
+        )
+        parser.add_argument(
+            "--interval", type=float, default=15.0,
+            help="--live: seconds between requests, on average (default 15).",
+        )
+        parser.add_argument(
+            "--count", type=int, default=0, help="--live: stop after this many requests (0: never)."
+        )
 
-    def handle(self, *args, base_url: str, **options) -> None:
+    def handle(
+        self, *args, base_url: str, live: bool, interval: float, count: int, **options
+    ) -> None:
         base = base_url.rstrip("/")
         if not base.startswith(("http://", "https://")):
             raise CommandError(f"--base-url must start with http:// or https://, got {base_url!r}")
+        if interval <= 0 or count < 0:
+            raise CommandError("--interval must be positive and --count at least 0")
+        seeded = None
         with transaction.atomic():
             user = demo_user()
             workspace = demo_workspace(user)
             sources = [demo_source(workspace, *spec) for spec in DEMO_SOURCES]
-            for display_name, external_id, email in DEMO_WORKERS:
+            workers = [
                 Worker.objects.get_or_create(
                     workspace=workspace,
                     external_id=external_id,
                     defaults={"display_name": display_name, "email": email},
-                )
+                )[0]
+                for display_name, external_id, email in DEMO_WORKERS
+            ]
+            if not demo_history.has_history(workspace):
+                by_slug = {item.source.slug: item.source for item in sources}
+                seeded = demo_history.seed_history(workspace, by_slug, workers)
         out = self.stdout.write
         out("")
         out(f"Ackly demo is ready: workspace {workspace.name} ({workspace.public_id}) "
@@ -145,3 +176,16 @@ class Command(BaseCommand):
             note = "  (new: the demo key was revoked or expired)" if item.fresh else ""
             out(f"  {item.source.name} ({item.source.slug}, {item.source.public_id}){note}")
             out(f"    {item.secret}")
+        if seeded is not None:
+            out("")
+            out(f"History: {seeded.line()}.")
+        if live:
+            out("")
+            out(f"Sending a request about every {interval:g} s to {base} (Ctrl-C to stop):")
+            secrets = {item.source.slug: item.secret for item in sources}
+            try:
+                sent = demo_history.trickle(base, secrets, interval, count, out)
+            except KeyboardInterrupt:
+                out("Stopped.")
+            else:
+                out(f"Sent {sent} requests.")
