@@ -33,7 +33,8 @@ class WorkspaceForm(forms.ModelForm):
         fields = ["name", "plan", "event_limit_override", "billing_anchor"]
 
     def clean(self):
-        cleaned = super().clean()
+        super().clean()
+        cleaned = self.cleaned_data
         plan = cleaned.get("plan")
         # Before the instance takes the form's values: self.instance.plan is the stored plan.
         if self.instance.pk and plan is not None and not cleaned.get("confirm_purge"):
