@@ -8,6 +8,7 @@ from billing.admin import ReadOnlyAdmin
 from ingest.models import (
     Event,
     IdempotencyRecord,
+    RejectedRequest,
     Rejection,
     Snapshot,
     SnapshotHistory,
@@ -73,3 +74,11 @@ class RejectionAdmin(BigTableAdmin):
     list_filter = ["code", "hour"]
     list_select_related = ["source", "workspace"]
     search_fields = ["=code", "=source__public_id", "=workspace__public_id"]
+
+
+@admin.register(RejectedRequest)
+class RejectedRequestAdmin(BigTableAdmin):
+    list_display = ["at", "code", "message", "request_id", "source", "workspace"]
+    list_filter = ["code", "at"]
+    list_select_related = ["source", "workspace"]
+    search_fields = ["=request_id", "=code", "=source__public_id", "=workspace__public_id"]

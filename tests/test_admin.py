@@ -17,6 +17,7 @@ from billing.services import get_workspace_limits
 from ingest.models import (
     Event,
     IdempotencyRecord,
+    RejectedRequest,
     Rejection,
     Snapshot,
     SnapshotHistory,
@@ -62,6 +63,9 @@ def rows(workspace, source, secret):
         source=source, key="k1", request_hash="h", status_code=201, response_body="{}"
     )
     Rejection.objects.create(code="rate_limited", hour=now, count=2, **common)
+    RejectedRequest.objects.create(
+        code="rate_limited", message="More than 500 requests per 1s", request_id="req_2", **common
+    )
     return worker
 
 
@@ -69,7 +73,7 @@ def test_every_model_is_registered():
     from workspaces.models import Workspace
 
     models = [Plan, Usage, Workspace, Membership, Worker, Source, Key, Event, TimelineEvent,
-              Snapshot, SnapshotHistory, IdempotencyRecord, Rejection]
+              Snapshot, SnapshotHistory, IdempotencyRecord, Rejection, RejectedRequest]
     assert all(site.is_registered(model) for model in models)
 
 
