@@ -9,7 +9,6 @@ from datetime import UTC, datetime
 
 import pytest
 from django.db import connection, connections
-from django.test import Client
 from ulid import ULID
 
 from ackly.ids import new_public_ids
@@ -42,9 +41,9 @@ def rejection_counts(source) -> dict[str, int]:
 # --- The seed's example -------------------------------------------------------------------------
 
 
-def test_the_seed_example_is_accepted_with_the_documented_fields(client, auth_header, workspace):
+def test_the_seed_example_is_accepted_with_the_documented_fields(api, auth_header, workspace):
     response = post_events(
-        client, [seed_event()], auth_header, HTTP_IDEMPOTENCY_KEY="crm-batch-8412"
+        api, [seed_event()], auth_header, HTTP_IDEMPOTENCY_KEY="crm-batch-8412"
     )
 
     assert response.status_code == 202
@@ -68,9 +67,9 @@ def test_the_seed_example_is_accepted_with_the_documented_fields(client, auth_he
     assert used_quota(workspace) == 1
 
 
-def test_the_same_key_and_body_replays_the_first_response(client, auth_header):
-    first = post_events(client, [seed_event()], auth_header, HTTP_IDEMPOTENCY_KEY="crm-batch-8412")
-    again = post_events(client, [seed_event()], auth_header, HTTP_IDEMPOTENCY_KEY="crm-batch-8412")
+def test_the_same_key_and_body_replays_the_first_response(api, auth_header):
+    first = post_events(api, [seed_event()], auth_header, HTTP_IDEMPOTENCY_KEY="crm-batch-8412")
+    again = post_events(api, [seed_event()], auth_header, HTTP_IDEMPOTENCY_KEY="crm-batch-8412")
 
     assert again.status_code == 202
     assert again.content == first.content
@@ -79,20 +78,20 @@ def test_the_same_key_and_body_replays_the_first_response(client, auth_header):
     assert TimelineEvent.objects.count() == 1
 
 
-def test_the_same_key_with_another_body_is_a_conflict(client, auth_header):
-    post_events(client, [seed_event()], auth_header, HTTP_IDEMPOTENCY_KEY="crm-batch-8412")
+def test_the_same_key_with_another_body_is_a_conflict(api, auth_header):
+    post_events(api, [seed_event()], auth_header, HTTP_IDEMPOTENCY_KEY="crm-batch-8412")
     response = post_events(
-        client, [seed_event(duration=1)], auth_header, HTTP_IDEMPOTENCY_KEY="crm-batch-8412"
+        api, [seed_event(duration=1)], auth_header, HTTP_IDEMPOTENCY_KEY="crm-batch-8412"
     )
     assert response.status_code == 409
     assert response.json()["error"]["code"] == "idempotency_key_reused"
     assert TimelineEvent.objects.count() == 1
 
 
-def test_a_partial_batch_replays_its_207(client, auth_header):
+def test_a_partial_batch_replays_its_207(api, auth_header):
     events = [seed_event(), seed_event(eventType="deploy.shipped")]
-    first = post_events(client, events, auth_header, HTTP_IDEMPOTENCY_KEY="k-207")
-    again = post_events(client, events, auth_header, HTTP_IDEMPOTENCY_KEY="k-207")
+    first = post_events(api, events, auth_header, HTTP_IDEMPOTENCY_KEY="k-207")
+    again = post_events(api, events, auth_header, HTTP_IDEMPOTENCY_KEY="k-207")
     assert (first.status_code, again.status_code) == (207, 207)
     assert again.content == first.content
     assert TimelineEvent.objects.count() == 1
@@ -102,7 +101,7 @@ def test_a_partial_batch_replays_its_207(client, auth_header):
 
 
 def test_a_partial_batch_reports_each_rejection_by_index_with_its_code(
-    client, auth_header, source, other_workspace
+    api, auth_header, source, other_workspace
 ):
     stranger = Worker.objects.create(workspace=other_workspace, display_name="Stranger")
     events = [
@@ -114,7 +113,7 @@ def test_a_partial_batch_reports_each_rejection_by_index_with_its_code(
         seed_event(duration=True),
         seed_event(actor={"email": "Sam.Lee@Example.com"}, timestamp="2026-04-19T14:05:00+02:00"),
     ]
-    response = post_events(client, events, auth_header)
+    response = post_events(api, events, auth_header)
 
     assert response.status_code == 207
     body = response.json()
@@ -143,19 +142,19 @@ def test_a_partial_batch_reports_each_rejection_by_index_with_its_code(
     }
 
 
-def test_an_own_worker_id_is_resolved_first(client, auth_header, workspace):
+def test_an_own_worker_id_is_resolved_first(api, auth_header, workspace):
     alex = Worker.objects.create(workspace=workspace, display_name="Alex", external_id="other")
     actor = {"workerId": alex.public_id, "externalId": "crm-user-42", "email": "x@example.com"}
-    response = post_events(client, [seed_event(actor=actor)], auth_header)
+    response = post_events(api, [seed_event(actor=actor)], auth_header)
     assert response.status_code == 202
     assert TimelineEvent.objects.get().worker_id == alex.pk
     assert Worker.objects.count() == 1
 
 
-def test_a_worker_id_of_another_workspace_is_not_found(client, auth_header, other_workspace):
+def test_a_worker_id_of_another_workspace_is_not_found(api, auth_header, other_workspace):
     stranger = Worker.objects.create(workspace=other_workspace, display_name="Stranger")
     events = [seed_event(actor={"workerId": stranger.public_id})]
-    response = post_events(client, events, auth_header)
+    response = post_events(api, events, auth_header)
 
     assert response.status_code == 404
     body = response.json()
@@ -175,9 +174,9 @@ def test_a_worker_id_of_another_workspace_is_not_found(client, auth_header, othe
     ],
 )
 def test_when_every_event_is_rejected_the_first_code_decides_the_status(
-    client, auth_header, source, events, status, code
+    api, auth_header, source, events, status, code
 ):
-    response = post_events(client, events, auth_header)
+    response = post_events(api, events, auth_header)
 
     assert response.status_code == status
     body = response.json()
@@ -194,18 +193,18 @@ def test_when_every_event_is_rejected_the_first_code_decides_the_status(
     assert rejection_counts(source)[code] >= 1
 
 
-def test_an_all_rejected_batch_can_be_retried_with_the_same_key_once_fixed(client, auth_header):
+def test_an_all_rejected_batch_can_be_retried_with_the_same_key_once_fixed(api, auth_header):
     bad = post_events(
-        client, [seed_event(category="x")], auth_header, HTTP_IDEMPOTENCY_KEY="retry-me"
+        api, [seed_event(category="x")], auth_header, HTTP_IDEMPOTENCY_KEY="retry-me"
     )
-    good = post_events(client, [seed_event()], auth_header, HTTP_IDEMPOTENCY_KEY="retry-me")
+    good = post_events(api, [seed_event()], auth_header, HTTP_IDEMPOTENCY_KEY="retry-me")
     assert (bad.status_code, good.status_code) == (400, 202)
 
 
-def test_an_empty_whitelist_allows_no_event(client, workspace):
+def test_an_empty_whitelist_allows_no_event(api, workspace):
     _, issued = create_source(workspace, "Open", allowed_event_types=[])
     auth = {"HTTP_AUTHORIZATION": f"Bearer {issued.secret}"}
-    response = post_events(client, [seed_event()], auth)
+    response = post_events(api, [seed_event()], auth)
     assert response.status_code == 403
     assert response.json()["error"]["code"] == "forbidden_event_type"
 
@@ -218,17 +217,17 @@ def test_an_empty_whitelist_allows_no_event(client, workspace):
     ["{not json", "[]", "{}", '{"events": []}', '{"events": {"a": 1}}', '{"events": null}',
      '{"events": [NaN]}', '{"events": [], "events": [1]}'],
 )
-def test_a_request_without_a_usable_events_array_is_invalid(client, auth_header, body):
-    response = post_json(client, EVENTS, body, auth_header)
+def test_a_request_without_a_usable_events_array_is_invalid(api, auth_header, body):
+    response = post_json(api, EVENTS, body, auth_header)
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "invalid_body"
     assert "results" not in response.json()
     assert not TimelineEvent.objects.exists()
 
 
-def test_exactly_500_events_are_accepted(client, auth_header, workspace):
+def test_exactly_500_events_are_accepted(api, auth_header, workspace):
     events = [seed_event(actor={"externalId": f"u-{i % 37}"}) for i in range(500)]
-    response = post_events(client, events, auth_header)
+    response = post_events(api, events, auth_header)
 
     assert response.status_code == 202
     body = response.json()
@@ -239,26 +238,26 @@ def test_exactly_500_events_are_accepted(client, auth_header, workspace):
     assert used_quota(workspace) == 500
 
 
-def test_501_events_are_a_batch_too_large(client, auth_header, workspace):
-    response = post_events(client, [seed_event()] * 501, auth_header)
+def test_501_events_are_a_batch_too_large(api, auth_header, workspace):
+    response = post_events(api, [seed_event()] * 501, auth_header)
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "batch_too_large"
     assert not TimelineEvent.objects.exists()
     assert used_quota(workspace) == 0
 
 
-def test_a_body_over_1_mb_is_a_batch_too_large(client, auth_header):
+def test_a_body_over_1_mb_is_a_batch_too_large(api, auth_header):
     events = [seed_event(metadata={"pad": "x" * 15000}) for _ in range(70)]
     data = json.dumps({"events": events})
     assert len(data) > 1024 * 1024
-    response = post_json(client, EVENTS, data, auth_header)
+    response = post_json(api, EVENTS, data, auth_header)
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "batch_too_large"
     assert not TimelineEvent.objects.exists()
 
 
-def test_without_a_key_it_is_refused(client):
-    response = post_events(client, [seed_event()], {})
+def test_without_a_key_it_is_refused(api):
+    response = post_events(api, [seed_event()], {})
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "missing_authorization"
 
@@ -273,9 +272,9 @@ def small_quota(workspace):
     return workspace
 
 
-def test_when_only_k_of_n_fit_the_first_k_are_accepted(client, auth_header, small_quota, source):
+def test_when_only_k_of_n_fit_the_first_k_are_accepted(api, auth_header, small_quota, source):
     events = [seed_event(), seed_event(category="x")] + [seed_event() for _ in range(4)]
-    response = post_events(client, events, auth_header)
+    response = post_events(api, events, auth_header)
 
     assert response.status_code == 207
     body = response.json()
@@ -289,9 +288,9 @@ def test_when_only_k_of_n_fit_the_first_k_are_accepted(client, auth_header, smal
     assert rejection_counts(source) == {"invalid_body": 1, "quota_exceeded": 2}
 
 
-def test_with_no_room_at_all_it_answers_402(client, auth_header, small_quota):
-    post_events(client, [seed_event()] * 3, auth_header)
-    response = post_events(client, [seed_event(), seed_event()], auth_header)
+def test_with_no_room_at_all_it_answers_402(api, auth_header, small_quota):
+    post_events(api, [seed_event()] * 3, auth_header)
+    response = post_events(api, [seed_event(), seed_event()], auth_header)
 
     assert response.status_code == 402
     body = response.json()
@@ -302,14 +301,15 @@ def test_with_no_room_at_all_it_answers_402(client, auth_header, small_quota):
     assert used_quota(small_quota) == 3
 
 
-def test_a_rejected_event_does_not_use_quota(client, auth_header, small_quota):
-    post_events(client, [seed_event(eventType="deploy.shipped"), seed_event()], auth_header)
+def test_a_rejected_event_does_not_use_quota(api, auth_header, small_quota):
+    post_events(api, [seed_event(eventType="deploy.shipped"), seed_event()], auth_header)
     assert used_quota(small_quota) == 1
 
 
 # --- Dry run ------------------------------------------------------------------------------------
 
 
+# In process: the broadcast is heard on this process's in-memory channel layer.
 def test_a_dry_run_answers_like_the_real_request_and_stores_nothing(
     client, auth_header, workspace, source, settings
 ):
@@ -331,9 +331,9 @@ def test_a_dry_run_answers_like_the_real_request_and_stores_nothing(
     assert listener.messages() == []
 
 
-def test_a_dry_run_reports_missing_quota_room(client, auth_header, small_quota):
-    post_events(client, [seed_event()] * 3, auth_header)
-    response = post_events(client, [seed_event()], auth_header, query="?dryRun=1")
+def test_a_dry_run_reports_missing_quota_room(api, auth_header, small_quota):
+    post_events(api, [seed_event()] * 3, auth_header)
+    response = post_events(api, [seed_event()], auth_header, query="?dryRun=1")
     assert response.status_code == 402
     assert response.json()["error"]["code"] == "quota_exceeded"
     assert used_quota(small_quota) == 3
@@ -342,6 +342,7 @@ def test_a_dry_run_reports_missing_quota_room(client, auth_header, small_quota):
 # --- Live broadcast and the bulk insert ---------------------------------------------------------
 
 
+# In process: the broadcast is heard on this process's in-memory channel layer.
 def test_a_500_event_batch_is_one_timeline_message_after_commit(
     client, auth_header, workspace, source, settings, django_capture_on_commit_callbacks
 ):
@@ -373,6 +374,7 @@ def test_a_500_event_batch_is_one_timeline_message_after_commit(
     assert (item["duration"], item["metadata"]) == (240, {"ticket_id": "SUP-431"})
 
 
+# In process: the queries are counted on the suite's own connection.
 def test_a_500_event_batch_takes_a_fixed_number_of_queries(
     client, auth_header, workspace, settings, django_assert_num_queries
 ):
@@ -402,14 +404,14 @@ def test_batch_ids_are_ulids_of_this_millisecond():
         assert abs(ULID.from_str(public_id[4:]).timestamp - time.time()) < 5
 
 
-def post_at_once(secret: str, batches: list[list[dict]]) -> list:
+def post_at_once(api, secret: str, batches: list[list[dict]]) -> list:
     """Each batch from its own thread and connection, all released at the same moment."""
     barrier = threading.Barrier(len(batches))
     responses: list = []
 
     def send(events):
         try:
-            client = Client()
+            client = api.for_thread()
             barrier.wait()
             responses.append(
                 post_events(client, events, {"HTTP_AUTHORIZATION": f"Bearer {secret}"})
@@ -427,14 +429,14 @@ def post_at_once(secret: str, batches: list[list[dict]]) -> list:
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_batches_creating_the_same_workers_both_succeed(secret, workspace):
+def test_concurrent_batches_creating_the_same_workers_both_succeed(api, secret, workspace):
     """Two processes' worth of batches naming the same new actors, in opposite orders."""
     actors = [f"new-{i}" for i in range(40)]
     batches = [
         [seed_event(actor={"externalId": a}) for a in actors],
         [seed_event(actor={"externalId": a}) for a in reversed(actors)],
     ] * 2
-    statuses = [response.status_code for response in post_at_once(secret, batches)]
+    statuses = [response.status_code for response in post_at_once(api, secret, batches)]
     assert statuses == [202] * len(batches)
     assert Worker.objects.filter(workspace=workspace).count() == 40
     assert TimelineEvent.objects.count() == 40 * len(batches)
@@ -442,13 +444,13 @@ def test_concurrent_batches_creating_the_same_workers_both_succeed(secret, works
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_concurrent_batches_near_the_limit_accept_exactly_the_quota(secret, workspace):
+def test_concurrent_batches_near_the_limit_accept_exactly_the_quota(api, secret, workspace):
     """Rows are written before the quota is reserved (the counter row is locked only from
     there to the commit); batches that no longer all fit fall back to k of n. Exact anyway."""
     workspace.event_limit_override = 1000
     workspace.save()
     batches = [[seed_event() for _ in range(300)] for _ in range(6)]  # 1,800 offered
-    responses = post_at_once(secret, batches)
+    responses = post_at_once(api, secret, batches)
     assert len(responses) == len(batches)
     assert {r.status_code for r in responses} <= {202, 207, 402}
     assert sum(r.json().get("accepted", 0) for r in responses) == 1000

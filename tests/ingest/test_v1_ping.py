@@ -11,8 +11,8 @@ from tests.ingest.v1support import seed_event
 pytestmark = pytest.mark.django_db
 
 
-def test_ping_echoes_the_organization_and_the_app(client, auth_header, workspace, source):
-    response = client.get("/api/v1/ingest/ping", **auth_header)
+def test_ping_echoes_the_organization_and_the_app(api, auth_header, workspace, source):
+    response = api.get("/api/v1/ingest/ping", **auth_header)
 
     assert response.status_code == 200
     assert response.json() == {
@@ -25,25 +25,25 @@ def test_ping_echoes_the_organization_and_the_app(client, auth_header, workspace
     assert response["RateLimit-Limit"] == "500"
 
 
-def test_ping_works_with_a_trailing_slash(client, auth_header):
-    assert client.get("/api/v1/ingest/ping/", **auth_header).status_code == 200
+def test_ping_works_with_a_trailing_slash(api, auth_header):
+    assert api.get("/api/v1/ingest/ping/", **auth_header).status_code == 200
 
 
-def test_ping_without_a_key_is_refused(client):
-    response = client.get("/api/v1/ingest/ping")
+def test_ping_without_a_key_is_refused(api):
+    response = api.get("/api/v1/ingest/ping")
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "missing_authorization"
 
 
-def test_ping_with_a_revoked_key_is_refused(client, auth_header, source_and_key):
+def test_ping_with_a_revoked_key_is_refused(api, auth_header, source_and_key):
     revoke_key(source_and_key[1].key)
-    response = client.get("/api/v1/ingest/ping", **auth_header)
+    response = api.get("/api/v1/ingest/ping", **auth_header)
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "key_revoked"
 
 
-def test_ping_takes_only_get(client, auth_header):
-    response = client.post("/api/v1/ingest/ping", **auth_header)
+def test_ping_takes_only_get(api, auth_header):
+    response = api.post("/api/v1/ingest/ping", **auth_header)
     assert response.status_code == 405
     assert response.json()["error"]["code"] == "method_not_allowed"
 
@@ -64,13 +64,13 @@ def free_auth(free_workspace):
     ],
 )
 def test_every_v1_endpoint_needs_a_plan_with_the_developer_api(
-    client, free_auth, method, path, body
+    api, free_auth, method, path, body
 ):
     source, auth = free_auth
     if method == "get":
-        response = client.get(path, **auth)
+        response = api.get(path, **auth)
     else:
-        response = client.post(path, body, content_type="application/json", **auth)
+        response = api.post(path, body, content_type="application/json", **auth)
 
     assert response.status_code == 402
     error = response.json()["error"]
@@ -80,9 +80,9 @@ def test_every_v1_endpoint_needs_a_plan_with_the_developer_api(
     assert Rejection.objects.get(source=source).code == "plan_disabled"
 
 
-def test_the_ingest_api_stays_open_on_the_free_plan(client, free_auth):
+def test_the_ingest_api_stays_open_on_the_free_plan(api, free_auth):
     _, auth = free_auth
-    response = client.post(
+    response = api.post(
         "/api/ingest", {"status": "success"}, content_type="application/json", **auth
     )
     assert response.status_code == 201

@@ -34,9 +34,9 @@ def snapshot(**overrides):
 
 
 def test_a_snapshot_becomes_the_current_card_and_enters_the_history(
-    client, auth_header, workspace, source
+    api, auth_header, workspace, source
 ):
-    response = post_json(client, SNAPSHOTS, snapshot(), auth_header)
+    response = post_json(api, SNAPSHOTS, snapshot(), auth_header)
 
     assert response.status_code == 202
     body = response.json()
@@ -58,14 +58,14 @@ def test_a_snapshot_becomes_the_current_card_and_enters_the_history(
     assert SnapshotHistory.objects.count() == 1
 
 
-def test_a_newer_snapshot_replaces_the_card_and_an_older_one_never_does(client, auth_header):
-    post_json(client, SNAPSHOTS, snapshot(metrics={"open": 7}), auth_header)
+def test_a_newer_snapshot_replaces_the_card_and_an_older_one_never_does(api, auth_header):
+    post_json(api, SNAPSHOTS, snapshot(metrics={"open": 7}), auth_header)
     newer = post_json(
-        client, SNAPSHOTS, snapshot(timestamp="2026-04-19T13:00:00Z", metrics={"open": 9}),
+        api, SNAPSHOTS, snapshot(timestamp="2026-04-19T13:00:00Z", metrics={"open": 9}),
         auth_header,
     )
     late = post_json(
-        client, SNAPSHOTS, snapshot(timestamp="2026-04-19T12:30:00+00:00", metrics={"open": 1}),
+        api, SNAPSHOTS, snapshot(timestamp="2026-04-19T12:30:00+00:00", metrics={"open": 1}),
         auth_header,
     )
 
@@ -77,23 +77,23 @@ def test_a_newer_snapshot_replaces_the_card_and_an_older_one_never_does(client, 
     assert sorted(h.metrics["open"] for h in SnapshotHistory.objects.all()) == [1, 7, 9]
 
 
-def test_a_snapshot_with_the_same_timestamp_replaces_the_card(client, auth_header):
-    post_json(client, SNAPSHOTS, snapshot(metrics={"open": 7}), auth_header)
-    post_json(client, SNAPSHOTS, snapshot(metrics={"open": 8}), auth_header)
+def test_a_snapshot_with_the_same_timestamp_replaces_the_card(api, auth_header):
+    post_json(api, SNAPSHOTS, snapshot(metrics={"open": 7}), auth_header)
+    post_json(api, SNAPSHOTS, snapshot(metrics={"open": 8}), auth_header)
     assert Snapshot.objects.get().metrics == {"open": 8}
 
 
-def test_each_snapshot_type_and_worker_has_its_own_card(client, auth_header):
-    post_json(client, SNAPSHOTS, snapshot(), auth_header)
-    post_json(client, SNAPSHOTS, snapshot(snapshotType="calls_today"), auth_header)
-    post_json(client, SNAPSHOTS, snapshot(actor={"email": "sam@example.com"}), auth_header)
+def test_each_snapshot_type_and_worker_has_its_own_card(api, auth_header):
+    post_json(api, SNAPSHOTS, snapshot(), auth_header)
+    post_json(api, SNAPSHOTS, snapshot(snapshotType="calls_today"), auth_header)
+    post_json(api, SNAPSHOTS, snapshot(actor={"email": "sam@example.com"}), auth_header)
     assert Snapshot.objects.count() == 3
 
 
-def test_snapshots_never_count_towards_the_event_quota(client, auth_header, workspace):
+def test_snapshots_never_count_towards_the_event_quota(api, auth_header, workspace):
     workspace.event_limit_override = 0
     workspace.save(update_fields=["event_limit_override"])
-    response = post_json(client, SNAPSHOTS, snapshot(), auth_header)
+    response = post_json(api, SNAPSHOTS, snapshot(), auth_header)
     assert response.status_code == 202
     assert not Usage.objects.filter(events__gt=0).exists()
 
@@ -113,8 +113,8 @@ def test_snapshots_never_count_towards_the_event_quota(client, auth_header, work
         ({"metadata": {"x": "y" * 16384}}, "metadata: must be at most 16384 bytes"),
     ],
 )
-def test_a_bad_snapshot_is_refused_naming_the_field(client, auth_header, overrides, words):
-    response = post_json(client, SNAPSHOTS, snapshot(**overrides), auth_header)
+def test_a_bad_snapshot_is_refused_naming_the_field(api, auth_header, overrides, words):
+    response = post_json(api, SNAPSHOTS, snapshot(**overrides), auth_header)
     assert response.status_code == 400
     error = response.json()["error"]
     assert error["code"] == "invalid_body"
@@ -122,29 +122,30 @@ def test_a_bad_snapshot_is_refused_naming_the_field(client, auth_header, overrid
     assert not SnapshotHistory.objects.exists() and not Worker.objects.exists()
 
 
-def test_a_snapshot_without_an_actor_is_missing_actor(client, auth_header):
-    response = post_json(client, SNAPSHOTS, snapshot(actor={"email": None}), auth_header)
+def test_a_snapshot_without_an_actor_is_missing_actor(api, auth_header):
+    response = post_json(api, SNAPSHOTS, snapshot(actor={"email": None}), auth_header)
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "missing_actor"
 
 
-def test_a_worker_id_of_another_workspace_is_not_found(client, auth_header, other_workspace):
+def test_a_worker_id_of_another_workspace_is_not_found(api, auth_header, other_workspace):
     stranger = Worker.objects.create(workspace=other_workspace, display_name="Stranger")
     response = post_json(
-        client, SNAPSHOTS, snapshot(actor={"workerId": stranger.public_id}), auth_header
+        api, SNAPSHOTS, snapshot(actor={"workerId": stranger.public_id}), auth_header
     )
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "worker_not_found"
     assert not SnapshotHistory.objects.exists()
 
 
-def test_a_body_over_1_mb_is_a_batch_too_large(client, auth_header):
+def test_a_body_over_1_mb_is_a_batch_too_large(api, auth_header):
     data = '{"snapshotType": "t", "pad": "' + "x" * (1024 * 1024) + '"}'
-    response = post_json(client, SNAPSHOTS, data, auth_header)
+    response = post_json(api, SNAPSHOTS, data, auth_header)
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "batch_too_large"
 
 
+# In process: the broadcast is heard on this process's in-memory channel layer.
 def test_a_snapshot_is_one_message_after_commit(
     client, auth_header, workspace, source, settings, django_capture_on_commit_callbacks
 ):
@@ -165,15 +166,15 @@ def test_a_snapshot_is_one_message_after_commit(
     assert item["receivedAt"].endswith("Z") and item["current"] is True
 
 
-def test_a_dry_run_stores_nothing(client, auth_header):
-    response = post_json(client, SNAPSHOTS + "?dryRun=true", snapshot(), auth_header)
+def test_a_dry_run_stores_nothing(api, auth_header):
+    response = post_json(api, SNAPSHOTS + "?dryRun=true", snapshot(), auth_header)
     assert response.status_code == 202
     assert response.json()["worker"]["displayName"] == "alex.chen"
     assert not Worker.objects.exists() and not SnapshotHistory.objects.exists()
 
 
-def test_the_same_idempotency_key_replays_without_a_second_history_row(client, auth_header):
-    first = post_json(client, SNAPSHOTS, snapshot(), auth_header, HTTP_IDEMPOTENCY_KEY="snap-1")
-    again = post_json(client, SNAPSHOTS, snapshot(), auth_header, HTTP_IDEMPOTENCY_KEY="snap-1")
+def test_the_same_idempotency_key_replays_without_a_second_history_row(api, auth_header):
+    first = post_json(api, SNAPSHOTS, snapshot(), auth_header, HTTP_IDEMPOTENCY_KEY="snap-1")
+    again = post_json(api, SNAPSHOTS, snapshot(), auth_header, HTTP_IDEMPOTENCY_KEY="snap-1")
     assert again.content == first.content and again["Idempotent-Replayed"] == "true"
     assert SnapshotHistory.objects.count() == 1
