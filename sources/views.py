@@ -18,6 +18,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
+from ackly import handover
 from ackly.ids import is_public_id
 from sources.forms import NewKeyForm, RotateForm, SourceCreateForm, SourceEditForm
 from sources.models import Key, KeyScope, Source
@@ -111,50 +112,17 @@ def _curl(base: str, path: str, secret: str, body: dict) -> str:
     )
 
 
-# Secrets waiting for their one GET, by key id; an unfollowed redirect's secret expires quickly.
+# Secrets waiting for their one GET, by key id (ackly/handover.py).
 KEYS_TO_SHOW = "sources.keys_to_show"
-KEY_HANDOVER_SECONDS = 300
-
-
-def _pending_keys(request: WorkspaceRequest) -> dict[str, dict]:
-    """The session's secrets still waiting for their page, those past the hand-over window dropped."""
-    now = timezone.now().timestamp()
-    pending = request.session.get(KEYS_TO_SHOW) or {}
-    return {
-        key_id: entry for key_id, entry in pending.items()
-        if now - entry.get("issued_at", 0) <= KEY_HANDOVER_SECONDS
-    }
 
 
 def _hand_over(request: WorkspaceRequest, issued: IssuedKey, action: str) -> HttpResponse:
     """Keep the secret for the key page's first GET and redirect there; the URL names only the key."""
-    pending = _pending_keys(request)
-    pending[issued.key.public_id] = {
-        "secret": issued.secret, "action": action, "issued_at": timezone.now().timestamp(),
-    }
-    request.session[KEYS_TO_SHOW] = pending
+    handover.hold(request, KEYS_TO_SHOW, issued.key.public_id, secret=issued.secret, action=action)
     return redirect(
         "key-shown", org_id=request.workspace.public_id,
         app_id=issued.key.source.public_id, key_id=issued.key.public_id,
     )
-
-
-def _take_secret(request: WorkspaceRequest, key: Key) -> dict | None:
-    """The key's waiting secret and action, removed from the session; None once it was shown."""
-    pending = _pending_keys(request)
-    entry = pending.pop(key.public_id, None)
-    if pending:
-        request.session[KEYS_TO_SHOW] = pending
-    elif KEYS_TO_SHOW in request.session:
-        del request.session[KEYS_TO_SHOW]
-    return entry
-
-
-def _no_store(response: HttpResponse) -> HttpResponse:
-    # Neither the browser nor any proxy may keep the page: going back must not show it again.
-    response["Cache-Control"] = "no-store, private"
-    response["Pragma"] = "no-cache"
-    return response
 
 
 @workspace_view()
@@ -296,9 +264,9 @@ def key_shown(request: WorkspaceRequest, app_id: str, key_id: str) -> HttpRespon
     """The one page that ever shows a secret, on its first GET; later GETs say it is gone."""
     source = _source_of(request, app_id)
     key = _key_of(source, key_id)
-    entry = _take_secret(request, key)
+    entry = handover.take(request, KEYS_TO_SHOW, key.public_id)
     if entry is None:
-        return _no_store(render(request, "sources/key_gone.html", {"source": source, "key": key}))
+        return handover.no_store(render(request, "sources/key_gone.html", {"source": source, "key": key}))
     secret = entry["secret"]
     base = request.build_absolute_uri("/").rstrip("/")
     context = {
@@ -316,7 +284,7 @@ def key_shown(request: WorkspaceRequest, app_id: str, key_id: str) -> HttpRespon
         "v1_event_type": V1_EVENT_TYPE,
         "developer_api": request.workspace.plan.developer_api,
     }
-    return _no_store(render(request, "sources/key_shown.html", context))
+    return handover.no_store(render(request, "sources/key_shown.html", context))
 
 
 @workspace_view(manage=True)

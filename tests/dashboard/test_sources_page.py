@@ -493,7 +493,7 @@ def test_a_key_page_left_unopened_forgets_the_secret_after_the_hand_over_window(
     client.force_login(owner)
     posted = client.post(url(workspace, f"{source.public_id}/keys/new/"), {"expires_at": ""})
     later = timezone.now() + timedelta(seconds=301)
-    monkeypatch.setattr("sources.views.timezone.now", lambda: later)
+    monkeypatch.setattr("ackly.handover.timezone.now", lambda: later)
 
     page = client.get(posted["Location"]).content.decode()
 
