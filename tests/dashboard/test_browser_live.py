@@ -154,6 +154,13 @@ def test_an_ingested_event_appears_live_for_its_workspace_only(server, browser):
     panel_row = alice.wait_for_selector('#rejections li:has-text("invalid_body")')
     assert "Nightly backups" in panel_row.inner_text()
     assert panel_row.query_selector(".rej-count").inner_text() == "1"
+    # Its count opens the refused request behind it: the message and the request id.
+    with alice.expect_navigation():
+        panel_row.query_selector(".rej-count").click()
+    assert "/rejections/?source=app_" in alice.url and "code=invalid_body" in alice.url
+    drill_down = alice.inner_text("main")
+    assert refused.json()["error"]["requestId"] in drill_down
+    assert refused.json()["error"]["message"] in drill_down
 
     # Bob's page is live on its own socket and never receives Alice's event — not even after a
     # reload, which fetches his feed over HTTP.
