@@ -4,7 +4,7 @@ Steps: a fresh PostgreSQL database and Redis DB → migrate → a Pro workspace,
 made by the management commands → N server processes on loopback ports → (a) single events,
 (b) 500-event batches, (c) ingest→websocket latency, (d) peak RSS → the bare INSERT ceiling (e)
 on the same kind and number of processes → every accepted event counted in the database →
-bench/results/latest.json. Every process it starts is stopped on the way out, whatever happens.
+(f) event → webhook latency with the alerts worker (bench/alerts.py) → bench/results/latest.json. Every process it starts is stopped on the way out, whatever happens.
 See bench/README.md for the options and what each figure means.
 """
 
@@ -37,6 +37,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 
+from bench import alerts as alerts_bench
 from bench import wrk as wrk_client
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -906,6 +907,8 @@ class Bench:
         self.sup.stop_servers()
         self.results["verification"] = self.verify()
         self.results["e"] = self.part_e() if "e" in parts else skip
+        # (f) after the count check: its other traffic and probes are events of their own.
+        self.results["f"] = alerts_bench.part_f(self) if "f" in parts else skip
         self.results["a_fraction_of_ceiling"] = fraction(self.results["a"], self.results["e"])
         self.results["goals"] = goals(self.results)
         checks = [self.results["verification"]["passed"]]
@@ -1116,6 +1119,7 @@ def summary(r: dict[str, Any]) -> str:
     )
     if e.get("status") == "ran":
         lines.append(f"ceiling count check: {e['count_check']}")
+    lines.append(alerts_bench.summary_line(r.get("f", {"status": "not run"})))
     return "\n".join(lines)
 
 
@@ -1159,7 +1163,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="(c): at most this long to drain late broadcasts (ends once sockets are quiet 2 s)",
     )
     p.add_argument("--max-requests", type=int, default=500_000, help="bound per part")
-    p.add_argument("--parts", default="a,b,c,e", help="comma-separated subset of a,b,c,e")
+    p.add_argument("--parts", default="a,b,c,e,f", help="comma-separated subset of a,b,c,e,f")
+    alerts_bench.add_arguments(p)
     p.add_argument(
         "--db-url",
         default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ackly_bench"),
