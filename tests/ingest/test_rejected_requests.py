@@ -87,3 +87,24 @@ def test_a_source_keeps_only_its_newest_refusals_and_others_keep_theirs(
     assert list(kept.values_list("request_id", flat=True)) == sent[:-4:-1]  # newest 3
     assert RejectedRequest.objects.exclude(source=source).count() == 1
     assert Rejection.objects.get(source=source).count == 6  # the count keeps every one
+
+
+@pytest.mark.parametrize(
+    "path, body",
+    [
+        (URL, '{"status": "nope"}'),
+        ("/api/v1/ingest/events", '{"events": [{"eventType": "not.allowed", "category": "support",'
+         ' "actor": {"externalId": "x"}}]}'),
+    ],
+)
+def test_both_executors_keep_the_refusal_with_the_answers_request_id(api, source, secret, path, body):
+    """The fast lane hands every refusal to the pipeline, so it is kept in the one place."""
+    response = api.post(path, body, content_type="application/json",
+                        HTTP_AUTHORIZATION=f"Bearer {secret}")
+
+    assert response.status_code in (400, 403)
+    error = response.json()["error"]
+    [row] = RejectedRequest.objects.filter(source=source)
+    assert row.code == error["code"]
+    assert row.request_id == response["X-Request-Id"]
+    assert row.message in error["message"]  # an all-rejected batch's names its first event's
