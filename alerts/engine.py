@@ -27,7 +27,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Q
+from django.db.models import Max, Q
 from django.utils import timezone
 
 from alerts.delivery import dashboard_url, enqueue, enqueue_on_commit
@@ -357,8 +357,9 @@ class Pass:
             elif crossed is not None and crossed > (alert.level or 0):
                 alert.level, alert.reason = crossed, reason
                 alert.save(update_fields=["level", "reason"])
-                sequence = Delivery.objects.filter(alert=alert, purpose=Purpose.FIRED).count()
-                self.notify(alert, Purpose.FIRED, sequence)
+                latest = Delivery.objects.filter(alert=alert, purpose=Purpose.FIRED).aggregate(
+                    latest=Max("sequence"))["latest"]
+                self.notify(alert, Purpose.FIRED, 1 if latest is None else latest + 1)
                 self.announce(rule, alert, "firing")
             return
         if crossed is not None:
