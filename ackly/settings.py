@@ -270,6 +270,8 @@ TASKS = {
 WEBHOOK_ALLOW_PRIVATE = env_bool("WEBHOOK_ALLOW_PRIVATE", False)
 # How often the worker looks for new events and due timers, in milliseconds.
 ALERTS_POLL_MS = env_int("ALERTS_POLL_MS", 500)
+# Rejections and quota rules, reminders and the sweep of lost deliveries run this often.
+ALERTS_AGGREGATE_SECONDS = env_int("ALERTS_AGGREGATE_SECONDS", 5)
 # Each pass re-reads events received this long before the previous pass: longer than any ingest
 # transaction (and any clock skew between servers), so a late commit is still seen.
 ALERTS_LOOKBACK_SECONDS = env_int("ALERTS_LOOKBACK_SECONDS", 60)
@@ -538,6 +540,9 @@ LOGGING = {
         "uvicorn.access": {"handlers": [], "propagate": True},
         # Daphne's access log would print the Authorization-free request line only, but keep it quiet.
         "daphne": {"level": "WARNING"},
+        # Apprise's own messages may quote a notification URL, tokens and all; an attempt's
+        # outcome is logged by the alerts app instead (docs/alerts.md).
+        "apprise": {"level": "CRITICAL"},
     },
 }
 
