@@ -92,7 +92,14 @@ def attempt_delivery(delivery_id: int) -> str:
         logger.exception("Delivery %s failed unexpectedly", delivery.public_id)
         outcome = Outcome(ok=False, retry=True, error=f"internal error: {type(error).__name__}")
     latency_ms = int((time.monotonic() - started) * 1000)
-    return record_attempt(delivery, outcome, latency_ms)
+    result = record_attempt(delivery, outcome, latency_ms)
+    # Never the target: a Slack or Apprise URL carries its tokens.
+    logger.info(
+        "Delivery %s (%s channel %s) attempt: %s in %d ms -> %s", delivery.public_id,
+        delivery.channel.kind, delivery.channel.public_id,
+        outcome.status_code or outcome.error or "ok", latency_ms, result,
+    )
+    return result
 
 
 @transaction.atomic

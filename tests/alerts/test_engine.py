@@ -22,7 +22,7 @@ from billing.models import Usage
 from billing.services import get_workspace_limits
 from ingest.models import RejectedRequest
 from tests.alerts.conftest import deliver_queued
-from tests.alerts.receiver import Receiver
+from tests.alerts.receiver import Receiver, self_signed
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -397,3 +397,24 @@ def test_the_sweep_requeues_a_delivery_whose_task_was_lost(workspace, webhook, r
     assert run_pass().requeued == 1
     deliver_queued()
     assert receiver.wait_for(1)[0].headers["Ackly-Delivery"] == delivery.public_id
+
+
+@pytest.mark.parametrize(("certificate_for", "delivered"), [("localhost", True),
+                                                            ("other.example", False)])
+def test_https_connects_to_the_checked_address_and_still_verifies_the_host_name(
+    workspace, tmp_path, monkeypatch, certificate_for, delivered
+):
+    context, ca = self_signed(tmp_path, certificate_for)
+    monkeypatch.setattr("alerts.delivery.certifi.where", lambda: ca)
+    with Receiver(tls=context, host="localhost") as receiver:
+        channel, _ = create_channel(workspace, kind="webhook", target=receiver.url)
+        delivery = send_test(channel)
+        deliver_queued()
+        delivery.refresh_from_db()
+        assert len(receiver.requests) == (1 if delivered else 0)
+    if delivered:
+        assert receiver.requests[0].headers["Host"] == receiver.url.split("/")[2]
+        assert delivery.state == DeliveryState.DELIVERED
+    else:
+        assert delivery.state == DeliveryState.PENDING  # a TLS failure is retried
+        assert Attempt.objects.get().error.startswith("network:")
