@@ -55,8 +55,11 @@ def pytest_collection_modifyitems(config, items):
         if _executor(item) == "fastlane":
             if not fastlane_available:
                 item.add_marker(pytest.mark.skip(reason=FASTLANE_UNAVAILABLE))
-            # Committed rows, so the server process sees what the test set up.
-            item.add_marker(pytest.mark.django_db(transaction=True))
+            # Committed rows, so the server process sees what the test set up: the closest
+            # django_db marker, made transactional.
+            marker = item.get_closest_marker("django_db")
+            options = {**(marker.kwargs if marker else {}), "transaction": True}
+            item.add_marker(pytest.mark.django_db(**options), append=False)
             item.add_marker(pytest.mark.server)
 
 

@@ -53,6 +53,10 @@ class ApiResponse:
     def json(self) -> Any:
         return json.loads(self.content)
 
+    @property
+    def text(self) -> str:
+        return self.content.decode("utf-8", "replace")
+
     def __getitem__(self, name: str) -> str:
         return self.headers[name]
 

@@ -1,12 +1,12 @@
-"""Bad input catalogue (issue 7 item 4) against a real Daphne process, over real sockets.
+"""Bad input catalogue on both executors, and against a real Daphne process over real sockets.
 
-In-process tests already cover validation rule by rule (tests/ingest/test_v1_validation.py,
-test_ingest_api*.py) and a 2 MB chunked body on /api/ingest (test_ingest_api_server.py). What
-only a real server shows is covered here: bytes that never parse, bodies far over the limit
-with and without Content-Length (and the server's memory afterwards), a trickled body, nesting
-deep enough to blow a recursive parser, numbers too big to convert, wrong types in every field
-of both APIs, control characters in Idempotency-Key sent as raw bytes, and hostile strings
-stored verbatim and shown escaped. Every answer is the JSON envelope with a documented code.
+Bytes that never parse, nesting deep enough to blow a recursive parser, numbers too big to
+convert and wrong types in every field of both APIs go through the `api` fixture: Django's test
+client and the fast lane's uvicorn (tests/executors.py). What only a server process shows runs
+against a Daphne of its own: bodies far over the limit with and without Content-Length (and the
+server's memory afterwards), a trickled body, control characters in Idempotency-Key sent as raw
+bytes, and hostile strings stored verbatim and shown escaped on its dashboard pages. Every
+answer is the JSON envelope with a documented code.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import httpx
 import pytest
 
 from ackly.errors import ERROR_CODES
+from ingest.models import Event
 from tests.servers import daphne, manage, own_database, server_env
 
 pytestmark = pytest.mark.server
@@ -81,7 +82,7 @@ def _post(server: dict, path: str, content: bytes, **headers: str) -> httpx.Resp
     )
 
 
-def _assert_envelope(response: httpx.Response, status: int, code: str) -> dict:
+def _assert_envelope(response, status: int, code: str) -> dict:
     """The documented JSON error envelope, with the request id of the response's header."""
     assert response.status_code == status, response.text[:500]
     assert response.headers["Content-Type"] == "application/json"
@@ -167,15 +168,28 @@ V1_BODY = {
 assert V1_BODY.keys() == UNPARSEABLE.keys()
 
 
+# The catalogue's answers, on both executors (the `api` fixture); what only a server process
+# shows (sockets, memory, its log, the dashboard pages) runs against the Daphne above.
+@pytest.fixture
+def send(api, source_and_key):
+    key = source_and_key[1].secret
+
+    def post(path: str, content: bytes):
+        return api.post(path, content, HTTP_AUTHORIZATION=f"Bearer {key}")
+
+    return post
+
+
+@pytest.mark.django_db
 @pytest.mark.parametrize("name", UNPARSEABLE)
 @pytest.mark.parametrize("path", ["/api/ingest", "/api/v1/ingest/events"])
-def test_bodies_that_do_not_parse_are_400_invalid_body_and_store_nothing(server, path, name):
+def test_bodies_that_do_not_parse_are_400_invalid_body_and_store_nothing(send, path, name):
     body = (V1_BODY if path.startswith("/api/v1") else UNPARSEABLE)[name]
-    before = _rows(server, "SELECT count(*) FROM ingest_event")
-    _assert_envelope(_post(server, path, body), 400, "invalid_body")
-    assert _rows(server, "SELECT count(*) FROM ingest_event") == before
+    _assert_envelope(send(path, body), 400, "invalid_body")
+    assert not Event.objects.exists()
 
 
+# A server process only: its memory, and the same server healthy afterwards.
 def test_ten_megabytes_with_content_length_is_413_and_the_server_stays_healthy(server):
     pid = server["base"].pid
     before = _rss_kib(pid)
@@ -191,6 +205,7 @@ def test_ten_megabytes_with_content_length_is_413_and_the_server_stays_healthy(s
     assert _rss_kib(pid) - before < 40 * 1024
 
 
+# A server process only: raw chunked framing and its memory.
 def test_ten_megabytes_chunked_without_content_length_is_413_and_memory_stays_bounded(server):
     pid = server["base"].pid
     before = _rss_kib(pid)
@@ -209,6 +224,7 @@ def test_ten_megabytes_chunked_without_content_length_is_413_and_memory_stays_bo
     assert _rss_kib(pid) - before < 40 * 1024
 
 
+# A server process only: a body arriving over raw socket writes.
 def test_a_body_trickled_over_two_seconds_is_answered_correctly(server):
     marker = f"slow-{secrets.token_hex(4)}"
     body = json.dumps({"status": "partial", "message": marker}).encode()
@@ -232,9 +248,10 @@ WRONG_INGEST = [
 
 
 @pytest.mark.parametrize(("field", "value"), WRONG_INGEST, ids=[f"{f}={v!r}" for f, v in WRONG_INGEST])
-def test_a_wrong_type_in_any_ingest_field_is_400_naming_it(server, field, value):
+@pytest.mark.django_db
+def test_a_wrong_type_in_any_ingest_field_is_400_naming_it(send, field, value):
     body = {"status": "success", field: value}
-    error = _assert_envelope(_post(server, "/api/ingest", json.dumps(body).encode()), 400, "invalid_body")
+    error = _assert_envelope(send("/api/ingest", json.dumps(body).encode()), 400, "invalid_body")
     assert field in error["message"]
 
 
@@ -249,9 +266,10 @@ WRONG_V1 = [
 
 
 @pytest.mark.parametrize(("field", "value"), WRONG_V1, ids=[f"{f}={v!r}" for f, v in WRONG_V1])
-def test_a_wrong_type_in_any_v1_event_field_is_400_naming_it(server, field, value):
+@pytest.mark.django_db
+def test_a_wrong_type_in_any_v1_event_field_is_400_naming_it(send, field, value):
     body = {"events": [{**GOOD_V1, field: value}]}
-    response = _post(server, "/api/v1/ingest/events", json.dumps(body).encode())
+    response = send("/api/v1/ingest/events", json.dumps(body).encode())
     error = _assert_envelope(response, 400, "invalid_body")
     assert field in error["message"]
     assert response.json()["accepted"] == 0
@@ -266,15 +284,17 @@ WRONG_SNAPSHOT = [
 
 
 @pytest.mark.parametrize(("field", "value"), WRONG_SNAPSHOT, ids=[f"{f}={v!r}" for f, v in WRONG_SNAPSHOT])
-def test_a_wrong_type_in_any_snapshot_field_is_400(server, field, value):
+@pytest.mark.django_db
+def test_a_wrong_type_in_any_snapshot_field_is_400(send, field, value):
     body = {**GOOD_SNAPSHOT, field: value}
-    response = _post(server, "/api/v1/ingest/snapshots", json.dumps(body).encode())
+    response = send("/api/v1/ingest/snapshots", json.dumps(body).encode())
     _assert_envelope(response, 400, "invalid_body")
 
 
 @pytest.mark.parametrize("body", [b'[]', b'"events"', b'{"events": {}}', b'{"events": "x"}', b'null'])
-def test_a_v1_request_that_is_not_an_events_object_is_400(server, body):
-    _assert_envelope(_post(server, "/api/v1/ingest/events", body), 400, "invalid_body")
+@pytest.mark.django_db
+def test_a_v1_request_that_is_not_an_events_object_is_400(send, body):
+    _assert_envelope(send("/api/v1/ingest/events", body), 400, "invalid_body")
 
 
 # Line breaks and NUL cannot be part of a header value: Daphne's HTTP parser refuses the request
@@ -301,6 +321,7 @@ def _send_with_key(server: dict, key: bytes, marker: str) -> tuple[int, bytes, b
     return status, headers, answer
 
 
+# A server process only: bytes no HTTP client library would send.
 @pytest.mark.parametrize("key", BROKEN_HEADER_KEYS.values(), ids=BROKEN_HEADER_KEYS.keys())
 def test_line_breaks_and_nul_in_idempotency_key_are_refused_without_splitting_headers(server, key):
     marker = f"inject-{secrets.token_hex(4)}"
@@ -310,6 +331,7 @@ def test_line_breaks_and_nul_in_idempotency_key_are_refused_without_splitting_he
     _assert_healthy(server)
 
 
+# A server process only: raw header bytes.
 @pytest.mark.parametrize("key", ODD_BUT_LEGAL_KEYS.values(), ids=ODD_BUT_LEGAL_KEYS.keys())
 def test_other_odd_bytes_in_idempotency_key_work_as_an_opaque_key(server, key):
     marker = f"odd-key-{secrets.token_hex(4)}"
@@ -331,6 +353,7 @@ HOSTILE = {
 }
 
 
+# A server process only: the dashboard pages of a logged-in session on the same server.
 def test_sql_and_html_in_strings_are_stored_verbatim_and_shown_escaped(server):
     response = _post(server, "/api/ingest", json.dumps({"status": "failure", **HOSTILE}).encode())
     assert response.status_code == 201, response.text
