@@ -138,6 +138,8 @@ def alert_list(request: WorkspaceRequest) -> HttpResponse:
         "firing": sum(1 for a in alerts if a.resolved_at is None),
         "can_change": _can_change(request),
         "history_limit": HISTORY_LIMIT,
+        # The live pages' socket: the banner and the "changed" note follow it here too.
+        "live_config": {"socketPath": f"/ws/workspaces/{workspace.public_id}/"},
     }
     return render(request, "alerts/list.html", context)
 

@@ -185,12 +185,17 @@ def test_a_rule_made_in_the_dashboard_fires_live_delivers_signed_and_resolves(si
             expect(page.locator("main")).to_contain_text(received.headers["Ackly-Delivery"])
             expect(page.locator("main")).to_contain_text("200")
 
-            # A success resolves it: the open events page's banner says so, live.
-            page.goto(f"{base}/w/{org}/events/")
-            page.wait_for_selector("#conn.pill-live")
+            # A success resolves it: the open Alerts page's banner says so, live, and the page
+            # says its tables are older than that.
+            page.goto(f"{base}/w/{org}/alerts/")
+            page.wait_for_selector("#alerts-config[data-state=live]", state="attached")
             expect(page.locator("#alert-banner [data-alert]")).to_contain_text("Alert firing:")
+            expect(page.locator("#alerts-stale")).to_be_hidden()
             ingest(site, status="success", eventType="backup.finished", message="all good")
             expect(page.locator("#alert-banner [data-alert]")).to_contain_text("Resolved:")
+            expect(page.locator("#alerts-stale")).to_be_visible()
+            page.locator("#alerts-stale").get_by_role("link", name="Reload").click()
+            expect(page.locator("#history")).to_contain_text("resolved")
             assert receiver.wait_for(2)[1].json()["type"] == "alert.resolved"
             page.goto(f"{base}/w/{org}/sources/")
             expect(page.locator("#alert-banner [data-alert]")).to_have_count(0)

@@ -13,6 +13,7 @@ from django.utils import timezone
 from alerts.models import Alert, Attempt, Channel, Delivery, DeliveryState, Purpose, Rule, RuleState
 from alerts.services import create_channel, create_rule
 from sources.services import create_source
+from workspaces.models import Membership, Role
 
 pytestmark = pytest.mark.django_db
 
@@ -135,10 +136,19 @@ def test_an_outsider_cannot_see_another_workspaces_alert_or_channel_under_their_
 # ---- who may change ----------------------------------------------------------------------------
 
 
-def test_a_member_gets_403_on_every_changing_url_and_nothing_changes(
-    client, member, workspace, rule, webhook
+@pytest.fixture
+def viewer(make_user, workspace):
+    user = make_user("vera-viewer")
+    Membership.objects.create(workspace=workspace, user=user, role=Role.VIEWER)
+    return user
+
+
+@pytest.mark.parametrize("persona", ["member", "viewer"])
+def test_members_and_viewers_get_403_on_every_changing_url_and_nothing_changes(
+    client, request, persona, workspace, rule, webhook
 ):
-    client.force_login(member)
+    client.force_login(request.getfixturevalue(persona))
+    assert client.get(url(workspace)).status_code == 200
     changing = ["rules/new/", f"rules/{rule.public_id}/edit/", f"rules/{rule.public_id}/delete/",
                 "channels/new/", f"channels/{webhook.public_id}/roll/",
                 f"channels/{webhook.public_id}/delete/", f"channels/{webhook.public_id}/secret/"]

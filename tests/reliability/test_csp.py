@@ -44,7 +44,7 @@ def test_public_pages_carry_the_strict_policy(client, path):
 
 
 @pytest.mark.django_db
-@pytest.mark.parametrize("page", ["events", "sources", "workers", "usage"])
+@pytest.mark.parametrize("page", ["events", "sources", "workers", "usage", "alerts"])
 def test_dashboard_pages_carry_the_strict_policy(logged_in, workspace, page):
     response = logged_in.get(f"/w/{workspace.public_id}/{page}/")
     assert response.status_code == 200
@@ -163,6 +163,8 @@ def test_no_main_page_violates_the_policy_in_chromium(site):
         "sources": (f"/w/{org}/sources/", "main"),
         "workers": (f"/w/{org}/workers/", "main"),
         "usage": (f"/w/{org}/usage/", ".meter rect"),
+        "alerts": (f"/w/{org}/alerts/", "#alerts-config[data-state=live]"),
+        "alert rule form": (f"/w/{org}/alerts/rules/new/", "#rule-form"),
         "admin": ("/admin/", "#content"),
         "admin list": ("/admin/sources/source/", "#changelist"),
     }
