@@ -194,6 +194,13 @@ class Pass:
 
     def fire(self, rule: Rule, at: datetime, reason: str, events: list[dict[str, Any]],
              level: int | None = None) -> Alert:
+        existing = self.open_alert(rule)
+        if existing is not None:
+            # The rule's state said ok while an alert was still open (changed by hand): carry
+            # on with that alert rather than notify twice.
+            rule.state = RuleState.FIRING
+            self.add_events(rule, events)
+            return existing
         alert = Alert.objects.create(
             workspace_id=rule.workspace_id, rule=rule, opened_at=at, reason=reason[:2000],
             events=events[:MAX_EVENTS], level=level,

@@ -418,3 +418,17 @@ def test_https_connects_to_the_checked_address_and_still_verifies_the_host_name(
     else:
         assert delivery.state == DeliveryState.PENDING  # a TLS failure is retried
         assert Attempt.objects.get().error.startswith("network:")
+
+
+def test_a_rule_set_back_to_ok_by_hand_keeps_its_open_alert_and_notifies_no_more(
+    workspace, webhook, make_event
+):
+    rule = create_rule(workspace, kind="failure", channels=[webhook])
+    make_event("failure")
+    run_pass()
+    Rule.objects.filter(pk=rule.pk).update(state=RuleState.OK)
+    make_event("failure")
+    result = run_pass()
+    assert (result.fired, result.notified) == ([], 0)
+    assert Alert.objects.count() == 1 and len(Alert.objects.get().events) == 2
+    assert Rule.objects.get(pk=rule.pk).state == RuleState.FIRING
