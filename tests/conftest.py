@@ -17,6 +17,7 @@ from bench.run import ForeignRedisData, clear_redis
 from sources.services import _last_touched, create_source
 from tests.executors import (
     EXECUTORS,
+    FASTLANE_METRICS_TOKEN,
     FASTLANE_UNAVAILABLE,
     DjangoApi,
     HttpApi,
@@ -28,7 +29,6 @@ from workspaces.models import Membership, Role
 from workspaces.services import create_workspace
 
 CHROMIUM = "/usr/bin/chromium"
-FASTLANE_METRICS_TOKEN = "fastlane-api-metrics-token"
 
 
 def pytest_collection_modifyitems(config, items):

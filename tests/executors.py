@@ -38,6 +38,7 @@ FASTLANE_UNAVAILABLE = (
     "fastlane executor: needs PostgreSQL and Redis (no fast lane on SQLite or without Redis); "
     "CI's second pass runs it"
 )
+FASTLANE_METRICS_TOKEN = "fastlane-api-metrics-token"  # its GET /metrics
 # What a TLS proxy in front of the production recipe adds (docs/deployment.md).
 PROXY_HEADERS = {"X-Forwarded-Proto": "https"}
 
