@@ -123,6 +123,7 @@ def pages(demo: Demo) -> list[tuple[str, str]]:
         ("key-new", f"/w/{org}/sources/{crm}/keys/new/"),
         ("key-rotate", f"/w/{org}/sources/{crm}/rotate/"),
         ("usage", f"/w/{org}/usage/"),
+        ("rejections", f"/w/{org}/rejections/"),
         ("docs", "/docs/"),
         ("docs-errors", "/docs/errors/"),
     ]
@@ -134,4 +135,4 @@ def pages(demo: Demo) -> list[tuple[str, str]]:
 OPTIONAL = {"alerts", "members"}
 
 
-PUBLIC_PAGES = [("login", "/login/"), ("signup", "/signup/")]
+PUBLIC_PAGES = [("login", "/login/"), ("signup", "/signup/"), ("password-reset", "/account/reset/")]
