@@ -68,13 +68,13 @@ def test_the_dashboard_logs_a_revocation_once(client, owner, workspace, source_a
     assert [(e.actor, e.target_id) for e in entries] == [(owner, issued.key.public_id)]
 
 
-def test_the_dashboard_logs_a_plan_change_with_both_plans(client, owner, workspace):
+def test_the_dashboard_logs_a_plan_change_with_both_plans(client, owner, free_workspace):
     client.force_login(owner)
-    response = client.post(reverse("change-plan", args=[workspace.public_id]), {"plan": "starter"})
+    response = client.post(reverse("change-plan", args=[free_workspace.public_id]), {"plan": "starter"})
     assert response.status_code == 302
-    entry = last(workspace, "plan.changed")
-    assert (entry.actor_label, entry.details) == ("olivia-owner", {"from": "pro", "to": "starter"})
-    assert (entry.target_type, entry.target_id) == ("workspace", workspace.public_id)
+    entry = last(free_workspace, "plan.changed")
+    assert (entry.actor_label, entry.details) == ("olivia-owner", {"from": "free", "to": "starter"})
+    assert (entry.target_type, entry.target_id) == ("workspace", free_workspace.public_id)
 
 
 def test_a_refused_change_logs_nothing(client, member, workspace, source_and_key):
@@ -98,14 +98,15 @@ def test_the_admin_logs_a_revocation_as_admin(admin_client, admin_user, workspac
     assert (entry.actor, entry.actor_label) == (admin_user, "admin: admin")
 
 
-def test_the_admin_logs_a_plan_change_as_admin(admin_client, workspace):
+def test_the_admin_logs_a_plan_change_as_admin(admin_client, free_workspace):
     starter = Plan.objects.get(code="starter")
     saved = admin_client.post(
-        admin_url(Workspace, "change", workspace.pk), _workspace_form(workspace, plan=starter.pk)
+        admin_url(Workspace, "change", free_workspace.pk),
+        _workspace_form(free_workspace, plan=starter.pk),
     )
     assert saved.status_code == 302
-    entry = last(workspace, "plan.changed")
-    assert (entry.actor_label, entry.details) == ("admin: admin", {"from": "pro", "to": "starter"})
+    entry = last(free_workspace, "plan.changed")
+    assert (entry.actor_label, entry.details) == ("admin: admin", {"from": "free", "to": "starter"})
 
 
 def test_the_admin_logs_a_role_change_made_in_the_members_inline(admin_client, workspace, member):
@@ -146,10 +147,10 @@ def test_the_key_commands_log_as_command(workspace):
     assert last(workspace, "key.revoked").target_id == key.public_id
 
 
-def test_setplan_logs_as_command(workspace):
-    run("setplan", workspace.public_id, "free")
-    entry = last(workspace, "plan.changed")
-    assert (entry.actor_label, entry.details) == ("command", {"from": "pro", "to": "free"})
+def test_setplan_logs_as_command(free_workspace):
+    run("setplan", free_workspace.public_id, "pro")
+    entry = last(free_workspace, "plan.changed")
+    assert (entry.actor_label, entry.details) == ("command", {"from": "free", "to": "pro"})
 
 
 def test_createworkspace_logs_the_new_workspace_as_command(owner):

@@ -285,3 +285,15 @@ async def test_removal_on_the_members_page_closes_the_members_sockets_and_a_view
     assert heard["items"] == [{"id": "for-the-viewer"}]
     await sockets["vera-viewer"].disconnect()
     await database_sync_to_async(connections.close_all)()
+
+
+def test_a_deleted_workspaces_keys_stop_on_the_next_request(
+    client, owner, workspace, source_and_key, shared_auth_cache
+):
+    from tests.keys import refusal
+
+    _, issued = source_and_key
+    assert refusal(issued.secret) is None  # cached now
+    client.force_login(owner)
+    assert client.post(url(workspace, "delete/"), {"name": "Acme"}).status_code == 302
+    assert refusal(issued.secret) == "invalid_key"
