@@ -21,14 +21,18 @@ class RetentionCut:
     cutoff: datetime
     events: int
     timeline_events: int
+    workspaces: int | None = None  # an edit of the plan itself: across its workspaces
 
     @property
     def summary(self) -> str:
+        where = "" if self.workspaces is None else (
+            f" in its {self.workspaces} workspace{'s' if self.workspaces != 1 else ''}"
+        )
         return (
             f"The {self.plan.name} plan keeps {self.new_days} days of history instead of "
             f"{self.old_days}: {self.events:,} event{'s' if self.events != 1 else ''} and "
-            f"{self.timeline_events:,} timeline event{'s' if self.timeline_events != 1 else ''} "
-            f"received before {self.cutoff:%Y-%m-%d %H:%M} UTC (and older snapshot history) "
+            f"{self.timeline_events:,} timeline event{'s' if self.timeline_events != 1 else ''}"
+            f"{where} received before {self.cutoff:%Y-%m-%d %H:%M} UTC (and older snapshot history) "
             "will be deleted by the next daily retention purge."
         )
 
@@ -47,4 +51,22 @@ def retention_cut(workspace, plan: Plan, now: datetime | None = None) -> Retenti
         cutoff=cutoff,
         events=Event.objects.for_workspace(workspace).before(cutoff).count(),
         timeline_events=TimelineEvent.objects.for_workspace(workspace).before(cutoff).count(),
+    )
+
+
+def plan_edit_cut(plan: Plan, new_days: int, now: datetime | None = None) -> RetentionCut | None:
+    """None unless editing `plan` (as stored) to keep `new_days` shortens its retention; else
+    what the next purge deletes in every workspace on it."""
+    if new_days >= plan.retention_days:
+        return None
+    cutoff = (now or timezone.now()) - timedelta(days=new_days)
+    on_plan = {"workspace__plan": plan, "received_at__lt": cutoff}
+    return RetentionCut(
+        plan=plan,
+        old_days=plan.retention_days,
+        new_days=new_days,
+        cutoff=cutoff,
+        events=Event.objects.filter(**on_plan).count(),
+        timeline_events=TimelineEvent.objects.filter(**on_plan).count(),
+        workspaces=plan.workspaces.count(),
     )

@@ -130,3 +130,30 @@ def test_the_admin_asks_to_confirm_a_purging_downgrade(admin_client, history):
 
     assert saved.status_code == 302
     assert Workspace.objects.get(pk=history.pk).plan.code == "free"
+
+
+def test_the_admin_asks_before_shortening_a_plans_retention_for_all_its_workspaces(
+    admin_client, history
+):
+    pro = plan("pro")
+    change = reverse("admin:billing_plan_change", args=[pro.pk])
+    form = {
+        "code": "pro", "name": "Pro", "monthly_event_limit": pro.monthly_event_limit,
+        "retention_days": 7, "max_sources": "", "developer_api": "on",
+        "burst_per_key": pro.burst_per_key, "burst_per_workspace": pro.burst_per_workspace,
+    }
+
+    refused = admin_client.post(change, form)
+
+    assert refused.status_code == 200
+    # Both Pro workspaces: the fixture's 3 + 2 and the other workspace's 5 + 5.
+    assert "8 events and 7 timeline events in its 2 workspaces received before" in (
+        refused.content.decode()
+    )
+    assert plan("pro").retention_days == 90
+
+    saved = admin_client.post(change, {**form, "confirm_purge": "on"})
+
+    assert saved.status_code == 302
+    assert plan("pro").retention_days == 7
+    assert admin_client.post(change, {**form, "retention_days": 30}).status_code == 302
