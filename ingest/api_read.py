@@ -87,8 +87,9 @@ def _after(qs: QuerySet, kind: str, cursor: Cursor | None) -> QuerySet:
         return qs.filter(received_at__lte=cursor.at)
     if rank > cursor_rank:
         return qs.filter(received_at__lt=cursor.at)
-    return qs.filter(
-        Q(received_at__lt=cursor.at) | Q(received_at=cursor.at, public_id__lt=cursor.item_id)
+    # The range condition alone bounds the index scan; the OR only trims the cursor's instant.
+    return qs.filter(received_at__lte=cursor.at).filter(
+        Q(received_at__lt=cursor.at) | Q(public_id__lt=cursor.item_id)
     )
 
 
