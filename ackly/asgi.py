@@ -1,4 +1,4 @@
-"""ASGI entry point: HTTP through Django, websockets through Channels (SPEC §6)."""
+"""ASGI entry point: HTTP through Django, websockets through Channels (docs/architecture.md, Realtime)."""
 
 import os
 import sys

@@ -1,4 +1,4 @@
-"""The bare ceiling: a Django view doing one raw INSERT, nothing else (issue 6, part (e)).
+"""The bare ceiling: a Django view doing one raw INSERT, nothing else (part (e)).
 
 Routed only by bench/ceiling_settings.py, which refuses to load unless ACKLY_BENCH_CEILING=1,
 so no production configuration can ever expose it. Its table is created by the bench runner

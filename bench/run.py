@@ -4,7 +4,8 @@ Steps: a fresh PostgreSQL database and Redis DB → migrate → a Pro workspace,
 made by the management commands → N server processes on loopback ports → (a) single events,
 (b) 500-event batches, (c) ingest→websocket latency, (d) peak RSS → the bare INSERT ceiling (e)
 on the same kind and number of processes → every accepted event counted in the database →
-(f) event → webhook latency with the alerts worker (bench/alerts.py) → bench/results/latest.json. Every process it starts is stopped on the way out, whatever happens.
+(f) event → webhook latency with the alerts worker (bench/alerts.py) → bench/results/latest.json.
+Every process it starts is stopped on the way out, whatever happens.
 See bench/README.md for the options and what each figure means.
 """
 
@@ -1003,7 +1004,7 @@ def fraction(a: dict[str, Any], e: dict[str, Any]) -> float | None:
 
 
 def goals(r: dict[str, Any]) -> dict[str, Any]:
-    """Each issue-6 goal beside the figure measured (None: the part did not run)."""
+    """Each goal beside the figure measured (None: the part did not run)."""
 
     def lat(part: dict[str, Any]) -> float | None:
         return (part.get("latency") or {}).get("p99_ms") if part.get("status") == "ran" else None
@@ -1135,7 +1136,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--procs", type=int, default=None,
         help="HTTP server processes (gunicorn: workers); default 4 for gunicorn, else 2",
     )
-    # The ceiling is a sync Django view: gunicorn's sync workers serve it fastest (the issue's
+    # The ceiling is a sync Django view: gunicorn's sync workers serve it fastest (the
     # reference figures and docs/performance.md), so (a) is compared with its best case.
     p.add_argument("--ceiling-server", choices=["daphne", "uvicorn", "gunicorn"], default="gunicorn")
     p.add_argument("--ceiling-procs", type=int, default=None, help="default as --procs for it")

@@ -1,4 +1,4 @@
-"""The default plans of SPEC §1."""
+"""The default plans: Free, Starter and Pro (docs/api.md, Limits and plans)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reading a request body under the size limit, and strict JSON (SPEC §5).
+"""Reading a request body under the size limit, and strict JSON.
 
 The limit is enforced before parsing: a Content-Length over it is refused without reading,
 and a body without one (chunked) is read to at most limit + 1 bytes. Strict JSON refuses

@@ -51,7 +51,7 @@ _TRIM = (
 # A message names every offending field of up to 500 events: long enough to say why, capped.
 MESSAGE_MAX_LENGTH = 1000
 
-# Refusals that are counted (SPEC §10): every refused request whose source is known.
+# Refusals that are counted: every refused request whose source is known.
 COUNTED_STATUSES = frozenset({400, 401, 402, 403, 404, 409, 413, 429})
 
 

@@ -1,4 +1,4 @@
-"""Retention (SPEC §8): rows past their workspace's plan retention are deleted in bounded batches.
+"""Retention: rows past their workspace's plan retention are deleted in bounded batches.
 
 Each batch is one short `DELETE … WHERE id IN (…)` found through the (workspace, received_at)
 indexes, so a daily run never holds long locks or builds a huge transaction, whatever the

@@ -34,7 +34,7 @@ from sources.services import (
 )
 from workspaces.access import WorkspaceRequest, workspace_view
 
-# Example bodies for the "try it" commands on the key page (SPEC §3 and §4).
+# Example bodies for the "try it" commands on the key page.
 INGEST_EXAMPLE = {
     "status": "success",
     "message": "Nightly backup finished",

@@ -1,4 +1,4 @@
-"""The three default plans of SPEC §1 (editable later in the admin)."""
+"""The three default plans (billing/plans.py) (editable later in the admin)."""
 
 from django.db import migrations
 

@@ -1,4 +1,4 @@
-"""Exact quota (SPEC §5): never more than the limit, never a refusal while room remains."""
+"""Exact quota: never more than the limit, never a refusal while room remains."""
 
 from __future__ import annotations
 

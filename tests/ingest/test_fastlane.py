@@ -268,7 +268,7 @@ def _events_of(cluster: dict, workspace: str) -> int:
 
 
 def _assert_error(response: httpx.Response, status: int, code: str) -> None:
-    """The error envelope of SPEC §5, its requestId the response's X-Request-Id."""
+    """The error envelope, its requestId the response's X-Request-Id."""
     assert response.status_code == status, response.text
     body = response.json()
     assert set(body) == {"error"}, body

@@ -1,4 +1,4 @@
-"""POST /api/ingest: every row of SPEC §3's field table and response table, and §10's headers."""
+"""POST /api/ingest: every field rule and response of docs/api.md, and the headers."""
 
 from __future__ import annotations
 
