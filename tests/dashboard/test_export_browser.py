@@ -38,7 +38,7 @@ def test_the_filtered_view_exports_as_csv_with_progress_in_the_page(server, brow
         page.click("#export a[data-export]:has-text('CSV')")
     page.wait_for_selector("#export-progress:has-text('Exported')")
 
-    text = open(download.value.path(), encoding="utf-8").read()
+    text = download.value.path().read_text(encoding="utf-8")
     rows = list(csv.DictReader(io.StringIO(text)))
     assert sorted(row["message"] for row in rows) == ["'=1+1", "disk full"]
     assert download.value.suggested_filename.startswith(f"ackly-{org_id}-")
