@@ -1,7 +1,9 @@
 """The OpenAPI description of both ingest APIs (served at /openapi/v1.yaml).
 
 The serializers here document bodies; the views never use them (validation on the hot path is
-hand-written, see ingest/validation_v1.py). Schemas are attached to the views from this module
+hand-written, see ingest/validation_v1.py). The request bodies' serializers are built from the
+rule table the validators read (ingest/fields.py), so no limit, choice or required field is
+written here a second time. Schemas are attached to the views from this module
 with OpenApiViewExtensions, so the API modules stay free of documentation code. Imported by
 IngestConfig.ready() so the extensions are registered before any schema is generated.
 """
@@ -29,7 +31,24 @@ from rest_framework import serializers
 from rest_framework.parsers import JSONParser
 
 from ackly.errors import ERROR_CODES
-from ingest.models import Category, EventStatus
+from ingest.fields import (
+    ACTOR,
+    ACTOR_FIELDS,
+    EMAIL,
+    ENUM,
+    INGEST_EVENT,
+    INTEGER,
+    JSON,
+    METADATA,
+    METRIC,
+    METRICS,
+    NUMBER,
+    SNAPSHOT,
+    STRING,
+    TIMELINE_EVENT,
+    TIMESTAMP,
+    Rule,
+)
 
 # Enum choices named in SPECTACULAR_SETTINGS["ENUM_NAME_OVERRIDES"].
 ERROR_CODE_CHOICES = [(code, spec.title) for code, spec in ERROR_CODES.items()]
@@ -74,7 +93,8 @@ class ErrorEnvelopeSerializer(serializers.Serializer):
         "type": "object",
         "nullable": True,
         "additionalProperties": {},
-        "description": "Any JSON object, at most 16,384 bytes as compact UTF-8 JSON.",
+        "description": f"Any JSON object, at most {settings.V1_MAX_METADATA_BYTES:,} bytes as "
+        "compact UTF-8 JSON.",
         "example": {"ticket_id": "SUP-431"},
     }
 )
@@ -88,7 +108,8 @@ class MetadataField(serializers.JSONField):
         "format": "date-time",
         "nullable": True,
         "description": "ISO 8601 with an offset or Z, on or after 0001-01-01T00:00:00Z and at most "
-        "24 hours in the future. Defaults to the time received.",
+        f"{settings.V1_MAX_FUTURE_SECONDS // 3600} hours in the future. Defaults to the time "
+        "received.",
         "example": "2026-04-19T12:05:00Z",
     }
 )
@@ -96,21 +117,99 @@ class TimestampField(serializers.CharField):
     pass
 
 
-class ActorSerializer(serializers.Serializer):
-    """At least one identifier; resolved in the order workerId, externalId, email."""
+_METRIC_STRING = {"type": "string", "maxLength": METRIC["value"].max_length}
+_METRIC_SCHEMA = {
+    "oneOf": [
+        {"type": "number"},
+        _METRIC_STRING,
+        {
+            "type": "object",
+            "properties": {
+                "value": {"oneOf": [{"type": "number"}, _METRIC_STRING]},
+                **{name: {"type": "string", "maxLength": METRIC[name].max_length, "nullable": True}
+                   for name in ("unit", "label")},
+            },
+            "required": ["value"],
+            "additionalProperties": False,
+        },
+    ]
+}
 
-    workerId = serializers.CharField(
-        required=False, allow_null=True, min_length=1, max_length=40,
-        help_text="wrk_… of a worker of this workspace.",
-    )
-    externalId = serializers.CharField(
-        required=False, allow_null=True, min_length=1, max_length=255,
-        help_text="Your id for the person; unknown ids create one.",
-    )
-    email = serializers.EmailField(
-        required=False, allow_null=True, max_length=254,
-        help_text="Matched case-insensitively; unknown emails create a worker.",
-    )
+
+@extend_schema_field(
+    {
+        "type": "object",
+        "minProperties": 1,
+        "maxProperties": settings.V1_MAX_METRICS,
+        "additionalProperties": _METRIC_SCHEMA,
+        "description": f"1 to {settings.V1_MAX_METRICS} metrics by name "
+        f"({METRIC['name'].min_length}-{METRIC['name'].max_length} characters).",
+        "example": {"open": 7, "oldest": {"value": 3, "unit": "days", "label": "Oldest ticket"}},
+    }
+)
+class MetricsField(serializers.JSONField):
+    pass
+
+
+# The kinds of ingest/fields.py with a schema of their own (the actor's: its serializer, below).
+COMPLEX_FIELDS: dict[str, Any] = {
+    TIMESTAMP: TimestampField, METADATA: MetadataField, METRICS: MetricsField,
+}
+
+def _field(rule: Rule, **options: Any) -> serializers.Field:
+    """The DRF field documenting one row of ingest/fields.py (a simple kind; see below)."""
+    if rule.help:
+        options["help_text"] = rule.help
+    if not rule.required:
+        options.update(required=False, allow_null=True)
+    # Only the bounds a rule has (the stubs take no None for them).
+    for bound, value in (("min_length", rule.min_length), ("max_length", rule.max_length),
+                         ("min_value", rule.minimum)):
+        if value is not None:
+            options[bound] = value
+    if rule.kind == STRING:
+        return serializers.CharField(**options)
+    if rule.kind == EMAIL:
+        return serializers.EmailField(**options)
+    if rule.kind == ENUM:
+        assert rule.choices is not None
+        return serializers.ChoiceField(choices=rule.choices.choices, **options)
+    if rule.kind == NUMBER:
+        return serializers.FloatField(**options)
+    if rule.kind == INTEGER:
+        return serializers.IntegerField(**options)
+    if rule.kind == JSON:
+        return serializers.JSONField(**options)
+    raise ValueError(f"{rule.name}: no simple field for kind {rule.kind!r}")
+
+
+def _serializer(
+    name: str, rules: dict[str, Rule], doc: str | None = None, **options: dict[str, Any]
+) -> type[serializers.Serializer]:
+    """A serializer `<name>Serializer` (component `<name>`) with one field per rule, in order.
+
+    `options` adds keyword arguments to a field by name; the kinds with a schema of their own
+    take theirs from COMPLEX_FIELDS.
+    """
+    declared: dict[str, Any] = {"__doc__": doc, "__module__": __name__}
+    for field_name, rule in rules.items():
+        extra = options.get(field_name, {})
+        if rule.kind in COMPLEX_FIELDS:
+            complex_field = COMPLEX_FIELDS[rule.kind]
+            declared[field_name] = (
+                complex_field(**extra) if rule.required else complex_field(required=False, **extra)
+            )
+        else:
+            declared[field_name] = _field(rule, **extra)
+    return cast(type[serializers.Serializer],
+                type(f"{name}Serializer", (serializers.Serializer,), declared))
+
+
+ActorSerializer = _serializer(
+    "Actor", ACTOR_FIELDS,
+    f"At least one identifier; resolved in the order {', '.join(ACTOR_FIELDS)}.",
+)
+COMPLEX_FIELDS[ACTOR] = ActorSerializer
 
 
 class ActorSchema(OpenApiSerializerExtension):
@@ -122,7 +221,7 @@ class ActorSchema(OpenApiSerializerExtension):
         schema = auto_schema._map_serializer(self.target, direction, bypass_extensions=True)
         schema["anyOf"] = [
             {"required": [name], "properties": {name: {"type": "string"}}}
-            for name in ("workerId", "externalId", "email")
+            for name in ACTOR_FIELDS
         ]
         return schema
 
@@ -141,16 +240,11 @@ class WorkerRefSerializer(serializers.Serializer):
 # --- The ingest API -------------------------------------------------------------------------
 
 
-class IngestEventSerializer(serializers.Serializer):
-    status = serializers.ChoiceField(choices=EventStatus.choices)
-    message = serializers.CharField(required=False, allow_null=True, max_length=1000)
-    description = serializers.CharField(required=False, allow_null=True, max_length=10000)
-    eventType = serializers.CharField(required=False, allow_null=True, max_length=100)
-    externalId = serializers.CharField(required=False, allow_null=True, max_length=255)
-    durationMs = serializers.FloatField(required=False, allow_null=True, min_value=0)
-    metadata = serializers.JSONField(
-        required=False, allow_null=True, help_text="Any JSON value, at most 64 KB serialized."
-    )
+IngestEventSerializer = _serializer(
+    "IngestEvent", INGEST_EVENT,
+    metadata={"help_text": "Any JSON value, at most "
+              f"{settings.INGEST_MAX_METADATA_BYTES // 1024} KB serialized."},
+)
 
 
 class IngestCreatedSerializer(serializers.Serializer):
@@ -168,17 +262,9 @@ class PingSerializer(serializers.Serializer):
     app = SourceRefSerializer()
 
 
-class TimelineEventSerializer(serializers.Serializer):
-    eventType = serializers.CharField(
-        min_length=1, max_length=100, help_text="Must be whitelisted for the app."
-    )
-    category = serializers.ChoiceField(choices=Category.choices)
-    actor = ActorSerializer()
-    timestamp = TimestampField(required=False)
-    duration = serializers.IntegerField(
-        required=False, allow_null=True, min_value=0, max_value=86400, help_text="Whole seconds."
-    )
-    metadata = MetadataField(required=False)
+TimelineEventSerializer = _serializer(
+    "TimelineEvent", TIMELINE_EVENT, duration={"max_value": settings.V1_MAX_DURATION_SECONDS}
+)
 
 
 class EventsRequestSerializer(serializers.Serializer):
@@ -208,7 +294,7 @@ class EventsResultSerializer(serializers.Serializer):
     requestId = serializers.CharField()
     accepted = serializers.IntegerField()
     rejected = serializers.IntegerField()
-    batchLimit = serializers.IntegerField(help_text="Always 500.")
+    batchLimit = serializers.IntegerField(help_text=f"Always {settings.V1_MAX_BATCH}.")
     results = BatchResultsSerializer()
 
 
@@ -222,46 +308,8 @@ class BatchErrorEnvelopeSerializer(serializers.Serializer):
     results = BatchResultsSerializer(required=False)
 
 
-_METRIC_SCHEMA = {
-    "oneOf": [
-        {"type": "number"},
-        {"type": "string", "maxLength": 200},
-        {
-            "type": "object",
-            "properties": {
-                "value": {"oneOf": [{"type": "number"}, {"type": "string", "maxLength": 200}]},
-                "unit": {"type": "string", "maxLength": 50, "nullable": True},
-                "label": {"type": "string", "maxLength": 200, "nullable": True},
-            },
-            "required": ["value"],
-            "additionalProperties": False,
-        },
-    ]
-}
 
-
-@extend_schema_field(
-    {
-        "type": "object",
-        "minProperties": 1,
-        "maxProperties": 100,
-        "additionalProperties": _METRIC_SCHEMA,
-        "description": "1 to 100 metrics by name (1-100 characters).",
-        "example": {"open": 7, "oldest": {"value": 3, "unit": "days", "label": "Oldest ticket"}},
-    }
-)
-class MetricsField(serializers.JSONField):
-    pass
-
-
-class SnapshotRequestSerializer(serializers.Serializer):
-    snapshotType = serializers.CharField(
-        min_length=1, max_length=100, help_text="Stable id of the card kind."
-    )
-    actor = ActorSerializer()
-    timestamp = TimestampField(required=False)
-    metrics = MetricsField()
-    metadata = MetadataField(required=False)
+SnapshotRequestSerializer = _serializer("SnapshotRequest", SNAPSHOT)
 
 
 class SnapshotAcceptedSerializer(serializers.Serializer):
@@ -282,9 +330,10 @@ def _header(name: str, kind: Any, description: str, codes: list[int] | bool) -> 
 
 IDEMPOTENCY_KEY = OpenApiParameter(
     "Idempotency-Key",
-    {"type": "string", "minLength": 1, "maxLength": 200},
+    {"type": "string", "minLength": 1, "maxLength": settings.IDEMPOTENCY_KEY_MAX_LENGTH},
     OpenApiParameter.HEADER,
-    description="At most 200 characters. For 10 minutes the same key and body replays the "
+    description=f"At most {settings.IDEMPOTENCY_KEY_MAX_LENGTH} characters. For "
+    f"{settings.IDEMPOTENCY_WINDOW_SECONDS // 60} minutes the same key and body replays the "
     "first response (with Idempotent-Replayed: true); a different body answers 409.",
 )
 DRY_RUN = OpenApiParameter(
@@ -424,7 +473,7 @@ PING_OPERATION = _operation(
 
 EVENTS_OPERATION = _operation(
     operation_id="v1IngestEvents",
-    summary="Ingest up to 500 events into the monitoring timeline",
+    summary=f"Ingest up to {settings.V1_MAX_BATCH} events into the monitoring timeline",
     description="Each event is validated on its own. 202 when every event was accepted, 207 when "
     "some were rejected (`results.rejected[].index` points at the request's positions). When "
     "every event is rejected the status is that of the first rejection's code, with the error "
