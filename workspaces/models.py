@@ -221,3 +221,11 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.actor_label} {self.action} {self.target_id}"
+
+    def detail_items(self) -> list[tuple[str, str]]:
+        """The details as the audit page shows them: lists joined, nothing as a dash."""
+        return [
+            (key, ", ".join(map(str, value)) if isinstance(value, list)
+             else "—" if value is None else str(value))
+            for key, value in (self.details or {}).items()
+        ]
