@@ -71,7 +71,7 @@ class Receiver:
         self.server.shutdown()
         self.server.server_close()
 
-    def wait_for(self, count: int, timeout: float = 30) -> list[Received]:
+    def wait_for(self, count: int, timeout: float = 60) -> list[Received]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self.lock:

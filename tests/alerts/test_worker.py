@@ -2,7 +2,7 @@
 receiver on 127.0.0.1, the django-tasks-db queue in a database of the test's own.
 
 With PostgreSQL and Redis the server is uvicorn (the fast lane writes the events); with SQLite
-it is Daphne (the pipeline). Settings keep the waits short: retries from 1 s, a 3 s lease.
+it is Daphne (the pipeline). Settings keep the waits short: retries from 1 s, a 6 s lease.
 """
 
 from __future__ import annotations
@@ -29,8 +29,10 @@ WORKER_SETTINGS = {
     "ALERTS_POLL_MS": "100",
     "ALERTS_AGGREGATE_SECONDS": "1",
     "ALERTS_RETRY_BASE_SECONDS": "1",
-    "ALERTS_DELIVERY_TIMEOUT_SECONDS": "2",
-    "ALERTS_DELIVERY_LEASE_SECONDS": "3",
+    # Long enough that a loaded machine does not time an answered request out (a retry would
+    # look like a duplicate), short enough that a killed worker's lease runs out soon.
+    "ALERTS_DELIVERY_TIMEOUT_SECONDS": "5",
+    "ALERTS_DELIVERY_LEASE_SECONDS": "6",
     "LOG_LEVEL": "INFO",
 }
 
@@ -55,6 +57,11 @@ def worker(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen]:
             stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
         )
         try:
+            # Started: the log's first line is written once Django is set up.
+            deadline = time.monotonic() + 60
+            while "Alerts worker starting" not in log_path.read_text():
+                assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
+                time.sleep(0.2)
             yield process
         finally:
             if process.poll() is None:
@@ -154,8 +161,8 @@ def test_two_workers_make_no_duplicate_alerts_or_deliveries(stack):
             time.sleep(2)  # room for a duplicate to show up, if there were one
         rows = deliveries(env, ids["org"])
         requests = list(receiver.requests)
-    assert len(rows) == 10 and len({row[4] for row in rows}) == 5
-    assert len(requests) == 10
+    assert len(rows) == 10 and len({row[4] for row in rows}) == 5, rows
+    assert len(requests) == 10, [(r.headers["Ackly-Delivery"], r.json()["type"]) for r in requests]
     assert len({r.headers["Ackly-Delivery"] for r in requests}) == 10
     alerts = query(env, "from alerts.models import Alert; print(Alert.objects.filter("
                         f"workspace__public_id={ids['org']!r}).count())")
