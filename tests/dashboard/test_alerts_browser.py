@@ -13,22 +13,17 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import httpx
 import pytest
 
-from bench.run import die_with_parent
 from tests.alerts.receiver import Receiver
 from tests.alerts.test_engine import verify
+from tests.alerts.test_worker import worker
 from tests.dashboard.test_browser_live import CHROMIUM, CHROMIUM_ARGS
-from tests.servers import ROOT, daphne, manage, own_database, own_redis, server_env
+from tests.servers import daphne, manage, own_database, own_redis, server_env
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
 
@@ -59,25 +54,6 @@ def redis_answers() -> bool:
     return True
 
 
-@contextmanager
-def worker(env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen]:
-    """`manage.py worker` on the server's database; stopped (SIGTERM, then SIGKILL) at the end."""
-    with open(log_path, "a") as log:
-        process = subprocess.Popen(
-            [sys.executable, "manage.py", "worker"], cwd=ROOT, env=env, stdout=log,
-            stderr=subprocess.STDOUT, preexec_fn=die_with_parent,
-        )
-        try:
-            yield process
-        finally:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Iterator[dict]:
     if not redis_answers():
@@ -90,7 +66,9 @@ def site(tmp_path_factory) -> Iterator[dict]:
         "ackly_alerts_ui", logs,
     ) as env:
         data = json.loads(manage(env, "shell", "-c", SETUP).strip().splitlines()[-1])
-        with daphne(env, logs / "daphne.log") as base, worker(env, logs / "worker.log"):
+        with daphne(env, logs / "daphne.log") as base, worker(
+            {**env, "LOG_LEVEL": "INFO"}, logs / "worker.log"  # its start is told at INFO
+        ):
             yield {"base": base, "env": env, "logs": logs, **data}
 
 

@@ -13,7 +13,7 @@ from django.utils import timezone
 from alerts.models import Alert, Attempt, Channel, Delivery, DeliveryState, Purpose, Rule, RuleState
 from alerts.services import create_channel, create_rule
 from sources.services import create_source
-from workspaces.models import Membership, Role
+from workspaces.models import AuditEntry, Membership, Role
 
 pytestmark = pytest.mark.django_db
 
@@ -186,6 +186,8 @@ def test_an_owner_creates_a_failure_rule_that_notifies_a_channel(
     assert rule.threshold is None
     assert list(rule.channels.all()) == [webhook]
     assert rule.state == RuleState.OK
+    entry = AuditEntry.objects.get(action="rule.created")
+    assert (entry.actor, entry.target_id) == (owner, rule.public_id)
 
 
 @pytest.mark.parametrize("fields, errors", [
@@ -369,6 +371,9 @@ def test_rolling_a_secret_asks_first_then_shows_the_new_one_once(client, owner, 
     assert webhook.signing_secret != old
     shown = client.get(posted["Location"]).content.decode()
     assert SIGNING_SECRET.findall(shown) == [webhook.signing_secret]
+    entry = AuditEntry.objects.get(action="channel.secret_rolled")
+    assert (entry.actor, entry.target_id) == (owner, webhook.public_id)
+    assert webhook.signing_secret not in str(entry.details) and old not in str(entry.details)
     assert not SIGNING_SECRET.search(client.get(posted["Location"]).content.decode())
 
 
