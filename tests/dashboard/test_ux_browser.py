@@ -76,7 +76,8 @@ def test_every_time_is_in_the_browsers_zone_with_the_absolute_time_in_its_title(
     org = demo.org
     paths = [f"/w/{org}/events/", f"/w/{org}/events/{demo.event_ids[0]}/", f"/w/{org}/workers/",
              f"/w/{org}/workers/{demo.worker}/", f"/w/{org}/sources/",
-             f"/w/{org}/sources/{demo.sources['crm-hub']}/rotate/", f"/w/{org}/usage/"]
+             f"/w/{org}/sources/{demo.sources['crm-hub']}/rotate/", f"/w/{org}/usage/",
+             f"/w/{org}/rejections/"]
     seen = 0
     for path in paths:
         page.goto(demo.base + path)
