@@ -39,8 +39,9 @@ class UnsafeAddress(ValueError):
 
 def refused_reason(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
     """Why an address is off limits (loopback, private, link-local, metadata, ...), or None."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
-        address = address.ipv4_mapped
+    if isinstance(address, ipaddress.IPv6Address):
+        # An IPv4 address inside an IPv6 one (::ffff:a.b.c.d, 6to4's 2002:abcd::) is judged as IPv4.
+        address = address.ipv4_mapped or address.sixtofour or address
     if address in _METADATA_ADDRESSES:
         return "a cloud metadata address"
     if address.is_loopback:
@@ -51,6 +52,8 @@ def refused_reason(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> st
         return "a private address"
     if address.is_multicast or address.is_reserved or address.is_unspecified:
         return "a reserved address"
+    if not address.is_global:  # e.g. 100.64.0.0/10, shared (carrier-grade NAT, tailnets)
+        return "a non-public address"
     return None
 
 

@@ -69,13 +69,17 @@ class Cursor:
             padded = token + "=" * (-len(token) % 4)
             at, kind, item_id = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
             moment = datetime.fromisoformat(at.replace("Z", "+00:00"))
-            if kind not in _KIND_RANK or not isinstance(item_id, str) or moment.tzinfo is None:
+            # A NUL byte could never be an id this API gave (PostgreSQL refuses it in text).
+            if (kind not in _KIND_RANK or not isinstance(item_id, str) or "\x00" in item_id
+                    or moment.tzinfo is None):
                 raise ValueError(kind)
-        except (ValueError, TypeError, UnicodeError, binascii.Error):
+            moment = moment.astimezone(UTC)  # OverflowError past year 9999 in UTC
+        except (ValueError, TypeError, AttributeError, OverflowError, UnicodeError,
+                binascii.Error):
             raise InvalidQuery(
                 "cursor: not a cursor this API gave; start again without it."
             ) from None
-        return cls(moment.astimezone(UTC), kind, item_id)
+        return cls(moment, kind, item_id)
 
 
 def _after(qs: QuerySet, kind: str, cursor: Cursor | None) -> QuerySet:
@@ -113,8 +117,10 @@ def read_page(
     limit = READ_DEFAULT_LIMIT
     raw_limit = params.get("limit")
     if raw_limit:
-        if raw_limit.strip().isdigit() and 1 <= int(raw_limit) <= READ_MAX_LIMIT:
-            limit = int(raw_limit)
+        digits = raw_limit.strip()
+        # isascii: '²' and other Unicode digits pass isdigit() but not int().
+        if digits.isascii() and digits.isdigit() and 1 <= int(digits) <= READ_MAX_LIMIT:
+            limit = int(digits)
         else:
             problems.append(f"limit must be a whole number from 1 to {READ_MAX_LIMIT}")
     filters = live.FeedFilters.from_query(

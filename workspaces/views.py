@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 
 from django.conf import settings
+from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -156,12 +157,19 @@ def rejected_requests(request: WorkspaceRequest) -> HttpResponse:
     workspace = request.workspace
     source_id = request.GET.get("source", "").strip()
     code = request.GET.get("code", "").strip()
-    rows = list(recent_refusals(workspace.pk, source_id, code)[:REFUSALS_SHOWN])
+    status, rows = 200, []
+    if "\x00" in source_id or "\x00" in code:
+        # PostgreSQL refuses NUL in text: such a filter can match nothing, say so.
+        messages.error(request, "A filter must not contain a NUL character.")
+        source_id, code, status = "", "", 400
+    else:
+        rows = list(recent_refusals(workspace.pk, source_id, code)[:REFUSALS_SHOWN])
     source = Source.objects.for_workspace(workspace).filter(public_id=source_id).first()
     return render(
         request,
         "dashboard/rejections.html",
         {"rows": rows, "source": source, "code": code, "filtered": bool(source_id or code),
          "per_source": settings.REJECTED_REQUESTS_PER_SOURCE, "shown": REFUSALS_SHOWN},
+        status=status,
     )
 
