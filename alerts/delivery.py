@@ -168,12 +168,13 @@ def payload(delivery: Delivery) -> dict[str, Any]:
 
 
 def headline(delivery: Delivery) -> str:
+    """One line (an email's subject): a name's line breaks would make every send fail."""
     alert = delivery.alert
     if alert is None:
-        return f"Ackly test notification for {delivery.channel.name}"
+        return " ".join(f"Ackly test notification for {delivery.channel.name}".split())
     word = {Purpose.FIRED: "FIRING", Purpose.RESOLVED: "RESOLVED", Purpose.REMINDER: "STILL FIRING"}
     label = word.get(Purpose(delivery.purpose), delivery.purpose.upper())
-    return f"[{label}] {alert.rule.name}"
+    return " ".join(f"[{label}] {alert.rule.name}".split())
 
 
 def summary(delivery: Delivery) -> str:

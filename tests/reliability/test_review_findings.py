@@ -248,3 +248,20 @@ def test_a_read_api_query_that_is_not_valid_answers_invalid_query(client, source
     response = client.get(f"/api/v1/events?{query}", HTTP_AUTHORIZATION=f"Bearer {secret}")
     assert response.status_code == 400, response.content
     assert response.json()["error"]["code"] == "invalid_query"
+
+
+# --- Email subjects ---------------------------------------------------------------------------
+
+
+def test_an_email_channel_named_with_a_line_break_still_gets_its_notification(
+    workspace, settings, mailoutbox
+):
+    """A name is free text (a POST may hold a line break); a subject must be one line."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+    channel, _ = create_channel(
+        workspace, kind="email", target="ops@example.com", name="Ops\nBcc: someone@example.net"
+    )
+    delivery = _send_now(channel)
+    assert delivery.state == DeliveryState.DELIVERED
+    assert mailoutbox[0].subject == "Ackly test notification for Ops Bcc: someone@example.net"
+    assert mailoutbox[0].bcc == [] and mailoutbox[0].to == ["ops@example.com"]
