@@ -33,6 +33,7 @@ from sources.services import (
     rotate_key,
 )
 from workspaces.access import WorkspaceRequest, workspace_view
+from workspaces.roles import Permission
 
 # Example bodies for the "try it" commands on the key page.
 INGEST_EXAMPLE = {
@@ -148,7 +149,7 @@ def source_list(request: WorkspaceRequest) -> HttpResponse:
     return render(request, "sources/list.html", context)
 
 
-@workspace_view(manage=True)
+@workspace_view(permission=Permission.MANAGE_SOURCES)
 @require_http_methods(["GET", "POST"])
 def source_new(request: WorkspaceRequest) -> HttpResponse:
     """Create a source and its first key; the plan's source limit is a form error, not a crash."""
@@ -176,7 +177,7 @@ def source_new(request: WorkspaceRequest) -> HttpResponse:
     )
 
 
-@workspace_view(manage=True)
+@workspace_view(permission=Permission.MANAGE_SOURCES)
 @require_http_methods(["GET", "POST"])
 def source_edit(request: WorkspaceRequest, app_id: str) -> HttpResponse:
     """Rename, change the slug and the developer API's eventType whitelist."""
@@ -198,7 +199,7 @@ def source_edit(request: WorkspaceRequest, app_id: str) -> HttpResponse:
     return render(request, "sources/edit.html", {"source": source, "form": form}, status=status)
 
 
-@workspace_view(manage=True)
+@workspace_view(permission=Permission.MANAGE_SOURCES)
 @require_http_methods(["GET", "POST"])
 def source_rotate(request: WorkspaceRequest, app_id: str) -> HttpResponse:
     """Confirm, then issue a new key; the current ones stop now or at the end of the chosen grace."""
@@ -235,7 +236,7 @@ def _expiry_in_utc(form: NewKeyForm) -> bool:
     return True
 
 
-@workspace_view(manage=True)
+@workspace_view(permission=Permission.MANAGE_SOURCES)
 @require_http_methods(["GET", "POST"])
 def key_new(request: WorkspaceRequest, app_id: str) -> HttpResponse:
     """An additional key for the source, optionally expiring; existing keys keep working."""
@@ -258,7 +259,7 @@ def key_new(request: WorkspaceRequest, app_id: str) -> HttpResponse:
     )
 
 
-@workspace_view(manage=True)
+@workspace_view(permission=Permission.MANAGE_SOURCES)
 @require_GET
 def key_shown(request: WorkspaceRequest, app_id: str, key_id: str) -> HttpResponse:
     """The one page that ever shows a secret, on its first GET; later GETs say it is gone."""
@@ -287,7 +288,7 @@ def key_shown(request: WorkspaceRequest, app_id: str, key_id: str) -> HttpRespon
     return handover.no_store(render(request, "sources/key_shown.html", context))
 
 
-@workspace_view(manage=True)
+@workspace_view(permission=Permission.MANAGE_SOURCES)
 @require_POST
 def key_revoke(request: WorkspaceRequest, app_id: str, key_id: str) -> HttpResponse:
     """Revoke one key; it fails on the very next request (the signal drops its cached look-up)."""

@@ -13,7 +13,6 @@ from django.http import Http404, HttpRequest, HttpResponse
 
 from ackly.ids import is_public_id
 from workspaces.models import Membership, Workspace
-from workspaces.roles import Permission
 
 
 class WorkspaceRequest(HttpRequest):
@@ -43,18 +42,15 @@ def remember_workspace(request: HttpRequest, org_id: str) -> None:
         request.session[LAST_WORKSPACE_SESSION_KEY] = org_id
 
 
-def workspace_view(*, permission: str | None = None, manage: bool = False) -> Callable:
+def workspace_view(*, permission: str | None = None) -> Callable:
     """Decorate a view taking `org_id`: sets request.workspace, .membership and .memberships.
 
     Anonymous users go to the login page; users who are not members get 404 (the workspace's
     existence is not revealed), as does an id that is not shaped like one (a NUL byte, say);
-    a member whose role lacks `permission` (workspaces/roles.py) gets 403. `manage=True` is
-    `permission=Permission.MANAGE_SOURCES` (owners and admins). A member's view of an HTML page
-    is remembered in the session for `/`; `memberships` is lazy, queried only if the page
-    shows the switcher.
+    a member whose role lacks `permission` (a workspaces/roles.py Permission) gets 403. A
+    member's view of an HTML page is remembered in the session for `/`; `memberships` is lazy,
+    queried only if the page shows the switcher.
     """
-
-    needed = permission or (Permission.MANAGE_SOURCES if manage else None)
 
     def decorator(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
         @wraps(view)
@@ -70,7 +66,7 @@ def workspace_view(*, permission: str | None = None, manage: bool = False) -> Ca
             )
             if membership is None:
                 raise Http404("No such workspace")
-            if needed is not None and not membership.can(needed):
+            if permission is not None and not membership.can(permission):
                 raise PermissionDenied("Your role in this workspace does not allow this")
             resolved = cast(WorkspaceRequest, request)  # the same object, given the attributes
             resolved.workspace = membership.workspace
@@ -82,7 +78,7 @@ def workspace_view(*, permission: str | None = None, manage: bool = False) -> Ca
             return response
 
         # What the view needs, for tests that go through every URL (tests/reliability).
-        wrapped.required_permission = needed  # type: ignore[attr-defined]
+        wrapped.required_permission = permission  # type: ignore[attr-defined]
         return wrapped
 
     return decorator
