@@ -18,6 +18,7 @@ from django.http import HttpRequest, HttpResponse
 from psycopg_pool import PoolTimeout
 from rest_framework import exceptions as drf_exceptions
 
+from ackly.compat import django_request
 from ackly.requestid import get_request_id
 
 logger = logging.getLogger(__name__)
@@ -279,7 +280,7 @@ def _detail_text(detail: Any) -> str:
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse:
     """DRF's EXCEPTION_HANDLER: everything a DRF view raises becomes the envelope."""
-    return response_for_exception(context["request"]._request, exc)
+    return response_for_exception(django_request(context["request"]), exc)
 
 
 def is_api_path(path: str) -> bool:

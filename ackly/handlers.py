@@ -13,14 +13,12 @@ The test client always uses the full chain; the servers in tests/ use these.
 
 from __future__ import annotations
 
-import threading
-
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
 from django.core.handlers.base import BaseHandler
 from django.core.handlers.wsgi import WSGIHandler
 
-_loading = threading.Lock()
+from ackly.compat import load_middleware_from
 
 
 class _ApiMiddleware(BaseHandler):
@@ -28,14 +26,7 @@ class _ApiMiddleware(BaseHandler):
     `super()` is the handler class it precedes)."""
 
     def load_middleware(self, is_async: bool = False) -> None:
-        # BaseHandler.load_middleware reads settings.MIDDLEWARE; it runs once, at start-up.
-        with _loading:
-            full = settings.MIDDLEWARE
-            settings.MIDDLEWARE = settings.API_MIDDLEWARE
-            try:
-                super().load_middleware(is_async)
-            finally:
-                settings.MIDDLEWARE = full
+        load_middleware_from(self, settings.API_MIDDLEWARE, super().load_middleware, is_async)
 
 
 class ApiWSGIHandler(_ApiMiddleware, WSGIHandler):

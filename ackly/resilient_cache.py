@@ -31,6 +31,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ackly.cache import AcklyRedisCache
+from ackly.compat import cache_client
 
 logger = logging.getLogger(__name__)
 
@@ -145,4 +146,4 @@ class ResilientRedisCache(AcklyRedisCache):
 
     # RedisCache.clear returns its client's FLUSHDB reply; django-stubs gives it BaseCache's None.
     def clear(self) -> bool:  # type: ignore[override]
-        return self._guard("clear", lambda: self._cache.clear(), False)  # RedisCache.clear's body
+        return self._guard("clear", lambda: cache_client(self).clear(), False)  # RedisCache.clear's body

@@ -22,6 +22,8 @@ import sys
 import threading
 import time
 
+from ackly.compat import at_interpreter_exit
+
 # Longer than the broadcast's own bound (ingest.broadcast.SEND_TIMEOUT_SECONDS), shorter than
 # the 10 s after which supervisors (the bench, tests/servers.py, systemd's default is 90 s)
 # send SIGKILL.
@@ -36,9 +38,8 @@ def install(grace: float = EXIT_GRACE_SECONDS) -> None:
     if _installed:
         return
     _installed = True
-    # Private but stable (3.9+) and what concurrent.futures itself uses; hooks run in reverse
-    # order of registration, so this runs before its join of the executor threads.
-    threading._register_atexit(lambda: _arm(grace))  # type: ignore[attr-defined]  # private: not in typeshed
+    # Before the interpreter joins the executor threads (see ackly.compat).
+    at_interpreter_exit(lambda: _arm(grace))
 
 
 def _arm(grace: float) -> None:

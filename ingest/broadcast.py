@@ -36,6 +36,7 @@ from channels_redis.pubsub import RedisPubSubChannelLayer
 from django.conf import settings
 from django.db import transaction
 
+from ackly.compat import group_channel
 from ackly.metrics import broadcast_failed
 
 logger = logging.getLogger(__name__)
@@ -100,12 +101,6 @@ def _packable(value: Any) -> Any:
         except OverflowError:
             return str(value)
     return value
-
-
-def group_channel(prefix: str, group: str) -> str:
-    """The Redis channel the pub/sub layer's `group_send` publishes a group's messages to
-    (channels_redis.pubsub.RedisPubSubLoopLayer._get_group_channel_name)."""
-    return f"{prefix}__group__{group}"
 
 
 def layer_prefix() -> str:
