@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import caches
@@ -121,10 +122,20 @@ def record_plan_change(workspace, previous: Plan, actor=None) -> None:
     audit.record(workspace, "plan.changed", workspace, actor=actor, details=details)
 
 
-_RESERVE_ALL_SQL = (
+# The quota statement: every write path reserves with it (`reserve_all` here, the pipeline's
+# one-statement insert through `reservation_sql`, the fast lane's group and batch statements
+# as a CTE). One row (the new count) when all of the events fit and the period's counter row
+# exists, none otherwise; its parameters come from `reservation_params`.
+RESERVE_ALL_SQL = (
     f"UPDATE {Usage._meta.db_table} SET events = events + %s "
     "WHERE workspace_id = %s AND period_start = %s AND events + %s <= %s RETURNING events"
 )
+
+
+def reservation_params(limits: WorkspaceLimits, requested: int, period_start: Any) -> list[Any]:
+    """RESERVE_ALL_SQL's parameters: `requested` events of the period starting `period_start`
+    (a datetime, or the backend's adapted value of one)."""
+    return [requested, limits.workspace_id, period_start, requested, limits.monthly_event_limit]
 
 
 def reservation_sql(
@@ -136,9 +147,8 @@ def reservation_sql(
     exists, else none; the QuotaState is the one to report, with `used` still to fill in.
     """
     start, end = limits.period(now)
-    limit = limits.monthly_event_limit
-    params = [requested, limits.workspace_id, start, requested, limit]
-    return _RESERVE_ALL_SQL, params, QuotaState(limit=limit, used=0, granted=requested, period_end=end)
+    quota = QuotaState(limit=limits.monthly_event_limit, used=0, granted=requested, period_end=end)
+    return RESERVE_ALL_SQL, reservation_params(limits, requested, start), quota
 
 
 def reserve_all(
@@ -156,9 +166,7 @@ def reserve_all(
     limit = limits.monthly_event_limit
     with connection.cursor() as cursor:
         period_start = connection.ops.adapt_datetimefield_value(start)
-        cursor.execute(
-            _RESERVE_ALL_SQL, [requested, limits.workspace_id, period_start, requested, limit]
-        )
+        cursor.execute(RESERVE_ALL_SQL, reservation_params(limits, requested, period_start))
         row = cursor.fetchone()
     if row is None:
         return None

@@ -82,7 +82,7 @@ class PingView(V1Endpoint):
     http_method_names = ["get", "head"]
 
     def get(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
-        return self.ingest(request._request)
+        return self.ingest(self.http_request)
 
     def _run(self, request: HttpRequest, ctx: IngestContext) -> HttpResponse:
         # No body, nothing stored: the pipeline's admission checks, then the answer.

@@ -1,4 +1,14 @@
-"""The fast lane: the common case of both ingest APIs on the event loop.
+"""The fast lane: the common case of both ingest APIs on the event loop, as a second executor
+of the pipeline's decisions.
+
+Every rule is the pipeline's: a request is checked by its functions (sources.auth's
+`bearer_secret` and `key_refusal`, the endpoint's `plan_refusal`, ingest.idempotency's
+`idempotency_key`, the body limit, `parse_strict_json`, `validate_event` / `events_of`), Django's
+own middleware decides the Host, the HTTPS redirect and the security headers (ackly.apirules),
+and an accepted event is the pipeline's `AcceptedEvent` (ingest.decisions: its row, its
+idempotency record, its 201 body, its live item), written with the pipeline's SQL pieces (the
+quota statement, the record and event INSERTs) and answered with ingest.responses' headers.
+What is this module's own is how the decisions are written:
 
 `POST /api/ingest`: many requests per commit. `POST /api/v1/ingest/events`: a batch whose
 events are all valid and whose workers all exist, in a transaction of its own (see
@@ -42,14 +52,14 @@ It runs only where it can keep every guarantee: PostgreSQL, Redis (cache and pub
 layer) and `INGEST_FAST_LANE` on. Elsewhere (SQLite, no Redis: development and pass 1 of CI)
 every request goes to the pipeline.
 
-The 201 or 202 it sends carries the same body and headers as the pipeline's (the API middleware's security
-headers, X-Request-Id, X-Quota-*, RateLimit-*): tests/ingest/test_fastlane.py compares them.
+The 201 or 202 it sends carries the same body and headers as the pipeline's (the API
+middleware's, X-Request-Id, X-Quota-*, RateLimit-*): tests/test_apirules.py and
+tests/ingest/test_fastlane.py compare them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections import defaultdict
@@ -57,28 +67,29 @@ from collections.abc import Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, NamedTuple, TypedDict, cast, overload
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypedDict, cast, overload
 
 import psycopg
 from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import caches
-from django.core.cache.backends.redis import RedisSerializer
 from django.db import close_old_connections
-from django.http.request import split_domain_port, validate_host
 from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 from psycopg_pool import PoolTimeout
 
+from ackly.apirules import ApiRules, Headers, asgi_headers, request_of
+from ackly.cache import queue_incr_windows
 from ackly.clientip import client_address
+from ackly.compat import cache_value, group_channel
 from ackly.errors import (
     ERROR_CODES,
     APIError,
     database_unavailable,
-    envelope,
-    log_database_unavailable_for,
+    error_response,
+    log_database_unavailable,
 )
-from ackly.ids import new_event_id, new_request_id
+from ackly.ids import new_request_id
 from ackly.metrics import (
     FASTLANE,
     events_accepted,
@@ -86,35 +97,22 @@ from ackly.metrics import (
     observe_group,
     request_served,
 )
-from ackly.requestid import bind_tenant, current_request_id
-from billing.models import Usage
-from ingest.api import validate_event
-from ingest.api_v1 import batch_body
-from ingest.broadcast import (
-    MESSAGE_TYPE,
-    group_channel,
-    layer_prefix,
-    serialized,
-    warn_failed,
-    workspace_group,
-)
-from ingest.idempotency import request_hash
+from ackly.requestid import bind_tenant, set_request_id
+from billing.services import RESERVE_ALL_SQL, QuotaState, reservation_params
+from ingest.api import IngestView, validate_event
+from ingest.api_v1 import EventsView, batch_body
+from ingest.broadcast import MESSAGE_TYPE, layer_prefix, serialized, warn_failed, workspace_group
+from ingest.decisions import CREATED, EVENT_COLUMNS, EVENT_INSERT, AcceptedEvent
+from ingest.idempotency import RECORD_COLUMNS, RECORD_INSERT, Claim, idempotency_key, request_hash
 from ingest.jsonbody import parse_strict_json
-from ingest.models import Event, IdempotencyRecord
-from ingest.pipeline import BURST_COUNTED_SCOPE_KEY, body_text
-from ingest.present import event_item_values, events_message, source_ref, timeline_message
+from ingest.pipeline import BURST_COUNTED_SCOPE_KEY, IngestEndpoint, body_text
+from ingest.present import events_message, source_ref, timeline_message
 from ingest.ratelimits import BurstState, burst_state, burst_window
-from ingest.services import (
-    EVENT_COLUMNS,
-    TIMELINE_COLUMNS,
-    TIMELINE_TABLE_COLUMNS,
-    compact_json,
-    created_body,
-    timeline_rows,
-)
+from ingest.responses import JSON_CONTENT_TYPE, state_headers
+from ingest.services import TIMELINE_COLUMNS, TIMELINE_TABLE_COLUMNS, timeline_rows
 from ingest.validation_v1 import events_of, validate_event_list
-from sources.auth import failure_counter, failure_limit
-from sources.keys import KeyContext, digest_of, is_well_formed, lookup_key
+from sources.auth import bearer_secret, failure_counter, failure_limit, key_refusal
+from sources.keys import KeyContext, digest_of, key_cache_name, lookup_key
 from sources.services import claim_touches, touch_statement
 from workspaces.models import Worker
 
@@ -130,11 +128,6 @@ MAX_CACHED_KEYS = 10_000
 # (DB_POOL_TIMEOUT when Django's pool is configured): past it the request is answered 500.
 POOL_TIMEOUT_SECONDS = 3.0
 POOL_MAX_SIZE = 3
-
-_MODEL_DEFAULTS = {
-    "message": "", "description": "", "event_type": "", "external_id": "",
-    "duration_ms": None, "metadata": None,
-}
 
 
 class _Handover(Exception):
@@ -163,14 +156,18 @@ class _Request:
     # The peer and X-Forwarded-For, for `address` (read only when the key is not cached).
     peer: str = ""
     forwarded_for: str | None = None
+    # What Django's API middleware adds to its answer (ackly.apirules).
+    security: Headers = field(default_factory=list)
     arrived: float = field(default_factory=time.monotonic)
 
-    # The pipeline refuses a plan without the developer API (402) before counting any burst.
-    requires_developer_api = False
+    # The pipeline's endpoint that would answer it: its plan check (402 before counting any
+    # burst) and its Allow header.
+    endpoint: ClassVar[type[IngestEndpoint]] = IngestView
 
     def admissible(self, key: KeyContext) -> bool:
-        """Whether the fast lane may count and serve this request for `key`."""
-        return _usable(key) and (key.limits.developer_api or not self.requires_developer_api)
+        """Whether the fast lane may count and serve this request for `key`: the pipeline's
+        checks of a known key and of its plan pass."""
+        return key_refusal(key) is None and self.endpoint.plan_refusal(key.limits) is None
 
     def hand_over(self) -> None:
         if self.committed:
@@ -195,13 +192,20 @@ class _Request:
         """The client's address by the one rule (ackly.clientip), as the pipeline counts it."""
         return client_address(self.peer, self.forwarded_for)
 
+    def claim(self) -> Claim | None:
+        """Its claim on the Idempotency-Key, once its key is known."""
+        if self.idem_key is None or self.key is None or self.request_hash is None:
+            return None
+        return Claim(self.key.source_id, self.idem_key, self.request_hash, self.received_at)
+
 
 @dataclass(eq=False)
 class _Pending(_Request):
-    """One single event (`POST /api/ingest`) waiting for its group."""
+    """One single event (`POST /api/ingest`) waiting for its group: its validated fields, then
+    the pipeline's decision for it (ingest.decisions)."""
 
     fields: dict[str, Any] = field(default_factory=dict)
-    event_id: str = field(default_factory=new_event_id)
+    event: AcceptedEvent | None = None
 
 
 @dataclass(eq=False)
@@ -210,7 +214,7 @@ class _Batch(_Request):
 
     events: list[Any] = field(default_factory=list)
     request_id: str = field(default_factory=new_request_id)
-    requires_developer_api = True
+    endpoint = EventsView
 
 
 if TYPE_CHECKING:
@@ -219,6 +223,7 @@ if TYPE_CHECKING:
     class _AdmittedPending(_Pending):
         key: KeyContext
         burst: BurstState
+        event: AcceptedEvent
 
     class _AdmittedBatch(_Batch):
         key: KeyContext
@@ -230,6 +235,7 @@ class _Common(TypedDict):
 
     peer: str
     forwarded_for: str | None
+    security: Headers
     digest: str
     idem_key: str | None
     request_hash: str | None
@@ -243,9 +249,7 @@ class _Stored:
 
     status: int
     body: str
-    quota_limit: int
-    quota_used: int
-    quota_reset: int
+    quota: QuotaState
     burst: BurstState
     request_id: str | None = None  # a batch's body names its request id already
 
@@ -268,9 +272,7 @@ _EVENT_TYPES = (  # of EVENT_COLUMNS
     "text", "bigint", "bigint", "text", "text", "text", "text", "text", "float8", "text",
     "timestamptz",
 )
-_CLAIM_COLUMNS = ("source_id", "key", "request_hash", "status_code", "response_body", "created_at")
-_CLAIMS = ("source_id", "key", "request_hash", "event_id", "created_at")
-_CLAIM_TYPES = ("bigint", "text", "text", "text", "timestamptz")
+_RECORD_TYPES = ("bigint", "text", "text", "int4", "text", "timestamptz")  # of RECORD_COLUMNS
 
 
 def _unnest(columns: tuple[str, ...], types: tuple[str, ...]) -> str:
@@ -282,27 +284,21 @@ def _select(columns: tuple[str, ...]) -> str:
     return ", ".join("t.metadata::jsonb" if c == "metadata" else f"t.{c}" for c in columns)
 
 
-# Every statement below reserves the quota for n events (the conditional UPDATE of
-# billing.services.reserve_all) and writes the requests' idempotency records joined to the
-# UPDATE's row, so nothing is written when the quota does not fit. A record that is taken is
-# skipped (DO NOTHING) and missing from the claimed list: the caller then rolls back and hands
-# that request to the pipeline (which replays).
-_QUOTA_CTE = (
-    f"WITH q AS (UPDATE {Usage._meta.db_table} SET events = events + %s "
-    "WHERE workspace_id = %s AND period_start = %s AND events + %s <= %s RETURNING events)"
-)
-_CLAIM_INTO = f"INSERT INTO {IdempotencyRecord._meta.db_table} ({', '.join(_CLAIM_COLUMNS)})"
-_RESERVED = "SELECT (SELECT events FROM q), ARRAY(SELECT source_id::text || ' ' || key FROM r)"
+# The statements are the pipeline's pieces, for many rows: the quota statement
+# (billing.services.RESERVE_ALL_SQL) as the CTE q, the idempotency records' and the events'
+# INSERTs (ingest.idempotency.RECORD_INSERT, ingest.decisions.EVENT_INSERT) joined to q's row,
+# so nothing is written when the quota does not fit. A record that is taken is skipped (DO
+# NOTHING) and missing from the claimed list: the caller then rolls back and hands that request
+# to the pipeline (which replays).
+_QUOTA_CTE = f"WITH q AS ({RESERVE_ALL_SQL})"
 # A group's single events for one workspace: the quota, the records and the events in ONE
-# statement (a few rows: arrays cost less than a second round trip). The stored 201 body is
-# made from the event id in SQL (`created_body`'s bytes): psycopg escapes each quote of a
-# text array's elements with a Python callback.
+# statement (a few rows: arrays cost less than a second round trip).
 _STORE_SQL = (
-    f"{_QUOTA_CTE}, r AS ({_CLAIM_INTO} SELECT t.source_id, t.key, t.request_hash, 201, "
-    "'{\"id\":\"' || t.event_id || '\"}', t.created_at "
-    f"FROM {_unnest(_CLAIMS, _CLAIM_TYPES)}, q ON CONFLICT DO NOTHING RETURNING source_id, key), "
-    f"e AS (INSERT INTO {Event._meta.db_table} ({', '.join(EVENT_COLUMNS)}) "
-    f"SELECT {_select(EVENT_COLUMNS)} FROM {_unnest(EVENT_COLUMNS, _EVENT_TYPES)}, q) {_RESERVED}"
+    f"{_QUOTA_CTE}, r AS ({RECORD_INSERT}SELECT {_select(RECORD_COLUMNS)} "
+    f"FROM {_unnest(RECORD_COLUMNS, _RECORD_TYPES)}, q "
+    "ON CONFLICT DO NOTHING RETURNING source_id, key), "
+    f"e AS ({EVENT_INSERT}SELECT {_select(EVENT_COLUMNS)} FROM {_unnest(EVENT_COLUMNS, _EVENT_TYPES)}, q) "
+    "SELECT (SELECT events FROM q), ARRAY(SELECT source_id::text || ' ' || key FROM r)"
 )
 # A batch: its rows by COPY first (psycopg adapts 500 rows of arrays at ~5x COPY's CPU,
 # measured), then the quota and its one record (scalar parameters: its 202 body is ~30 kB),
@@ -314,12 +310,12 @@ _TIMELINE_COPY_TYPES = (
     "timestamptz",
 )
 _METADATA = TIMELINE_COLUMNS.index("metadata")
-# It fails with division_by_zero unless the quota was reserved (a row from q) and the record
-# claimed when there is one (a row from r): plain SQL has no RAISE, and this needs no function.
-_RESERVE_OR_FAIL_SQL = (
-    f"{_QUOTA_CTE}, r AS ({_CLAIM_INTO} SELECT %s, %s, %s, 202, %s, %s FROM q WHERE %s "
-    "ON CONFLICT DO NOTHING RETURNING 1) SELECT (SELECT events FROM q) "
-    "+ 0 / ((SELECT count(*) FROM q) * (CASE WHEN %s THEN (SELECT count(*) FROM r) ELSE 1 END))"
+# They fail with division_by_zero unless the quota was reserved (a row from q) and the record
+# claimed (a row from r): plain SQL has no RAISE, and this needs no function.
+_RESERVE_OR_FAIL_SQL = f"{_QUOTA_CTE} SELECT (SELECT events FROM q) + 0 / (SELECT count(*) FROM q)"
+_RESERVE_AND_CLAIM_OR_FAIL_SQL = (
+    f"{_QUOTA_CTE}, r AS ({Claim.INSERT_SQL}q ON CONFLICT DO NOTHING RETURNING 1) "
+    "SELECT (SELECT events FROM q) + 0 / ((SELECT count(*) FROM q) * (SELECT count(*) FROM r))"
 )
 # The workers a batch names, by each kind of actor (workspaces.services.resolve_actors finds
 # them the same way; the fast lane never creates one: a batch naming a new worker is handed over).
@@ -366,7 +362,6 @@ class _Committer:
         self.channel_prefix = layer_prefix()
         self.auth_cache = caches["auth"]
         self.burst_cache = caches["default"]
-        self.serializer = RedisSerializer()
         self.keys: dict[str, tuple[bytes, KeyContext]] = {}
         self.queue: list[_Pending] = []
         self.running = False
@@ -439,10 +434,7 @@ class _Committer:
                 continue
             key = cached[1]
             item.start, names = burst_window(key, key.limits, now)
-            for name in names:
-                name = self.burst_cache.make_key(name)
-                pipe.incr(name)
-                pipe.expire(name, window, nx=True)
+            queue_incr_windows(pipe, [self.burst_cache.make_key(name) for name in names], window)
             counted.append(item)
         if not counted:
             return []
@@ -490,7 +482,7 @@ class _Committer:
         limit, _window = failure_limit()
         blocked = {
             address for address, raw in zip(addresses, values[len(digests):], strict=True)
-            if raw is not None and self.serializer.loads(raw) >= limit
+            if raw is not None and cache_value(raw) >= limit
         }
         unavailable: BaseException | None = None
         for digest, raw in zip(digests, values[:len(digests)], strict=True):
@@ -511,12 +503,12 @@ class _Committer:
                 self._remember(digest, raw)
 
     def _key_name(self, digest: str) -> str:
-        return self.auth_cache.make_key(f"key:{digest}")
+        return self.auth_cache.make_key(key_cache_name(digest))
 
     def _remember(self, digest: str, raw: bytes) -> None:
         if len(self.keys) >= MAX_CACHED_KEYS:
             self.keys.clear()
-        self.keys[digest] = (raw, self.serializer.loads(raw))
+        self.keys[digest] = (raw, cache_value(raw))
 
     async def _flush(self, group: list[_Pending]) -> None:
         try:
@@ -534,6 +526,7 @@ class _Committer:
                     item.hand_over()
                     continue
                 seen.add(claim)
+            item.event = AcceptedEvent(item.key, item.fields, item.received_at, item.claim())
             ready.append(item)
         for _attempt in range(2):
             if not ready:
@@ -567,17 +560,15 @@ class _Committer:
                         continue
                     claimed = set(claimed)
                     limits = items[0].key.limits
-                    reset = int(limits.period(items[0].received_at)[1].timestamp())
+                    end = limits.period(items[0].received_at)[1]
                     first = used - len(items)
                     for n, item in enumerate(items):
                         if item.idem_key is not None and (
                             f"{item.key.source_id} {item.idem_key}" not in claimed
                         ):
                             refused.add(item)
-                        stored.append((item, _Stored(
-                            201, created_body(item.event_id), limits.monthly_event_limit,
-                            first + n + 1, reset, item.burst,
-                        )))
+                        quota = QuotaState(limits.monthly_event_limit, first + n + 1, 1, end)
+                        stored.append((item, _Stored(CREATED, item.event.body, quota, item.burst)))
                 if refused:
                     return refused  # rolled back by _connection
                 started = time.perf_counter()
@@ -662,9 +653,7 @@ class _Committer:
             started = time.perf_counter()
             try:
                 async with conn.pipeline():
-                    await cursor.execute(
-                        _RESERVE_OR_FAIL_SQL, _reserve_params(batch, start, len(rows.rows), body)
-                    )
+                    await cursor.execute(*_reservation(batch, start, len(rows.rows), body))
                     await conn.commit()
                 batch.committed = True
                 observe_batch_commit(time.perf_counter() - started)
@@ -677,16 +666,13 @@ class _Committer:
             (used,) = await cursor.fetchone()
             await _touch(conn, [key.key_id], now)
         await self._publish({key.workspace_public_id: timeline_message(rows.items)})
-        batch.answer(_Stored(
-            202, body, limits.monthly_event_limit, used, int(end.timestamp()), batch.burst,
-            batch.request_id,
-        ))
+        quota = QuotaState(limits.monthly_event_limit, used, len(rows.rows), end)
+        batch.answer(_Stored(202, body, quota, batch.burst, batch.request_id))
 
     async def _broadcast(self, ready: list[_AdmittedPending]) -> None:
         by_workspace: dict[str, list[dict[str, Any]]] = defaultdict(list)
         for item in ready:
-            key = item.key
-            by_workspace[key.workspace_public_id].append(_event_item(item, key))
+            by_workspace[item.key.workspace_public_id].append(item.event.item())
         await self._publish(
             {workspace: events_message(items) for workspace, items in by_workspace.items()}
         )
@@ -762,36 +748,16 @@ async def _touch(conn: psycopg.AsyncConnection, key_ids: list[int], now: datetim
 _NOT_CONNINFO = frozenset({"pool", "server_side_binding", "isolation_level", "assume_role"})
 
 
-def _usable(key: KeyContext) -> bool:
-    return key.revoked_at is None and (
-        key.expires_at is None or key.expires_at > datetime.now(UTC)
-    )
-
-
 def _store_params(workspace_id: int, start: datetime, items: list[_AdmittedPending]) -> list[Any]:
-    n = len(items)
-    limit = items[0].key.limits.monthly_event_limit
-    claims = [i for i in items if i.idem_key is not None]
-    claim_arrays = [
-        [i.key.source_id for i in claims],
-        [i.idem_key for i in claims],
-        [i.request_hash for i in claims],
-        [i.event_id for i in claims],
-        [i.received_at for i in claims],
+    """_STORE_SQL's parameters: the quota's, then each record column's and each event column's
+    values as an array (the decisions' rows, transposed)."""
+    records = [r for r in (item.event.record() for item in items) if r is not None]
+    record_columns = [list(c) for c in zip(*records, strict=True)] or [[] for _ in RECORD_COLUMNS]
+    event_columns = [list(c) for c in zip(*[item.event.row() for item in items], strict=True)]
+    return [
+        *reservation_params(items[0].key.limits, len(items), start), *record_columns,
+        *event_columns,
     ]
-    columns: list[list[Any]] = [[] for _ in EVENT_COLUMNS]
-    for item in items:
-        fields = item.fields
-        metadata = fields["metadata"]
-        row = (
-            item.event_id, workspace_id, item.key.source_id, fields["status"], fields["message"],
-            fields["description"], fields["event_type"], fields["external_id"],
-            fields["duration_ms"], None if metadata is None else compact_json(metadata),
-            item.received_at,
-        )
-        for column, value in zip(columns, row, strict=True):
-            column.append(value)
-    return [n, workspace_id, start, n, limit, *claim_arrays, *columns]
 
 
 class _WorkerIndex:
@@ -836,26 +802,13 @@ def _same(moment: datetime) -> datetime:
     return moment  # psycopg sends aware datetimes as timestamptz
 
 
-def _reserve_params(batch: _AdmittedBatch, start: datetime, n: int, body: str) -> list[Any]:
-    key = batch.key
-    claimed = batch.idem_key is not None
-    claim = [
-        key.source_id, batch.idem_key or "", batch.request_hash or "", body if claimed else "",
-        batch.received_at, claimed, claimed,
-    ]
-    return [n, key.workspace_id, start, n, key.limits.monthly_event_limit, *claim]
-
-
-def _event_item(item: _Pending, key: KeyContext) -> dict[str, Any]:
-    fields = item.fields
-    return event_item_values(
-        public_id=item.event_id, status=fields["status"], message=fields["message"],
-        description=fields["description"], event_type=fields["event_type"],
-        external_id=fields["external_id"], duration_ms=fields["duration_ms"],
-        metadata=fields["metadata"],
-        source=source_ref(key.source_public_id, key.source_slug, key.source_name),
-        received_at=item.received_at,
-    )
+def _reservation(batch: _AdmittedBatch, start: datetime, n: int, body: str) -> tuple[str, list]:
+    """A batch's reservation (and record) statement and its parameters."""
+    quota = reservation_params(batch.key.limits, n, start)
+    claim = batch.claim()
+    if claim is None:
+        return _RESERVE_OR_FAIL_SQL, quota
+    return _RESERVE_AND_CLAIM_OR_FAIL_SQL, [*quota, *claim.values(202, body)]
 
 
 # --- The ASGI side --------------------------------------------------------------------------
@@ -887,7 +840,11 @@ class FastLane:
         self.app = app
         self.enabled: bool | None = None
         self.committers: dict[asyncio.AbstractEventLoop, _Committer] = {}
-        self.static_headers: list[tuple[bytes, bytes]] = []
+        self.rules: ApiRules | None = None
+        # DRF's Allow header, from each endpoint's view (its allowed methods).
+        self.allow: dict[type[IngestEndpoint], bytes] = {
+            view: ", ".join(view().allowed_methods).encode() for view in (IngestView, EventsView)
+        }
 
     async def __call__(self, scope, receive, send):
         if (
@@ -911,8 +868,7 @@ class FastLane:
             if size > limit or not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        headers = _headers(scope)
-        item = self._request(scope, headers, body, size <= limit)
+        item = self._request(scope, body, size <= limit)
         if item is None:
             return await self._hand_over(scope, body, receive, send, None)
         # Made (and its pool opened) by the first request it can serve: none for a process
@@ -926,24 +882,17 @@ class FastLane:
             outcome = await item.future
         except _Handover as handover:  # the pipeline answers and counts it
             return await self._hand_over(scope, body, receive, send, handover.counted)
-        secure = self._is_secure(scope, headers)
         endpoint = "api-v1-events" if isinstance(item, _Batch) else "api-ingest"
         if outcome is _AMBIGUOUS or isinstance(outcome, _Unavailable):
-            request_id = getattr(item, "request_id", None) or new_request_id()
-            if isinstance(outcome, _Unavailable):
-                current_request_id.set(request_id)  # this request's task: its line names it
-                if item.key is not None:
-                    bind_tenant(item.key.workspace_public_id, item.key.source_public_id)
-                log_database_unavailable_for(scope["method"], scope["path"], outcome.error)
             request_served(endpoint, FASTLANE, 500)
-            return await self._send_internal_error(send, scope, headers, request_id, secure)
+            return await self._send_internal_error(send, scope, item, outcome)
         request_served(endpoint, FASTLANE, outcome.status)
-        return await self._send_stored(send, outcome, secure)
+        return await self._send_stored(send, item, outcome)
 
     def _enabled(self) -> bool:
         if self.enabled is None:
             self.enabled = fast_lane_available()
-            self.static_headers = _security_headers()
+            self.rules = ApiRules()
         return self.enabled
 
     async def _committer(self) -> _Committer:
@@ -954,66 +903,38 @@ class FastLane:
             await committer.open()
         return committer
 
-    def _request(
-        self, scope, headers: dict[bytes, bytes], body: bytes, within_limit: bool
-    ) -> _Pending | _Batch | None:
+    def _request(self, scope, body: bytes, within_limit: bool) -> _Pending | _Batch | None:
         """The request, checked as far as it can be without I/O; None: the pipeline answers."""
-        if not within_limit or not self._host_allowed(headers):
+        if not within_limit:
             return None
-        if settings.SECURE_SSL_REDIRECT and not self._is_secure(scope, headers):
+        assert self.rules is not None
+        security = self.rules.for_scope(scope)  # None: Django answers (Host, HTTPS redirect…)
+        if security is None:
             return None
+        headers = _headers(scope)
         auth = headers.get(b"authorization")
-        if auth is None:
-            return None
-        scheme, _, secret = auth.decode("latin-1").partition(" ")
-        secret = secret.strip()
-        if scheme.lower() != "bearer" or not is_well_formed(secret):
-            return None
-        idem_key: str | None = None
-        idem_header = headers.get(b"idempotency-key")
-        if idem_header is not None:
-            idem_key = idem_header.decode("latin-1").strip()
-            if not idem_key or len(idem_key) > settings.IDEMPOTENCY_KEY_MAX_LENGTH:
-                return None
-        client = scope.get("client")
         forwarded_for = headers.get(b"x-forwarded-for")
-        common: _Common = {
-            "peer": client[0] if client else "",
-            "forwarded_for": None if forwarded_for is None else forwarded_for.decode("latin-1"),
-            "digest": digest_of(secret),
-            "idem_key": idem_key,
-            "request_hash": None if idem_key is None else request_hash(scope["path"], body),
-            "received_at": datetime.now(UTC),
-            "future": asyncio.get_running_loop().create_future(),
-        }
+        idem_header = headers.get(b"idempotency-key")
         try:
+            secret = bearer_secret(None if auth is None else auth.decode("latin-1"))
+            idem_key = idempotency_key(None if idem_header is None else idem_header.decode("latin-1"))
+            client = scope.get("client")
+            common: _Common = {
+                "peer": client[0] if client else "",
+                "forwarded_for": None if forwarded_for is None else forwarded_for.decode("latin-1"),
+                "security": security,
+                "digest": digest_of(secret),
+                "idem_key": idem_key,
+                "request_hash": None if idem_key is None else request_hash(scope["path"], body),
+                "received_at": datetime.now(UTC),
+                "future": asyncio.get_running_loop().create_future(),
+            }
             payload = parse_strict_json(body, settings.JSON_MAX_DEPTH)
             if scope["path"] in BATCH_PATHS:
                 return _Batch(**common, events=events_of(payload))
-            return _Pending(**common, fields={**_MODEL_DEFAULTS, **validate_event(payload)})
-        except APIError:  # invalid_body, batch_too_large: the pipeline answers
+            return _Pending(**common, fields=validate_event(payload))
+        except APIError:  # the pipeline answers (missing_authorization, invalid_body, …)
             return None
-
-    @staticmethod
-    def _host_allowed(headers: dict[bytes, bytes]) -> bool:
-        host = headers.get(b"host")
-        if host is None or settings.USE_X_FORWARDED_HOST:
-            return False
-        domain, _port = split_domain_port(host.decode("latin-1"))
-        allowed = settings.ALLOWED_HOSTS
-        if settings.DEBUG and not allowed:
-            allowed = [".localhost", "127.0.0.1", "[::1]"]
-        return bool(domain) and validate_host(domain, allowed)
-
-    @staticmethod
-    def _is_secure(scope, headers: dict[bytes, bytes]) -> bool:
-        proxy = settings.SECURE_PROXY_SSL_HEADER
-        if proxy:
-            name = proxy[0].removeprefix("HTTP_").lower().replace("_", "-").encode("latin-1")
-            value = headers.get(name)
-            if value is not None:
-                return value.decode("latin-1").split(",", 1)[0].strip() == proxy[1]
-        return scope.get("scheme") == "https"
 
     async def _hand_over(self, scope, body, receive, send, counted) -> None:
         replayed = False
@@ -1029,56 +950,41 @@ class FastLane:
             scope = {**scope, BURST_COUNTED_SCOPE_KEY: counted}
         return await self.app(scope, replay, send)
 
-    def _hsts(self, secure: bool) -> list[tuple[bytes, bytes]]:
-        if not (secure and settings.SECURE_HSTS_SECONDS):
-            return []
-        value = f"max-age={settings.SECURE_HSTS_SECONDS}"
-        if settings.SECURE_HSTS_INCLUDE_SUBDOMAINS:
-            value += "; includeSubDomains"
-        if settings.SECURE_HSTS_PRELOAD:
-            value += "; preload"
-        return [(b"strict-transport-security", value.encode())]
-
-    async def _send_stored(self, send, stored: _Stored, secure: bool) -> None:
+    async def _send_stored(self, send, item: _Request, stored: _Stored) -> None:
+        """The pipeline's answer: its body, its state headers (ingest.responses), DRF's Allow,
+        the API middleware's headers (ackly.apirules) and the request id."""
         body = stored.body.encode()
         request_id = stored.request_id or new_request_id()
-        burst = stored.burst
         headers = [
-            (b"content-type", b"application/json"),
-            (b"x-quota-limit", str(stored.quota_limit).encode()),
-            (b"x-quota-remaining", str(max(0, stored.quota_limit - stored.quota_used)).encode()),
-            (b"x-quota-reset", str(stored.quota_reset).encode()),
-            (b"ratelimit-limit", str(burst.limit).encode()),
-            (b"ratelimit-remaining", str(burst.remaining).encode()),
-            (b"ratelimit-reset", str(burst.reset_seconds).encode()),
-            (b"allow", b"POST, OPTIONS"),
+            (b"content-type", _JSON),
+            *[(name.encode(), value.encode()) for name, value in state_headers(stored.quota, stored.burst)],
+            (b"allow", self.allow[item.endpoint]),
             (b"content-length", str(len(body)).encode()),
-            *self.static_headers,
-            *self._hsts(secure),
+            *item.security,
             (b"x-request-id", request_id.encode()),
         ]
         await send({"type": "http.response.start", "status": stored.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    async def _send_internal_error(self, send, scope, headers, request_id, secure) -> None:
+    async def _send_internal_error(self, send, scope, item: _Request, outcome: Any) -> None:
+        """The pipeline's 500 (ackly.errors), through the API middleware's response side."""
+        assert self.rules is not None
+        request = request_of(scope)
+        set_request_id(request, getattr(item, "request_id", None) or new_request_id())
+        if isinstance(outcome, _Unavailable):  # its one log line names the request and tenant
+            if item.key is not None:
+                bind_tenant(item.key.workspace_public_id, item.key.source_public_id)
+            log_database_unavailable(request, outcome.error)
         code = "internal_error"
-        base = settings.PUBLIC_BASE_URL
-        if not base:
-            host = headers.get(b"host", b"").decode("latin-1")
-            base = f"{'https' if secure else 'http'}://{host}"
-        docs = f"{base.rstrip('/')}/docs/errors/{code}/"
-        body = json.dumps(
-            envelope(code, ERROR_CODES[code].description, request_id, docs),
-            separators=(",", ":"),
-        ).encode()
-        await send({"type": "http.response.start", "status": 500, "headers": [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-            *self.static_headers,
-            *self._hsts(secure),
-            (b"x-request-id", request_id.encode()),
-        ]})
-        await send({"type": "http.response.body", "body": body})
+        response = error_response(request, code, ERROR_CODES[code].description, 500)
+        response = self.rules.finish(request, response)
+        await send({
+            "type": "http.response.start", "status": 500, "headers": asgi_headers(response),
+        })
+        await send({"type": "http.response.body", "body": response.content})
+
+
+_JSON = JSON_CONTENT_TYPE.encode()
 
 
 def _headers(scope) -> dict[bytes, bytes]:
@@ -1090,21 +996,3 @@ def _headers(scope) -> dict[bytes, bytes]:
         seen = headers.get(name)
         headers[name] = value if seen is None else seen + b"," + value
     return headers
-
-
-def _security_headers() -> list[tuple[bytes, bytes]]:
-    """What settings.API_MIDDLEWARE adds to every API response, computed once."""
-    headers = [(b"x-frame-options", settings.X_FRAME_OPTIONS.encode())]
-    if settings.SECURE_CONTENT_TYPE_NOSNIFF:
-        headers.append((b"x-content-type-options", b"nosniff"))
-    if settings.SECURE_REFERRER_POLICY:
-        policy = settings.SECURE_REFERRER_POLICY
-        if not isinstance(policy, str):
-            policy = ",".join(policy)
-        headers.append((b"referrer-policy", policy.encode()))
-    if settings.SECURE_CROSS_ORIGIN_OPENER_POLICY:
-        headers.append(
-            (b"cross-origin-opener-policy", settings.SECURE_CROSS_ORIGIN_OPENER_POLICY.encode())
-        )
-    return headers
-

@@ -15,6 +15,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import ClassVar
 
 from django.conf import settings
 from django.db import connection
@@ -28,10 +29,14 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 
 def idempotency_key_of(meta: dict) -> str | None:
     """The request's Idempotency-Key, None when absent, InvalidBody when too long or empty."""
-    key = meta.get("HTTP_IDEMPOTENCY_KEY")
-    if key is None:
+    return idempotency_key(meta.get("HTTP_IDEMPOTENCY_KEY"))
+
+
+def idempotency_key(header: str | None) -> str | None:
+    """`idempotency_key_of` for the header's value (repeated headers joined by commas)."""
+    if header is None:
         return None
-    key = key.strip()
+    key = header.strip()
     limit = settings.IDEMPOTENCY_KEY_MAX_LENGTH
     if not key:
         raise InvalidBody("The Idempotency-Key header is empty.")
@@ -95,8 +100,15 @@ def delete_expired(source_id: int, key: str, now: datetime) -> None:
     ).delete()
 
 
-_TABLE = IdempotencyRecord._meta.db_table
-_COLUMNS = ("source_id", "key", "request_hash", "status_code", "response_body", "created_at")
+_q = connection.ops.quote_name
+RECORD_COLUMNS = ("source_id", "key", "request_hash", "status_code", "response_body", "created_at")
+# The record's INSERT, for every form that writes one (`Claim.save`, `Claim.insert_sql`, and
+# the fast lane's rows from arrays): what follows is a SELECT of RECORD_COLUMNS' values.
+RECORD_INSERT = (
+    f"INSERT INTO {_q(IdempotencyRecord._meta.db_table)} "
+    f"({', '.join(_q(c) for c in RECORD_COLUMNS)}) "
+)
+_VALUES = f"SELECT {', '.join(['%s'] * len(RECORD_COLUMNS))}"
 
 
 @dataclass(frozen=True)
@@ -108,25 +120,21 @@ class Claim:
     request_hash: str
     now: datetime
 
+    # `insert_sql`'s statement: `… SELECT %s, … FROM ` + a CTE's name to follow.
+    INSERT_SQL: ClassVar[str] = f"{RECORD_INSERT}{_VALUES} FROM "
+
+    def values(self, status: int, body: str) -> list:
+        """The record's values in RECORD_COLUMNS order."""
+        return [self.source_id, self.key, self.request_hash, status, body, self.now]
+
     def save(self, status: int, body: str) -> None:
         """Write the record (IntegrityError when another request holds the key)."""
-        IdempotencyRecord.objects.bulk_create(
-            [
-                IdempotencyRecord(
-                    source_id=self.source_id, key=self.key, request_hash=self.request_hash,
-                    status_code=status, response_body=body, created_at=self.now,
-                )
-            ]
-        )
+        values = self.values(status, body)
+        values[-1] = connection.ops.adapt_datetimefield_value(self.now)
+        with connection.cursor() as cursor:
+            cursor.execute(RECORD_INSERT + _VALUES, values)
 
     def insert_sql(self, status: int, body: str) -> tuple[str, list]:
         """The record's INSERT for a larger statement: `… SELECT … FROM ` + a CTE's name to
         follow (one row per row of it)."""
-        return _INSERT_SELECT, [self.source_id, self.key, self.request_hash, status, body, self.now]
-
-
-_INSERT_SELECT = (
-    f"INSERT INTO {connection.ops.quote_name(_TABLE)} "
-    f"({', '.join(connection.ops.quote_name(c) for c in _COLUMNS)}) "
-    f"SELECT {', '.join(['%s'] * len(_COLUMNS))} FROM "
-)
+        return self.INSERT_SQL, self.values(status, body)

@@ -67,7 +67,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseBase
 from django.utils import timezone
 from rest_framework.renderers import JSONRenderer
 from rest_framework.request import Request
@@ -94,6 +94,7 @@ from ingest.jsonbody import parse_strict_json, read_body
 from ingest.present import source_ref
 from ingest.ratelimits import BurstState, burst_state, count_burst
 from ingest.rejections import COUNTED_STATUSES, count_rejections
+from ingest.responses import JSON_CONTENT_TYPE, state_headers
 from sources.auth import BearerKeyAuthentication, authenticate_key
 from sources.keys import KeyContext, digest_of, lookup_key
 from sources.services import touch_key
@@ -210,8 +211,13 @@ class IngestEndpoint(APIView):
         request.accepted_renderer = self.renderer_classes[0]()
         request.accepted_media_type = "application/json"
 
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        # Django's request, before DRF wraps it: the pipeline works on it (`post` runs below).
+        self.http_request = request
+        return super().dispatch(request, *args, **kwargs)
+
     def post(self, request: Request, *args: Any, **kwargs: Any) -> HttpResponse:
-        return self.ingest(request._request)
+        return self.ingest(self.http_request)
 
     # --- the pipeline ---------------------------------------------------------------------------
     def ingest(self, request: HttpRequest) -> HttpResponse:
@@ -264,16 +270,25 @@ class IngestEndpoint(APIView):
     def _dry_run(request: HttpRequest) -> bool:
         return request.GET.get("dryRun", "").strip().lower() in _TRUE
 
+    @classmethod
+    def plan_refusal(cls, limits: WorkspaceLimits) -> APIError | None:
+        """402 plan_disabled when the endpoint needs the developer API and the plan lacks it
+        (both ingest executors ask this)."""
+        if cls.requires_developer_api and not limits.developer_api:
+            return PlanDisabled(
+                f"The workspace's {limits.plan_code} plan does not include the developer API; "
+                "upgrade to Starter or Pro."
+            )
+        return None
+
     def admit(self, request: HttpRequest, ctx: IngestContext) -> None:
         """Steps 2-3, plan and burst, for an authenticated request (v1 ping stops here)."""
         key = ctx.key
         ctx.limits = limits = key.limits
         touch_key(key.key_id, ctx.now)
-        if self.requires_developer_api and not limits.developer_api:
-            raise PlanDisabled(
-                f"The workspace's {limits.plan_code} plan does not include the developer API; "
-                "upgrade to Starter or Pro."
-            )
+        refusal = self.plan_refusal(limits)
+        if refusal is not None:
+            raise refusal
         # The fast lane (ingest.fastlane) hands over requests it counted already: never twice.
         counted = getattr(request, "scope", {}).get(BURST_COUNTED_SCOPE_KEY)
         if counted is not None:
@@ -387,14 +402,11 @@ class IngestEndpoint(APIView):
         return response
 
     def _add_state_headers(self, response: HttpResponse, ctx: IngestContext) -> None:
+        quota = None
         if ctx.limits is not None:
             quota = ctx.quota or quota_state(ctx.limits, ctx.now)
-            response["X-Quota-Limit"] = str(quota.limit)
-            response["X-Quota-Remaining"] = str(quota.remaining)
-            response["X-Quota-Reset"] = str(int(quota.period_end.timestamp()))
-        if ctx.burst is not None:
-            for name, value in ctx.burst.headers().items():
-                response[name] = value
+        for name, value in state_headers(quota, ctx.burst):
+            response[name] = value
 
 
 def body_text(payload: dict[str, Any]) -> str:
@@ -403,4 +415,4 @@ def body_text(payload: dict[str, Any]) -> str:
 
 
 def _json_response(status: int, text: str) -> HttpResponse:
-    return HttpResponse(text.encode("utf-8"), status=status, content_type="application/json")
+    return HttpResponse(text.encode("utf-8"), status=status, content_type=JSON_CONTENT_TYPE)

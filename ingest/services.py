@@ -7,7 +7,6 @@ only after commit.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
@@ -18,11 +17,10 @@ from django.db import connection, transaction
 
 from ackly.ids import new_public_ids
 from billing.services import reservation_sql
-from ingest.idempotency import Claim
+from ingest.decisions import CREATED, EVENT_COLUMNS, EVENT_INSERT, AcceptedEvent, compact_json
 from ingest.models import Event, Snapshot, SnapshotHistory, TimelineEvent
 from ingest.pipeline import IngestContext
 from ingest.present import (
-    event_item,
     events_message,
     iso,
     snapshot_item,
@@ -37,40 +35,31 @@ from workspaces.models import Worker
 _q = connection.ops.quote_name
 
 
-def record_event(ctx: IngestContext, fields: dict[str, Any]) -> Event:
-    """Store one ingest-API event (nothing in a dry run) and queue its broadcast.
+def record_event(ctx: IngestContext, event: AcceptedEvent) -> None:
+    """Store one accepted single event (nothing in a dry run) and queue its broadcast.
 
-    `fields` are the validated model fields (status, message, description, event_type,
-    external_id, duration_ms, metadata). The caller has reserved its quota.
+    The caller has reserved its quota.
     """
-    event = Event(
-        workspace_id=ctx.key.workspace_id,
-        source_id=ctx.key.source_id,
-        received_at=ctx.now,
-        **fields,
-    )
-    if not ctx.dry_run:
-        Event.objects.bulk_create([event])
-        ctx.broadcast(events_message([event_item(event, ctx.source)]))
-    return event
+    if ctx.dry_run:
+        return
+    key = event.key
+    Event.objects.bulk_create([Event(
+        public_id=event.public_id, workspace_id=key.workspace_id, source_id=key.source_id,
+        received_at=event.received_at, **event.fields,
+    )])
+    ctx.broadcast(events_message([event.item()]))
 
 
-EVENT_COLUMNS = (
-    "public_id", "workspace_id", "source_id", "status", "message", "description", "event_type",
-    "external_id", "duration_ms", "metadata", "received_at",
-)
 # `q` is the quota reservation (one row when it was granted): the event is inserted per row.
 _EVENT_FROM_QUOTA = (
-    f"e AS (INSERT INTO {_q(Event._meta.db_table)} ({', '.join(_q(c) for c in EVENT_COLUMNS)}) "
+    f"e AS ({EVENT_INSERT}"
     f"SELECT {', '.join('%s::jsonb' if c == 'metadata' else '%s' for c in EVENT_COLUMNS)} FROM q)"
 )
 
 
-def record_event_at_once(
-    ctx: IngestContext, fields: dict[str, Any], claim: Claim | None
-) -> tuple[Event, str] | None:
+def record_event_at_once(ctx: IngestContext, event: AcceptedEvent) -> str | None:
     """PostgreSQL: reserve one event of quota, insert the event and claim the Idempotency-Key
-    in ONE autocommit statement; (event, response body) or None when the quota fast path does
+    in ONE autocommit statement; the response body, or None when the quota fast path does
     not apply (quota used up, or no counter row yet this period: the caller falls back).
 
     One round trip instead of six (SELECT, BEGIN, UPDATE, INSERT, INSERT, COMMIT), and the
@@ -80,22 +69,11 @@ def record_event_at_once(
     """
     if connection.vendor != "postgresql" or ctx.dry_run:
         return None
-    event = Event(
-        workspace_id=ctx.key.workspace_id, source_id=ctx.key.source_id, received_at=ctx.now,
-        **fields,
-    )
-    body = created_body(event.public_id)
-    # ctx.key.limits: what ctx.limits holds once admitted, with a type that says it is set.
-    quota_sql, params, quota = reservation_sql(ctx.key.limits, 1, ctx.now)
-    metadata = event.metadata
-    params += (
-        event.public_id, event.workspace_id, event.source_id, event.status, event.message,
-        event.description, event.event_type, event.external_id, event.duration_ms,
-        None if metadata is None else compact_json(metadata), event.received_at,
-    )
+    quota_sql, params, quota = reservation_sql(event.key.limits, 1, event.received_at)
+    params += event.row()
     sql = f"WITH q AS ({quota_sql}), {_EVENT_FROM_QUOTA}"
-    if claim is not None:
-        claim_sql, claim_params = claim.insert_sql(201, body)
+    if event.claim is not None:
+        claim_sql, claim_params = event.claim.insert_sql(CREATED, event.body)
         sql += f", r AS ({claim_sql}q)"
         params += claim_params
     # Autocommit: the statement is its own transaction. Inside an outer transaction (tests),
@@ -107,8 +85,8 @@ def record_event_at_once(
     if row is None:
         return None
     ctx.quota = replace(quota, used=row[0])
-    ctx.broadcast(events_message([event_item(event, ctx.source)]))
-    return event, body
+    ctx.broadcast(events_message([event.item()]))
+    return event.body
 
 
 # --- The developer API (v1) -----------------------------------------------------------------
@@ -213,15 +191,6 @@ def _time_adapter() -> Callable[[datetime], Any]:
         zone = connection.timezone  # what Django's own adapter converts to (UTC here)
         return lambda moment: str(moment.astimezone(zone).replace(tzinfo=None))
     return connection.ops.adapt_datetimefield_value
-
-
-def created_body(event_id: str) -> str:
-    """The 201 body of `POST /api/ingest` (both lanes store it for replays, byte for byte)."""
-    return f'{{"id":"{event_id}"}}'
-
-
-def compact_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 def _insert_rows(table_columns: str, rows: list[tuple[Any, ...]]) -> None:

@@ -89,9 +89,30 @@ def authenticate_key(
 
     A header that is not `Bearer <key>`, a key that is malformed, or one whose prefix names
     another scope than the endpoint's (403 wrong_key_scope) is refused before any database or
-    cache access. With the client's `address`, unknown keys are counted and an address past
-    AUTH_FAILURE_LIMIT is refused with 429 before the database is asked.
+    cache access (`bearer_secret`). With the client's `address`, unknown keys are counted and an
+    address past AUTH_FAILURE_LIMIT is refused with 429 before the database is asked. A known
+    key is then checked by `key_refusal`.
     """
+    digest = digest_of(bearer_secret(header, scope))
+    context = cached_key(digest)
+    if context is None:
+        if address is not None:
+            refuse_if_guessing(address)
+        context = load_key(digest)
+    if context is None:
+        if address is not None:
+            count_failure(address)
+        raise InvalidKey("The key does not exist.")
+    bind_tenant(context.workspace_public_id, context.source_public_id)  # for the log lines
+    refusal = key_refusal(context, scope)
+    if refusal is not None:
+        raise refusal
+    return context
+
+
+def bearer_secret(header: str | None, scope: str = "ingest") -> str:
+    """The key an Authorization header sends, checked without any look-up (both ingest
+    executors ask this), or the documented error."""
     if not header:
         raise MissingAuthorization("The Authorization header is missing; send 'Bearer <key>'.")
     scheme, _, secret = header.partition(" ")
@@ -105,24 +126,19 @@ def authenticate_key(
         )
     if prefixed != scope:
         raise _wrong_scope(scope)
-    digest = digest_of(secret)
-    context = cached_key(digest)
-    if context is None:
-        if address is not None:
-            refuse_if_guessing(address)
-        context = load_key(digest)
-    if context is None:
-        if address is not None:
-            count_failure(address)
-        raise InvalidKey("The key does not exist.")
+    return secret
+
+
+def key_refusal(context: KeyContext, scope: str = "ingest") -> APIError | None:
+    """Why a known key may not be used at an endpoint of `scope` now (403 wrong_key_scope,
+    401 key_revoked / key_expired), or None. Both ingest executors ask this."""
     if context.scope != scope:  # the row's scope decides, should a prefix ever disagree
-        raise _wrong_scope(scope)
-    bind_tenant(context.workspace_public_id, context.source_public_id)  # for the log lines
+        return _wrong_scope(scope)
     if context.revoked_at is not None:
-        raise KeyRevoked("The key was revoked.")
+        return KeyRevoked("The key was revoked.")
     if context.expires_at is not None and context.expires_at <= timezone.now():
-        raise KeyExpired("The key expired at " + context.expires_at.isoformat() + ".")
-    return context
+        return KeyExpired("The key expired at " + context.expires_at.isoformat() + ".")
+    return None
 
 
 def _wrong_scope(wanted: str) -> APIError:
