@@ -154,10 +154,16 @@ def validate_channel(kind: str, target: str) -> str:
 
 
 def mask_target(kind: str, target: str) -> str:
-    """A channel's target for display: URLs only up to the host, since paths hold tokens."""
+    """A channel's target for display: URLs only up to the host, since paths hold tokens.
+
+    Most Apprise services put a token where the host goes (pbul://<access token>): those show
+    their scheme only; the hosted ones (json://host/…) show their host like a webhook.
+    """
     if kind == ChannelKind.EMAIL:
         return target
     parts = urlsplit(target)
+    if kind == ChannelKind.APPRISE and parts.scheme.lower() not in APPRISE_HOSTED_SCHEMES:
+        return f"{parts.scheme}://…" if parts.scheme else "…"
     host = parts.hostname or ""
     return f"{parts.scheme}://{host}/…" if parts.scheme else "…"
 

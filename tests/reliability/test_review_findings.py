@@ -265,3 +265,19 @@ def test_an_email_channel_named_with_a_line_break_still_gets_its_notification(
     assert delivery.state == DeliveryState.DELIVERED
     assert mailoutbox[0].subject == "Ackly test notification for Ops Bcc: someone@example.net"
     assert mailoutbox[0].bcc == [] and mailoutbox[0].to == ["ops@example.com"]
+
+
+# --- Secrets in a channel's target ------------------------------------------------------------
+
+
+def test_an_apprise_token_in_the_host_position_is_never_shown(client, member, workspace):
+    """pbul://<access token>: the host position holds the secret; a member reads the pages."""
+    token = "abcdef0123456789abcdef0123456789"
+    channel, _ = create_channel(workspace, kind="apprise", target=f"pbul://{token}", name="Phone")
+    client.force_login(member)
+    for url in (f"/w/{workspace.public_id}/alerts/",
+                f"/w/{workspace.public_id}/alerts/channels/{channel.public_id}/"):
+        response = client.get(url)
+        assert response.status_code == 200
+        assert token not in response.content.decode()
+    assert channel.masked_target == "pbul://…"
