@@ -275,6 +275,9 @@ ALERTS_AGGREGATE_SECONDS = env_int("ALERTS_AGGREGATE_SECONDS", 5)
 # Each pass re-reads events received this long before the previous pass: longer than any ingest
 # transaction (and any clock skew between servers), so a late commit is still seen.
 ALERTS_LOOKBACK_SECONDS = env_int("ALERTS_LOOKBACK_SECONDS", 60)
+# At most this many events of each API per pass: after a long stop the worker catches up in
+# steps of bounded memory instead of reading everything at once.
+ALERTS_MAX_ROWS_PER_PASS = env_int("ALERTS_MAX_ROWS_PER_PASS", 5000)
 # Deliveries: each attempt's timeout; retries back off exponentially from the base (with jitter)
 # on a network error, a 5xx or a 429, for at most ALERTS_RETRY_FOR_SECONDS.
 ALERTS_DELIVERY_TIMEOUT_SECONDS = env_int("ALERTS_DELIVERY_TIMEOUT_SECONDS", 10)
@@ -288,6 +291,8 @@ if ALERTS_POLL_MS < 10 or ALERTS_DELIVERY_LEASE_SECONDS <= ALERTS_DELIVERY_TIMEO
     raise ImproperlyConfigured(
         "ALERTS_POLL_MS must be at least 10 and ALERTS_DELIVERY_LEASE_SECONDS longer than the timeout"
     )
+if ALERTS_MAX_ROWS_PER_PASS < 1:
+    raise ImproperlyConfigured("ALERTS_MAX_ROWS_PER_PASS must be at least 1")
 
 # --- Auth, i18n, static ---------------------------------------------------------------------
 AUTH_PASSWORD_VALIDATORS = [

@@ -130,8 +130,9 @@ def _narrowing(rule: Rule, since: datetime, api: str) -> Q | None:
     return q
 
 
-def read_rows(rules: list[Rule], bounds: dict[int, datetime]) -> list[Row]:
-    """Every event of either API that one of the rules may apply, oldest first."""
+def read_rows(rules: list[Rule], bounds: dict[int, datetime]) -> tuple[list[Row], bool]:
+    """The events of either API one of the rules may apply, oldest first, at most
+    ALERTS_MAX_ROWS_PER_PASS of each; and whether that cut off newer ones (a catch-up)."""
     ingest_q: Q | None = None
     v1_q: Q | None = None
     for rule in rules:
@@ -143,22 +144,35 @@ def read_rows(rules: list[Rule], bounds: dict[int, datetime]) -> list[Row]:
                 ingest_q = q if ingest_q is None else ingest_q | q
             else:
                 v1_q = q if v1_q is None else v1_q | q
+    limit = settings.ALERTS_MAX_ROWS_PER_PASS
     rows: list[Row] = []
+    # The newest received_at every row up to which has been read from both tables.
+    cutoffs: list[datetime] = []
     if ingest_q is not None:
-        for e in Event.objects.filter(ingest_q).order_by().values_list(
+        found = list(Event.objects.filter(ingest_q).order_by("received_at", "id").values_list(
             "public_id", "workspace_id", "source_id", "status", "event_type", "message",
             "duration_ms", "received_at",
-        ):
+        )[:limit])
+        if len(found) == limit:
+            cutoffs.append(found[-1][7])
+        for e in found:
             rows.append(Row("ingest", e[0], e[1], e[2], e[3], e[4], "", e[5], e[6], e[7]))
     if v1_q is not None:
-        for t in TimelineEvent.objects.filter(v1_q).order_by().values_list(
+        found_v1 = list(TimelineEvent.objects.filter(v1_q).order_by("received_at", "id").values_list(
             "public_id", "workspace_id", "source_id", "event_type", "category", "duration",
             "received_at",
-        ):
+        )[:limit])
+        if len(found_v1) == limit:
+            cutoffs.append(found_v1[-1][6])
+        for t in found_v1:
             duration = None if t[5] is None else t[5] * 1000.0
             rows.append(Row("v1", t[0], t[1], t[2], "", t[3], t[4], "", duration, t[6]))
     rows.sort(key=lambda row: (row.received_at, row.public_id))
-    return rows
+    if cutoffs:
+        # Past the earlier cut, one table's rows are missing: leave those rows to the next pass.
+        cutoff = min(cutoffs)
+        rows = [row for row in rows if row.received_at <= cutoff]
+    return rows, bool(cutoffs)
 
 
 def summarize(row: Row, source_ids: dict[int, str]) -> dict[str, Any]:
@@ -429,7 +443,7 @@ def run_pass(*, aggregates: bool = True) -> PassResult:
         for rule in event_rules:
             bound = rule.seen_until or rule.created_at
             bounds[rule.pk] = max(bound, floor) if floor else bound
-        rows = read_rows(event_rules, bounds) if event_rules else []
+        rows, truncated = read_rows(event_rules, bounds) if event_rules else ([], False)
         source_ids = _source_ids({row.source_id for row in rows})
         changed: list[Rule] = []
         for rule in event_rules:
@@ -438,7 +452,8 @@ def run_pass(*, aggregates: bool = True) -> PassResult:
                 row for row in rows if row.received_at > bounds[rule.pk] and matches(rule, row)
             ]
             work.apply_events(rule, applicable, source_ids)
-            if rule.kind == RuleKind.SILENCE:
+            if rule.kind == RuleKind.SILENCE and not truncated:
+                # A catch-up pass has not read every event yet: no deadline is judged on it.
                 work.check_silence(rule)
             if (rule.state, rule.seen_until, rule.deadline) != before:
                 changed.append(rule)
@@ -454,8 +469,9 @@ def run_pass(*, aggregates: bool = True) -> PassResult:
             work.remind()
         for rule in changed:
             rule.save(update_fields=["state", "state_changed_at", "seen_until", "deadline"])
-        state.scanned_until = now
-        state.save(update_fields=["scanned_until"])
+        if not truncated:  # a catch-up keeps its mark until every event has been read
+            state.scanned_until = now
+            state.save(update_fields=["scanned_until"])
     if aggregates:
         work.result.requeued = sweep()
     return work.result

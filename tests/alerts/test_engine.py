@@ -432,3 +432,23 @@ def test_a_rule_set_back_to_ok_by_hand_keeps_its_open_alert_and_notifies_no_more
     assert (result.fired, result.notified) == ([], 0)
     assert Alert.objects.count() == 1 and len(Alert.objects.get().events) == 2
     assert Rule.objects.get(pk=rule.pk).state == RuleState.FIRING
+
+
+def test_a_catch_up_reads_in_bounded_steps_and_misses_no_transition(
+    workspace, webhook, make_event, make_timeline, settings
+):
+    settings.ALERTS_MAX_ROWS_PER_PASS = 3
+    rule = create_rule(workspace, kind="failure", channels=[webhook])
+    silence = create_rule(workspace, kind="silence", every_minutes=1)
+    Rule.objects.filter(pk__in=[rule.pk, silence.pk]).update(
+        created_at=timezone.now() - timedelta(hours=1))
+    Rule.objects.filter(pk=silence.pk).update(deadline=timezone.now() - timedelta(seconds=140))
+    for step, status in enumerate(["failure", "success"] * 4):
+        # 8 events 20 s apart, the first 150 s ago: never a minute without one, but a pass that
+        # judged the deadline after reading only the first three would see one pass.
+        make_event(status, ago=150 - 20 * step)
+    passes = [run_pass() for _ in range(8)]
+    assert sum(len(p.fired) for p in passes) == 4 and sum(len(p.resolved) for p in passes) == 4
+    assert Alert.objects.filter(rule=rule, resolved_at__isnull=False).count() == 4
+    assert not Alert.objects.filter(rule=silence).exists()  # no deadline judged mid-catch-up
+    assert passes[-1].fired == passes[-1].resolved == []
