@@ -124,7 +124,6 @@ def pages(demo: Demo) -> list[tuple[str, str]]:
         ("key-rotate", f"/w/{org}/sources/{crm}/rotate/"),
         ("usage", f"/w/{org}/usage/"),
         ("rejections", f"/w/{org}/rejections/"),
-        ("rejections", f"/w/{org}/rejections/"),
         ("docs", "/docs/"),
         ("docs-errors", "/docs/errors/"),
     ]
