@@ -8,7 +8,7 @@ aimed at the documented limits (lengths, sizes, counts, durations, timestamps, d
 * the validators (`ingest.api.validate_event`, `ingest.validation_v1`): a result or the
   documented error type; values inside every documented limit are accepted, and the batch
   accounts for every index once;
-* the three POST endpoints through the Django test client: a status the OpenAPI document
+* the three POST endpoints on both executors (the `api` fixture): a status the OpenAPI document
   lists for that operation, never 500, and the error envelope whenever it is a 4xx.
 
 Bounded to a few hundred examples in all (about 20 s here); no example database is written.
@@ -377,7 +377,7 @@ def test_a_snapshot_inside_every_documented_limit_is_accepted(body):
     assert validate_snapshot(body, NOW).metrics == body["metrics"]
 
 
-# --- End to end through the Django test client ----------------------------------------------------
+# --- End to end on both executors -----------------------------------------------------------------
 
 with open(ROOT / "docs" / "openapi" / "v1.yaml") as document:
     PATHS = yaml.safe_load(document)["paths"]
@@ -386,12 +386,13 @@ DOCUMENTED = {path: {int(code) for code in PATHS[path]["post"]["responses"]}
 
 
 @pytest.fixture
-def post(client, auth_header):
-    """POST raw bytes to an endpoint with the Pro key; bursts high enough never to interfere."""
+def post(api, auth_header):
+    """POST raw bytes to an endpoint with the Pro key, on each executor (the `api` fixture);
+    bursts high enough never to interfere."""
     Plan.objects.filter(code="pro").update(burst_per_key=10**6, burst_per_workspace=10**6)
 
     def send(path: str, body: bytes):
-        return client.generic("POST", path, body, content_type="application/json", **auth_header)
+        return api.generic("POST", path, body, content_type="application/json", **auth_header)
 
     return send
 

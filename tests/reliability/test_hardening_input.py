@@ -63,12 +63,13 @@ BODIES = {
 
 
 @pytest.fixture
-def post(client, auth_header):
+def post(api, auth_header):
+    """POST on each executor (the `api` fixture)."""
     Plan.objects.filter(code="pro").update(burst_per_key=10**6, burst_per_workspace=10**6)
 
     def send(path: str, body: str, dry_run: bool):
         url = path + ("?dryRun=true" if dry_run else "")
-        return client.generic("POST", url, body.encode(), content_type="application/json", **auth_header)
+        return api.generic("POST", url, body.encode(), content_type="application/json", **auth_header)
 
     return send
 
@@ -324,8 +325,8 @@ def _assert_bad_host(response, request_id: str) -> None:
 
 @pytest.mark.django_db
 @pytest.mark.parametrize(("method", "path"), API_REQUESTS)
-def test_an_api_path_with_a_host_not_allowed_answers_the_envelope(client, auth_header, method, path):
-    response = getattr(client, method)(path, HTTP_HOST="evil.example", **auth_header)
+def test_an_api_path_with_a_host_not_allowed_answers_the_envelope(api, auth_header, method, path):
+    response = api.generic(method.upper(), path, headers={"Host": "evil.example"}, **auth_header)
     assert response["Content-Type"] == "application/json"
     _assert_bad_host(response, response["X-Request-Id"])
     assert response.json()["error"]["docsUrl"].endswith("/docs/errors/bad_request/")
