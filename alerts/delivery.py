@@ -304,8 +304,16 @@ def send_apprise(delivery: Delivery) -> Outcome:
                 return Outcome(ok=False, retry=False, error=f"refused: {error}")
             except (OSError, UnicodeError) as error:
                 return Outcome(ok=False, retry=True, error=f"DNS: {type(error).__name__}")
-    notifier = apprise.Apprise()
-    if not notifier.add(url):
+    service = apprise.Apprise.instantiate(url)
+    if service is None:
         return Outcome(ok=False, retry=False, error="Apprise does not understand this URL")
+    # As for webhooks, a redirect is never followed: its target was never checked. A URL's own
+    # ?redirect=yes is overridden, and its ?cto=/?rto= may only shorten the delivery timeout.
+    service.redirects = False
+    limit = settings.ALERTS_DELIVERY_TIMEOUT_SECONDS
+    service.socket_connect_timeout = min(service.socket_connect_timeout, limit)
+    service.socket_read_timeout = min(service.socket_read_timeout, limit)
+    notifier = apprise.Apprise()
+    notifier.add(service)
     ok = notifier.notify(title=headline(delivery), body=summary(delivery))
     return Outcome(ok=bool(ok), retry=not ok, error="" if ok else "Apprise reported a failure")
