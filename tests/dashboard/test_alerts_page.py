@@ -480,3 +480,20 @@ def test_no_banner_once_resolved_nor_for_another_workspaces_alert(
     client.force_login(owner)
     html = client.get(f"/w/{workspace.public_id}/events/").content.decode()
     assert re.search(r'<div id="alert-banner" [^>]*></div>', html)
+
+
+def test_an_apprise_channel_is_checked_by_apprise_and_shown_up_to_its_host(
+    client, owner, workspace, private_allowed
+):
+    client.force_login(owner)
+    unknown = client.post(url(workspace, "channels/new/"), {
+        "kind": "apprise", "target": "nosuchscheme://host/token"})
+    assert unknown.status_code == 400 and "Apprise URL Apprise understands" in unknown.content.decode()
+    assert not Channel.objects.exists()
+
+    made = client.post(url(workspace, "channels/new/"), {
+        "kind": "apprise", "name": "ntfy", "target": "json://127.0.0.1:9/ackly?token=s3cr3t"})
+
+    assert made.status_code == 302 and made["Location"] == url(workspace)
+    page = client.get(url(workspace)).content.decode()
+    assert "json://127.0.0.1/…" in page and "s3cr3t" not in page
