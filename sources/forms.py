@@ -126,6 +126,7 @@ class NewKeyForm(forms.Form):
         label="What the key may do",
         choices=KeyScope.choices,
         initial=KeyScope.INGEST,
+        required=False,  # a form without the field (an older page) adds an ingest key
         help_text="An ingest key only sends events; a read key only reads them "
         "(GET /api/v1/events). Neither can do the other's work.",
     )
@@ -136,6 +137,9 @@ class NewKeyForm(forms.Form):
         widget=forms.DateTimeInput(attrs={"type": "datetime-local"}, format="%Y-%m-%dT%H:%M"),
         help_text="Leave empty for a key that never expires.",
     )
+
+    def clean_scope(self) -> str:
+        return self.cleaned_data.get("scope") or KeyScope.INGEST
 
     def clean_expires_at(self):
         moment = self.cleaned_data.get("expires_at")
