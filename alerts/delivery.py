@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import certifi
 import urllib3
 from django.conf import settings
-from django.core.mail import send_mail
+from django.core.mail import get_connection, send_mail
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
@@ -281,9 +281,11 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> Outcome:
 
 def send_email(delivery: Delivery) -> Outcome:
     try:
+        # Bounded like any other attempt: an SMTP server that stalls must not hold the worker.
+        connection = get_connection(timeout=settings.ALERTS_DELIVERY_TIMEOUT_SECONDS)
         send_mail(
             headline(delivery), summary(delivery), settings.DEFAULT_FROM_EMAIL,
-            [delivery.channel.target], fail_silently=False,
+            [delivery.channel.target], fail_silently=False, connection=connection,
         )
     except Exception as error:  # noqa: BLE001 - any backend failure (SMTP down) is retried
         return Outcome(ok=False, retry=True, error=f"email: {type(error).__name__}")

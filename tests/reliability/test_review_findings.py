@@ -282,3 +282,63 @@ def test_an_apprise_token_in_the_host_position_is_never_shown(client, member, wo
         assert response.status_code == 200
         assert token not in response.content.decode()
     assert channel.masked_target == "pbul://…"
+
+
+class StallingSmtpServer:
+    """An SMTP server that waits `stall` seconds before its greeting, then accepts any mail."""
+
+    def __init__(self, stall: float) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.stall = stall
+        self.messages = 0
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        try:
+            connection, _ = self.listener.accept()
+        except OSError:
+            return
+        with connection, connection.makefile("rb") as lines:
+            time.sleep(self.stall)
+            try:
+                connection.sendall(b"220 stalled.example ESMTP\r\n")
+                for raw in lines:
+                    verb = raw.decode(errors="replace").strip().upper()
+                    if verb.startswith("DATA"):
+                        connection.sendall(b"354 go on\r\n")
+                        for body_line in lines:
+                            if body_line in (b".\r\n", b".\n"):
+                                break
+                        self.messages += 1
+                        connection.sendall(b"250 queued\r\n")
+                    elif verb.startswith("QUIT"):
+                        connection.sendall(b"221 bye\r\n")
+                        return
+                    else:
+                        connection.sendall(b"250 ok\r\n")
+            except OSError:
+                return
+
+    def __enter__(self) -> StallingSmtpServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.listener.close()
+        self.thread.join(timeout=10)
+
+
+def test_an_email_attempt_ends_within_the_delivery_timeout_when_smtp_stalls(workspace, settings):
+    """Without a timeout the SMTP client waits forever, and the worker's queue with it."""
+    settings.ALERTS_DELIVERY_TIMEOUT_SECONDS = 1
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    with StallingSmtpServer(stall=4) as smtp:
+        settings.EMAIL_HOST, settings.EMAIL_PORT = "127.0.0.1", smtp.port
+        settings.EMAIL_USE_TLS = settings.EMAIL_USE_SSL = False
+        settings.EMAIL_HOST_USER = settings.EMAIL_HOST_PASSWORD = ""
+        channel, _ = create_channel(workspace, kind="email", target="ops@example.com")
+        delivery = _send_now(channel)
+    assert delivery.state == DeliveryState.PENDING  # a timeout is retried
+    assert Attempt.objects.get(delivery=delivery).error.startswith("email:")
+    assert smtp.messages == 0
