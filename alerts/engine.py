@@ -175,6 +175,53 @@ def read_rows(rules: list[Rule], bounds: dict[int, datetime]) -> tuple[list[Row]
     return rows, bool(cutoffs)
 
 
+def read_late_rows(rules: list[Rule], floor: datetime | None) -> list[Row]:
+    """Failures (failure rules) and slow events (slow rules) at or before a rule's `seen_until`
+    that were committed too late for the pass that moved it: the only late events that change
+    anything (a late success, fast or silence-ending event is older than what the rule knows)."""
+    ingest_q: Q | None = None
+    v1_q: Q | None = None
+    for rule in rules:
+        if rule.seen_until is None or rule.kind not in (RuleKind.FAILURE, RuleKind.SLOW):
+            continue
+        since = max(floor, rule.created_at) if floor else rule.created_at
+        if since >= rule.seen_until:
+            continue
+        for api in ("ingest", "v1"):
+            q = _narrowing(rule, since, api)
+            if q is None:
+                continue
+            q &= Q(received_at__lte=rule.seen_until)
+            if rule.kind == RuleKind.FAILURE:
+                bad = [EventStatus.FAILURE] + ([EventStatus.PARTIAL] if rule.include_partial else [])
+                q &= Q(status__in=bad)
+            elif api == "ingest":
+                q &= Q(duration_ms__gt=rule.threshold or 0)
+            else:
+                q &= Q(duration__gt=(rule.threshold or 0) / 1000)
+            if api == "ingest":
+                ingest_q = q if ingest_q is None else ingest_q | q
+            else:
+                v1_q = q if v1_q is None else v1_q | q
+    limit = settings.ALERTS_MAX_ROWS_PER_PASS
+    rows: list[Row] = []
+    if ingest_q is not None:
+        for e in Event.objects.filter(ingest_q).order_by("received_at", "id").values_list(
+            "public_id", "workspace_id", "source_id", "status", "event_type", "message",
+            "duration_ms", "received_at",
+        )[:limit]:
+            rows.append(Row("ingest", e[0], e[1], e[2], e[3], e[4], "", e[5], e[6], e[7]))
+    if v1_q is not None:
+        for t in TimelineEvent.objects.filter(v1_q).order_by("received_at", "id").values_list(
+            "public_id", "workspace_id", "source_id", "event_type", "category", "duration",
+            "received_at",
+        )[:limit]:
+            duration = None if t[5] is None else t[5] * 1000.0
+            rows.append(Row("v1", t[0], t[1], t[2], "", t[3], t[4], "", duration, t[6]))
+    rows.sort(key=lambda row: (row.received_at, row.public_id))
+    return rows
+
+
 def summarize(row: Row, source_ids: dict[int, str]) -> dict[str, Any]:
     summary: dict[str, Any] = {
         "id": row.public_id,
@@ -320,6 +367,41 @@ class Pass:
             self.resolve(rule, row.received_at, f"a matching event arrived ({row.public_id})")
         rule.deadline = silence_deadline(rule, row.received_at)
 
+    def apply_late(self, rule: Rule, row: Row, source_ids: dict[int, str]) -> None:
+        """A failure or slow event committed after a newer event of the rule was applied.
+
+        Every failure or slow event applied in order falls inside some alert of the rule
+        (it opened it or arrived while it was open), so one that does not was never applied:
+        it fires now, and resolves at once if the rule is ok (a newer good event arrived).
+        Seen again by a later pass, it falls inside that alert and changes nothing.
+        """
+        if row.received_at <= rule.created_at or not matches(rule, row) or not self.is_bad(rule, row):
+            return
+        covering = Alert.objects.filter(rule=rule, opened_at__lte=row.received_at).filter(
+            Q(resolved_at__isnull=True) | Q(resolved_at__gte=row.received_at)
+        )
+        if covering.exists():
+            return
+        summary = summarize(row, source_ids)
+        if rule.state == RuleState.FIRING:
+            alert = self.open_alert(rule)
+            if alert is not None and all(e.get("id") != row.public_id for e in alert.events):
+                self.add_events(rule, [summary])
+            return
+        if rule.kind == RuleKind.FAILURE:
+            self.apply_failure(rule, row, source_ids)
+            resolution = "a newer success event had already arrived"
+        else:
+            self.apply_slow(rule, row, source_ids)
+            resolution = "a newer event within the threshold had already arrived"
+        self.resolve(rule, self.now, resolution)
+
+    @staticmethod
+    def is_bad(rule: Rule, row: Row) -> bool:
+        if rule.kind == RuleKind.FAILURE:
+            return row.status != EventStatus.SUCCESS
+        return (row.duration_ms or 0.0) > (rule.threshold or 0)
+
     def check_silence(self, rule: Rule) -> None:
         if rule.state == RuleState.OK and rule.deadline and rule.deadline <= self.now:
             self.fire(rule, self.now, silence_reason(rule), [])
@@ -458,6 +540,17 @@ def run_pass(*, aggregates: bool = True) -> PassResult:
             if (rule.state, rule.seen_until, rule.deadline) != before:
                 changed.append(rule)
         if aggregates:
+            # Late commits: every few seconds, not every pass (they are rare, and the look-back
+            # window is read for each failure and slow rule).
+            late = read_late_rows(event_rules, floor)
+            late_sources = _source_ids({row.source_id for row in late})
+            for rule in event_rules:
+                before = (rule.state, rule.seen_until, rule.deadline)
+                for row in late:
+                    if row.received_at <= (rule.seen_until or row.received_at):
+                        work.apply_late(rule, row, late_sources)
+                if (rule.state, rule.seen_until, rule.deadline) != before and rule not in changed:
+                    changed.append(rule)
             for rule in rules:
                 before_state = rule.state
                 if rule.kind == RuleKind.REJECTIONS:

@@ -452,3 +452,24 @@ def test_a_catch_up_reads_in_bounded_steps_and_misses_no_transition(
     assert Alert.objects.filter(rule=rule, resolved_at__isnull=False).count() == 4
     assert not Alert.objects.filter(rule=silence).exists()  # no deadline judged mid-catch-up
     assert passes[-1].fired == passes[-1].resolved == []
+
+
+def test_a_late_failure_is_told_and_resolved_and_a_late_success_changes_nothing(
+    workspace, webhook, make_event
+):
+    rule = create_rule(workspace, kind="failure", channels=[webhook])
+    Rule.objects.filter(pk=rule.pk).update(created_at=timezone.now() - timedelta(hours=1))
+    make_event("success", ago=5)
+    run_pass()
+    late = make_event("failure", ago=10, message="committed late")
+    result = run_pass()
+    assert (len(result.fired), len(result.resolved)) == (1, 1)
+    alert = Alert.objects.get()
+    assert alert.opened_at == late.received_at and alert.events[0]["id"] == late.public_id
+    assert "newer success" in alert.resolution
+    assert sorted(Delivery.objects.values_list("purpose", flat=True)) == ["fired", "resolved"]
+    make_event("failure", ago=1)  # fires again, in order
+    run_pass()
+    make_event("success", ago=3)  # older than that failure: it must not resolve the alert
+    assert run_pass().resolved == []
+    assert Rule.objects.get(pk=rule.pk).state == RuleState.FIRING
