@@ -61,7 +61,12 @@ class ApiRules:
 
     def __init__(self, middleware_paths: list[str] | None = None) -> None:
         paths = settings.API_MIDDLEWARE if middleware_paths is None else middleware_paths
-        instances = [import_string(path)(_no_view) for path in paths]
+        # Only those with hooks are made (a plain callable's __init__ is never run twice).
+        classes = [import_string(path) for path in paths]
+        instances = [
+            cls(_no_view) for cls in classes
+            if hasattr(cls, "process_request") or hasattr(cls, "process_response")
+        ]
         self.request_hooks: list[Callable[[HttpRequest], Any]] = [
             m.process_request for m in instances if hasattr(m, "process_request")
         ]
