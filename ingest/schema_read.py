@@ -99,7 +99,7 @@ READ_OPERATION = extend_schema(
     "page. Follow `nextCursor` until it is null; pages hold their place while new events "
     "arrive.",
     tags=[V1_TAG],
-    auth=[{"bearerKey": []}],  # the view authenticates itself, with a read key
+    auth=[{"bearerKey": []}],  # type: ignore[list-item]  # drf-spectacular takes requirement objects
     request=None,
     responses=_RESPONSES,
     parameters=_PARAMETERS

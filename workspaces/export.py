@@ -17,7 +17,8 @@ from typing import Any
 
 from asgiref.sync import sync_to_async
 from django.core.handlers.asgi import ASGIRequest
-from django.http import HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http import JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.utils import timezone
 from django.views.decorators.http import require_GET
 
@@ -107,7 +108,7 @@ async def _achunks(workspace, params, render, first, now) -> AsyncIterator[bytes
 
 @workspace_view()
 @require_GET
-def export(request: WorkspaceRequest, fmt: str) -> HttpResponse:
+def export(request: WorkspaceRequest, fmt: str) -> HttpResponseBase:
     """GET …/events/export.csv|.ndjson?<the live page's filters>: every matching event."""
     now = timezone.now()
     content_type, render = FORMATS[fmt]
