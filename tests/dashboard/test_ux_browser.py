@@ -77,10 +77,11 @@ def test_every_time_is_in_the_browsers_zone_with_the_absolute_time_in_its_title(
     paths = [f"/w/{org}/events/", f"/w/{org}/events/{demo.event_ids[0]}/", f"/w/{org}/workers/",
              f"/w/{org}/workers/{demo.worker}/", f"/w/{org}/sources/",
              f"/w/{org}/sources/{demo.sources['crm-hub']}/rotate/", f"/w/{org}/usage/",
-             f"/w/{org}/rejections/"]
+             f"/w/{org}/rejections/", f"/w/{org}/members/", f"/w/{org}/audit/"]
     seen = 0
     for path in paths:
-        page.goto(demo.base + path)
+        if page.goto(demo.base + path).status == 404 and path.endswith(("/members/", "/audit/")):
+            continue  # pages other work adds: held to the convention once they answer
         page.wait_for_load_state("networkidle")
         times = page.evaluate(TIMES)
         assert times, path

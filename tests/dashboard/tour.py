@@ -128,11 +128,12 @@ def pages(demo: Demo) -> list[tuple[str, str]]:
         ("docs-errors", "/docs/errors/"),
     ]
     # Pages other work adds: part of the tour as soon as they answer (see OPTIONAL).
-    found += [("alerts", f"/w/{org}/alerts/"), ("members", f"/w/{org}/members/")]
+    found += [("alerts", f"/w/{org}/alerts/"), ("members", f"/w/{org}/members/"),
+              ("audit", f"/w/{org}/audit/")]
     return found
 
 
-OPTIONAL = {"alerts", "members"}
+OPTIONAL = {"alerts", "members", "audit"}
 
 
 PUBLIC_PAGES = [("login", "/login/"), ("signup", "/signup/"), ("password-reset", "/account/reset/")]
