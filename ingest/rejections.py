@@ -64,7 +64,8 @@ def count_rejections(
     """Add `counts` ({code: n}) to this hour's buckets of the key's source, keep the request
     behind them (each code's message read from `answer`, the response the sender got, else
     the code's description) and broadcast the counts."""
-    counts = {code: n for code, n in counts.items() if n > 0}
+    # In code order: concurrent refusals of one source lock its buckets in one order.
+    counts = {code: n for code, n in sorted(counts.items()) if n > 0}
     if not counts:
         return
     now = now or timezone.now()
