@@ -12,6 +12,7 @@ from django.contrib.auth import get_user_model
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCache
 from django.db import connection
+from django.db.backends.signals import connection_created
 
 from bench.run import ForeignRedisData, clear_redis
 from sources.services import _last_touched, create_source
@@ -75,6 +76,26 @@ def pytest_runtest_teardown(item, nextitem):
         return (yield)
     with flush_by_delete(connection):
         return (yield)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_commit_flush():
+    """The suite's own PostgreSQL sessions (Django's connections to the test database) commit
+    without waiting for the WAL flush.
+
+    A transactional test (every `fastlane` one) commits each row its fixtures make and waits
+    for the disk each time. What a commit makes visible, and when, is unchanged: only
+    durability after a crash of PostgreSQL is given up, and test data needs none. The servers
+    the suite starts keep PostgreSQL's default.
+    """
+    def quick_commits(sender, connection, **kwargs):
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SET synchronous_commit TO off")
+
+    connection_created.connect(quick_commits)
+    yield
+    connection_created.disconnect(quick_commits)
 
 
 @pytest.fixture(autouse=True)
