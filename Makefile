@@ -51,7 +51,7 @@ lint: install-dev
 
 # mypy with django-stubs and the DRF stubs ([tool.mypy] in pyproject.toml); CI fails on any error.
 typecheck: install-dev
-	$(BIN)/mypy ackly ingest sources billing workspaces alerts
+	$(BIN)/mypy ackly ingest sources billing workspaces alerts stats
 
 # Regenerates the committed copy of the OpenAPI document (tests compare the two).
 schema: install

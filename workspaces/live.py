@@ -7,14 +7,15 @@ from datetime import UTC, datetime, timedelta
 from heapq import merge
 from typing import Any
 
-from django.db.models import Count, Q, QuerySet, Sum, TextField, Value
-from django.db.models.functions import Cast, ExtractMinute, Floor, TruncHour
+from django.db.models import Q, QuerySet, Sum, TextField
+from django.db.models.functions import Cast
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from ackly.ids import is_event_id, is_public_id
 from ingest.models import Category, Event, EventStatus, Rejection, TimelineEvent
 from ingest.present import iso, present_event, present_timeline_event
+from stats.models import BUCKET, EventCount, Kind
 from workspaces.models import Workspace
 
 FEED_PAGE_SIZE = 100
@@ -208,40 +209,31 @@ def find_item(workspace: Workspace, item_id: str) -> dict | None:
     return present_event(found) if found else None
 
 
-CHART_STEP = timedelta(minutes=15)
+CHART_STEP = BUCKET
 
 
 def hourly_chart(workspace: Workspace, now: datetime | None = None) -> dict[str, Any]:
     """Events by status (and v1 timeline events) per quarter hour, over the last 24 whole UTC
     hours and the current one (100 quarters), so the page can sum them into the browser's own
     hours: a quarter hour is the finest step of any zone's offset (+05:30, +05:45).
+
+    Read from the counters the database keeps as rows are stored (stats.EventCount), never by
+    counting rows. Retention applies per quarter hour: one is shown when it starts at or after
+    the retention cut-off, so nothing past retention is ever counted in (the quarter hour
+    holding the cut-off instant is left out whole).
     """
     now = now or timezone.now()
     first = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=24)
     count = 25 * 4
     start = max(first, retention_cutoff(workspace, now))
-    series = {s: [0] * count for s in [*EventStatus.values, "timeline"]}
-    quarter = Floor(ExtractMinute("received_at", tzinfo=UTC) / Value(15))
-
-    def add(rows, key) -> None:
-        for row in rows:
-            at = row["hour"].astimezone(UTC) + int(row["quarter"]) * CHART_STEP
-            index = (at - first) // CHART_STEP
-            if 0 <= index < count:
-                series[key(row)][index] += row["n"]
-
-    add(
-        Event.objects.filter(workspace=workspace, received_at__gte=start)
-        .annotate(hour=TruncHour("received_at", tzinfo=UTC), quarter=quarter)
-        .values("hour", "quarter", "status").annotate(n=Count("id")),
-        lambda row: row["status"],
+    series = {s: [0] * count for s in [*EventStatus.values, Kind.TIMELINE]}
+    rows = (
+        EventCount.objects.filter(workspace=workspace, bucket__gte=start,
+                                  bucket__lt=first + count * CHART_STEP)
+        .values_list("bucket", "kind").annotate(n=Sum("count")).order_by()
     )
-    add(
-        TimelineEvent.objects.filter(workspace=workspace, received_at__gte=start)
-        .annotate(hour=TruncHour("received_at", tzinfo=UTC), quarter=quarter)
-        .values("hour", "quarter").annotate(n=Count("id")),
-        lambda row: "timeline",
-    )
+    for bucket, kind, n in rows:
+        series[kind][(bucket - first) // CHART_STEP] += n
     return {"start": iso(first), "stepSeconds": int(CHART_STEP.total_seconds()), "series": series}
 
 
