@@ -45,7 +45,7 @@ def _pg_forward(s: str) -> list[str]:
         f"""
     CREATE FUNCTION {s}.ackly_immutable_counted() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-      RAISE feature_not_supported USING
+      RAISE integrity_constraint_violation USING
         MESSAGE = format('%s rows are immutable: stats_eventcount counts them', TG_TABLE_NAME);
     END
     $$

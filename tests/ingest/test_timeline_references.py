@@ -341,6 +341,8 @@ def test_the_checks_are_statement_triggers_not_foreign_keys():
             "AND NOT tgisinternal AND tgtype & 1 = 0 ORDER BY tgname"  # bit 0 clear: statement
         )
         assert [name for (name,) in cursor.fetchall()] == [
+            # stats.0001's event counters, then this migration's checks.
+            "stats_count_deleted", "stats_count_inserted",
             "timeline_refs_insert", "timeline_refs_update",
         ]
 
