@@ -156,6 +156,7 @@ COMPLEX_FIELDS: dict[str, Any] = {
     TIMESTAMP: TimestampField, METADATA: MetadataField, METRICS: MetricsField,
 }
 
+
 def _field(rule: Rule, **options: Any) -> serializers.Field:
     """The DRF field documenting one row of ingest/fields.py (a simple kind; see below)."""
     if rule.help:
