@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.dashboard.test_layout_browser import overlap
-from tests.dashboard.tour import CHROMIUM, CHROMIUM_ARGS, WIDTHS, Demo, demo_server, log_in
+from tests.dashboard.tour import CHROMIUM, CHROMIUM_ARGS, WIDTHS, Demo, demo_server, signed_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
 
@@ -49,10 +49,10 @@ def width(request) -> str:
 
 def open_page(browser, demo: Demo, width: str, **options):
     w, h = WIDTHS[width]
-    context = browser.new_context(viewport={"width": w, "height": h}, **options)
+    context = browser.new_context(viewport={"width": w, "height": h},
+                                  storage_state=signed_in(browser, demo), **options)
     page = context.new_page()
     page.set_default_timeout(15_000)
-    log_in(page, demo)
     return page
 
 
@@ -318,6 +318,7 @@ def test_the_favicon_is_served_and_favicon_ico_leads_to_it(demo, browser):
     assert answer.headers["content-type"].startswith("image/svg+xml")
     assert answer.history and answer.history[0].status_code == 301
     page = open_page(browser, demo, "desktop")
+    page.goto(f"{demo.base}/w/{demo.org}/events/")
     href = page.get_attribute("link[rel=icon]", "href")
     assert httpx.get(demo.base + href, timeout=10).content == answer.content
     page.context.close()

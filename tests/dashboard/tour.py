@@ -39,13 +39,17 @@ class Demo:
     keys: dict[str, str] = field(default_factory=dict)  # slug -> secret
     event_ids: list[str] = field(default_factory=list)
     worker: str = ""
+    session: dict | None = None  # signed_in()'s storage state
 
 
 @contextmanager
 def demo_server(tmp: Path, **env_overrides: str) -> Iterator[Demo]:
     """A Daphne process on a fresh database (SQLite in `tmp`, or PostgreSQL as DATABASE_URL
     says), `manage.py demo` run on it, and the workspace fed over HTTP."""
-    env = server_env(**env_overrides)
+    # Every test context signs in as the same demo user from 127.0.0.1: the log-in limits
+    # (per minute, and per username per hour in a Redis the runs may share) are not under test.
+    env = server_env(LOGIN_RATE_LIMIT="1000/m", LOGIN_BACKOFF_RATE_LIMITS="10000/h,100000/d",
+                     **env_overrides)
     with own_database(env, "ackly_tour", tmp) as env, daphne(env, tmp / "daphne.log") as base:
         yield seed(str(base), env)
 
@@ -108,6 +112,17 @@ def log_in(page, demo: Demo) -> None:
     page.fill("#id_password", DEMO_PASSWORD)
     page.click("main button[type=submit]")
     page.wait_for_url(re.compile(r"/w/org_"))
+
+
+def signed_in(browser, demo: Demo) -> dict:
+    """The demo user's session as a storage state for new browser contexts (one log-in)."""
+    if demo.session is None:
+        context = browser.new_context()
+        page = context.new_page()
+        log_in(page, demo)
+        demo.session = context.storage_state()
+        context.close()
+    return demo.session
 
 
 def pages(demo: Demo) -> list[tuple[str, str]]:
