@@ -8,11 +8,15 @@ same `Ackly-Delivery` id, so a receiver can drop a repeat.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import http.client
 import json
 import logging
 import random
+import socket
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -26,6 +30,8 @@ from django.core.mail import get_connection, send_mail
 from django.db import transaction
 from django.db.models import F
 from django.utils import timezone
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.util.ssl_match_hostname import CertificateError
 
 from alerts.models import Attempt, ChannelKind, Delivery, DeliveryState, Purpose, RuleKind
 from alerts.validation import (
@@ -250,33 +256,49 @@ def post(url: str, body: bytes, headers: dict[str, str]) -> Outcome:
         return Outcome(ok=False, retry=False, error=f"refused: {error}")
     except (OSError, UnicodeError) as error:
         return Outcome(ok=False, retry=True, error=f"DNS: {type(error).__name__}")
-    timeout = urllib3.Timeout(total=settings.ALERTS_DELIVERY_TIMEOUT_SECONDS)
-    pool: urllib3.HTTPConnectionPool
+    limit = settings.ALERTS_DELIVERY_TIMEOUT_SECONDS
+    connection: HTTPConnection
     if https:
-        pool = urllib3.HTTPSConnectionPool(
-            address, port, timeout=timeout, retries=False, server_hostname=host,
-            assert_hostname=host, cert_reqs="CERT_REQUIRED", ca_certs=certifi.where(),
+        connection = HTTPSConnection(
+            address, port, timeout=limit, server_hostname=host, assert_hostname=host,
+            cert_reqs="CERT_REQUIRED", ca_certs=certifi.where(),
         )
     else:
-        pool = urllib3.HTTPConnectionPool(address, port, timeout=timeout, retries=False)
+        connection = HTTPConnection(address, port, timeout=limit)
     target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     netloc = host if parts.port is None else f"{host}:{parts.port}"
     if ":" in host:
         netloc = f"[{host}]" if parts.port is None else f"[{host}]:{parts.port}"
     all_headers = {"Host": netloc, "User-Agent": USER_AGENT, **headers}
+    # The socket timeout bounds each read; a receiver dripping a byte at a time would keep the
+    # attempt alive past it (and past its lease). The watchdog ends the whole attempt in time.
+    expired = threading.Event()
+
+    def cut_off() -> None:
+        expired.set()
+        sock = connection.sock
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    watchdog = threading.Timer(limit, cut_off)
+    watchdog.daemon = True
+    watchdog.start()
     try:
-        response = pool.urlopen(
-            "POST", target, body=body, headers=all_headers, redirect=False, retries=False,
-            preload_content=False,
-        )
+        connection.request("POST", target, body=body, headers=all_headers)
+        response = connection.getresponse()
         # Read at most a little of the answer: only the status matters.
         response.read(4096)
-        response.release_conn()
-        return classify(response.status)
-    except urllib3.exceptions.HTTPError as error:
-        return Outcome(ok=False, retry=True, error=f"network: {type(error).__name__}")
+        status = response.status
+    except (OSError, CertificateError, http.client.HTTPException, urllib3.exceptions.HTTPError) as error:
+        name = "Timeout" if expired.is_set() else type(error).__name__
+        return Outcome(ok=False, retry=True, error=f"network: {name}")
     finally:
-        pool.close()
+        watchdog.cancel()
+        connection.close()
+    if expired.is_set():
+        return Outcome(ok=False, retry=True, error="network: Timeout")
+    return classify(status)
 
 
 def send_email(delivery: Delivery) -> Outcome:

@@ -201,7 +201,6 @@ class DrippingServer:
         self.thread.join(timeout=10)
 
 
-@pytest.mark.xfail(strict=True, reason="open finding: the timeout bounds each read, not the attempt")
 def test_a_receiver_that_answers_slowly_cannot_hold_an_attempt_past_its_timeout(
     workspace, stand_in_public, settings
 ):
