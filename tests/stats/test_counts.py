@@ -8,8 +8,10 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from io import StringIO
 
 import pytest
+from django.core.management import call_command
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
@@ -140,6 +142,13 @@ def test_bulk_inserts_across_sources_and_workspaces_are_counted(
 
     assert_exact()
     assert sum(counters().values()) == 3 * 2 * len(EDGES)
+
+
+def test_the_demo_s_week_of_history_is_counted():
+    call_command("demo", "--base-url", "http://127.0.0.1:9999", stdout=StringIO())
+
+    assert_exact()
+    assert sum(counters().values()) == Event.objects.count() + TimelineEvent.objects.count() > 100
 
 
 def test_deleted_rows_are_taken_off_and_an_emptied_counter_goes(source, worker, hour):
