@@ -36,6 +36,7 @@ from urllib3.util.ssl_match_hostname import CertificateError
 from alerts.models import Attempt, ChannelKind, Delivery, DeliveryState, Purpose, RuleKind
 from alerts.validation import (
     APPRISE_HOSTED_SCHEMES,
+    APPRISE_VENDOR_SCHEMES,
     UnsafeAddress,
     apprise_host,
     apprise_port,
@@ -319,15 +320,17 @@ def send_apprise(delivery: Delivery) -> Outcome:
     import apprise
 
     url = delivery.channel.target
-    if urlsplit(url).scheme.lower() in APPRISE_HOSTED_SCHEMES:
-        host = apprise_host(url)
-        if host:
-            try:
-                resolve_public(host, apprise_port(url))
-            except UnsafeAddress as error:
-                return Outcome(ok=False, retry=False, error=f"refused: {error}")
-            except (OSError, UnicodeError) as error:
-                return Outcome(ok=False, retry=True, error=f"DNS: {type(error).__name__}")
+    scheme = urlsplit(url).scheme.lower()
+    if scheme not in APPRISE_HOSTED_SCHEMES | APPRISE_VENDOR_SCHEMES:
+        return Outcome(ok=False, retry=False, error=f"refused: {scheme}:// is not offered")
+    host = apprise_host(url)
+    if host:
+        try:
+            resolve_public(host, apprise_port(url))
+        except UnsafeAddress as error:
+            return Outcome(ok=False, retry=False, error=f"refused: {error}")
+        except (OSError, UnicodeError) as error:
+            return Outcome(ok=False, retry=True, error=f"DNS: {type(error).__name__}")
     service = apprise.Apprise.instantiate(url)
     if service is None:
         return Outcome(ok=False, retry=False, error="Apprise does not understand this URL")

@@ -19,13 +19,25 @@ from django.core.validators import validate_email
 
 from alerts.models import ChannelKind, RuleKind
 
-# Apprise schemes whose URL names a host of the user's choosing (generic HTTP notifications and
-# self-hosted services). Other Apprise services post to their vendor's fixed public host.
+# The Apprise services a channel may use, in two kinds:
+# * hosted: the URL names a server of the user's choosing (generic HTTP notifications and
+#   self-hosted services): its host is checked like a webhook's, at save and at send time;
+# * vendor: notifications go to the vendor's own fixed public host (the URL's "host" part is a
+#   token or an id, never a server).
+# Any other scheme is refused: an unlisted service might reach a host the check never sees
+# (e.g. mailto://…?smtp=<host>). Email has a channel kind of its own.
 APPRISE_HOSTED_SCHEMES = frozenset({
     "json", "jsons", "xml", "xmls", "form", "forms", "ntfy", "ntfys", "gotify", "gotifys",
     "mmost", "mmosts", "rocket", "rockets", "matrix", "matrixs", "apprise", "apprises",
-    "nctalk", "nctalks", "ncloud", "nclouds", "mqtt", "mqtts", "rsyslog", "syslog",
+    "nctalk", "nctalks", "ncloud", "nclouds", "mqtt", "mqtts", "rsyslog", "workflows",
+    "workflow", "signal", "signals", "hassio", "hassios", "kodi", "kodis", "synology",
+    "synologys", "bark", "barks", "mastodon", "mastodons", "toot", "toots",
 })
+APPRISE_VENDOR_SCHEMES = frozenset({
+    "discord", "tgram", "pagerduty", "opsgenie", "msteams", "slack", "gchat", "pover", "pbul",
+})
+# ntfy:// and ntfys:// without a path name a topic on the public ntfy.sh, not a host.
+_NTFY_SCHEMES = frozenset({"ntfy", "ntfys"})
 
 # Cloud metadata endpoints beyond the link-local 169.254.169.254 (Alibaba's, AWS's IPv6 one).
 _METADATA_ADDRESSES = frozenset({
@@ -114,16 +126,29 @@ def validate_apprise_url(url: str, field: str = "target") -> str:
         raise ValidationError(
             {field: "not an Apprise URL Apprise understands (e.g. json://host/path, tgram://…)"}
         )
-    if scheme in APPRISE_HOSTED_SCHEMES:
-        host = apprise_host(url)
-        if host:
-            check_host(host, apprise_port(url), field)
+    if scheme not in APPRISE_HOSTED_SCHEMES | APPRISE_VENDOR_SCHEMES:
+        raise ValidationError({field: (
+            f"the Apprise service {scheme}:// is not offered: use one of "
+            f"{', '.join(sorted(APPRISE_VENDOR_SCHEMES))}, a self-hosted service "
+            "(json://, ntfy://, gotify://, matrix://, …) or a webhook channel"
+        )})
+    host = apprise_host(url)
+    if host:
+        check_host(host, apprise_port(url), field)
     return url
 
 
 def apprise_host(url: str) -> str | None:
+    """The server an Apprise URL's notifications go to, when the user chooses it; None for a
+    vendor's service (its fixed public host) and for an ntfy topic on ntfy.sh."""
     try:
-        return urlsplit(url).hostname
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        if scheme not in APPRISE_HOSTED_SCHEMES:
+            return None
+        if scheme in _NTFY_SCHEMES and parts.path.strip("/") == "" and parts.port is None:
+            return None
+        return parts.hostname
     except ValueError:
         return None
 
