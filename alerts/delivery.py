@@ -135,9 +135,10 @@ def record_attempt(delivery: Delivery, outcome: Outcome, latency_ms: int) -> str
 
 
 def dashboard_url(workspace_public_id: str, alert_public_id: str | None = None) -> str:
+    """The alert's own page (its events, notifications and deliveries), else the Alerts page."""
     base = (settings.PUBLIC_BASE_URL or "http://localhost:8000/").rstrip("/")
-    anchor = f"#{alert_public_id}" if alert_public_id else ""
-    return f"{base}/w/{workspace_public_id}/alerts/{anchor}"
+    page = f"{alert_public_id}/" if alert_public_id else ""
+    return f"{base}/w/{workspace_public_id}/alerts/{page}"
 
 
 def payload(delivery: Delivery) -> dict[str, Any]:

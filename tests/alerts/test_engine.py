@@ -68,7 +68,7 @@ def test_a_failure_fires_once_and_a_success_resolves_with_signed_webhooks(
     assert body["workspace"]["id"] == workspace.public_id
     assert body["source"]["id"] == source.public_id
     assert [e["id"] for e in body["events"]][0] == failing.public_id
-    assert body["url"].endswith(f"/w/{workspace.public_id}/alerts/#{body['alert']['id']}")
+    assert body["url"].endswith(f"/w/{workspace.public_id}/alerts/{body['alert']['id']}/")
 
     make_event("success")
     assert len(run_pass().resolved) == 1
@@ -340,7 +340,7 @@ def test_firing_and_resolving_are_broadcast_to_the_workspace(workspace, make_eve
     assert fired["type"] == "alert" and fired["alert"]["state"] == "firing"
     assert fired["alert"]["rule"] == rule.name and "boom" in fired["alert"]["reason"]
     assert resolved["alert"]["state"] == "resolved"
-    assert resolved["alert"]["url"].endswith(f"#{fired['alert']['id']}")
+    assert resolved["alert"]["url"].endswith(f"/alerts/{fired['alert']['id']}/")
 
 
 def test_a_slack_channel_gets_text_and_blocks(workspace, receiver, make_event):
