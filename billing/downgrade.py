@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from django.utils import timezone
 
 from billing.models import Plan
-from ingest.models import Event, TimelineEvent
+from stats.models import stored_before
 
 
 @dataclass(frozen=True)
@@ -43,14 +43,15 @@ def retention_cut(workspace, plan: Plan, now: datetime | None = None) -> Retenti
     if plan.retention_days >= old_days:
         return None
     cutoff = (now or timezone.now()) - timedelta(days=plan.retention_days)
-    # Both counts walk the (workspace, received_at) indexes purge_expired deletes through.
+    # From the event counters, not by counting months of rows (stats.models.stored_before).
+    events, timeline_events = stored_before(cutoff, workspace=workspace)
     return RetentionCut(
         plan=plan,
         old_days=old_days,
         new_days=plan.retention_days,
         cutoff=cutoff,
-        events=Event.objects.for_workspace(workspace).before(cutoff).count(),
-        timeline_events=TimelineEvent.objects.for_workspace(workspace).before(cutoff).count(),
+        events=events,
+        timeline_events=timeline_events,
     )
 
 
@@ -60,13 +61,13 @@ def plan_edit_cut(plan: Plan, new_days: int, now: datetime | None = None) -> Ret
     if new_days >= plan.retention_days:
         return None
     cutoff = (now or timezone.now()) - timedelta(days=new_days)
-    on_plan = {"workspace__plan": plan, "received_at__lt": cutoff}
+    events, timeline_events = stored_before(cutoff, workspace__plan=plan)
     return RetentionCut(
         plan=plan,
         old_days=plan.retention_days,
         new_days=new_days,
         cutoff=cutoff,
-        events=Event.objects.filter(**on_plan).count(),
-        timeline_events=TimelineEvent.objects.filter(**on_plan).count(),
+        events=events,
+        timeline_events=timeline_events,
         workspaces=plan.workspaces.count(),
     )

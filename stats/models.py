@@ -9,8 +9,11 @@ and the retention purge's deletes.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from django.db import models
+
+from ingest.models import Event, TimelineEvent
 
 BUCKET = timedelta(minutes=15)
 
@@ -62,3 +65,23 @@ class EventCount(models.Model):
 
     def __str__(self) -> str:
         return f"{self.bucket:%Y-%m-%d %H:%M} {self.kind} {self.count}"
+
+
+def stored_before(cutoff: datetime, **where: Any) -> tuple[int, int]:
+    """(events, timeline events) received before `cutoff`, exactly, without counting old rows:
+    the counters of every whole quarter hour before the one holding `cutoff`, plus a count of
+    that quarter hour's rows before it (at most 15 minutes of rows, through the
+    (workspace, received_at) indexes). `where` narrows by workspace (`workspace=ws`,
+    `workspace__plan=plan`): both the counters and the event tables take it.
+    """
+    edge = bucket_of(cutoff)
+    totals = dict(
+        EventCount.objects.filter(bucket__lt=edge, **where)
+        .values_list("kind").annotate(n=models.Sum("count")).order_by()
+    )
+    timeline = totals.pop(Kind.TIMELINE, 0)
+    events = sum(totals.values())
+    recent = {"received_at__gte": edge, "received_at__lt": cutoff, **where}
+    events += Event.objects.filter(**recent).count()
+    timeline += TimelineEvent.objects.filter(**recent).count()
+    return events, timeline

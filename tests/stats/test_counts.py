@@ -15,6 +15,7 @@ from django.core.management import call_command
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from billing.downgrade import plan_edit_cut, retention_cut
 from billing.models import Plan
 from ingest.models import Event, TimelineEvent
 from ingest.retention import purge_expired
@@ -266,3 +267,33 @@ def test_the_chart_shows_a_quarter_hour_only_when_it_starts_within_retention(
     # The quarter hour from minute 15 holds rows on both sides of the cut-off: not shown.
     assert series[(bucket_of(cutoff) - first) // timedelta(minutes=15)] == 0
     assert sum(series) == 3
+
+
+def test_what_a_shorter_retention_would_purge_is_counted_exactly_from_the_counters(
+    workspace, source, worker, other_workspace
+):
+    """Whole quarter hours from the counters, the one holding the cut-off by its rows."""
+    now = timezone.now()
+    free = Plan.objects.get(code="free")
+    cutoff = now - timedelta(days=free.retention_days)
+    for minutes in (-40, -16, -15, -14, -1, 0, 1, 14, 15, 16, 600, 60 * 24 * 30):
+        for at in (cutoff - timedelta(minutes=minutes), cutoff - timedelta(minutes=minutes, seconds=1)):
+            make_rows(source, worker, at, status=("success", "failure")[minutes % 2])
+    other, _ = create_source(other_workspace, "Other", slug="other")
+    Event.objects.create(workspace=other_workspace, source=other, status="success",
+                         received_at=cutoff - timedelta(days=3))
+
+    cut = retention_cut(workspace, free, now)
+    edit = plan_edit_cut(workspace.plan, free.retention_days, now)
+
+    past = {"received_at__lt": cutoff}
+    assert cut is not None and edit is not None
+    assert (cut.events, cut.timeline_events) == (
+        Event.objects.filter(workspace=workspace, **past).count(),
+        TimelineEvent.objects.filter(workspace=workspace, **past).count(),
+    )
+    # Every workspace on the plan (both are Pro here).
+    assert (edit.events, edit.timeline_events) == (
+        Event.objects.filter(**past).count(), TimelineEvent.objects.filter(**past).count(),
+    )
+    assert cut.events == edit.events - 1 > 0
