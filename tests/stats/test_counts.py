@@ -297,3 +297,26 @@ def test_what_a_shorter_retention_would_purge_is_counted_exactly_from_the_counte
         Event.objects.filter(**past).count(), TimelineEvent.objects.filter(**past).count(),
     )
     assert cut.events == edit.events - 1 > 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_migration_counts_the_rows_already_stored(source, worker, hour):
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    def migrate(target) -> None:
+        executor = MigrationExecutor(connection)
+        executor.loader.build_graph()
+        executor.migrate(target)
+
+    migrate([("stats", None)])
+    try:
+        for edge in EDGES:  # stored while no trigger counts them
+            make_rows(source, worker, hour + edge, status="partial")
+    finally:
+        migrate(MigrationExecutor(connection).loader.graph.leaf_nodes())
+
+    assert_exact()
+    assert sum(counters().values()) == 2 * len(EDGES)
+    make_rows(source, worker, hour)  # and the triggers count from then on
+    assert_exact()
