@@ -175,8 +175,9 @@ def _sqlite_backfill() -> list[str]:
 
 
 def create_sqlite_counters(apps, schema_editor) -> None:
+    """(Re)create the SQLite triggers: those a table rebuild left in place are replaced."""
     if schema_editor.connection.vendor == "sqlite":
-        for statement in _sqlite_forward():
+        for statement in _sqlite_backward() + _sqlite_forward():
             schema_editor.execute(statement, params=None)
 
 

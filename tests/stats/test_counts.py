@@ -320,3 +320,45 @@ def test_the_migration_counts_the_rows_already_stored(source, worker, hour):
     assert sum(counters().values()) == 2 * len(EDGES)
     make_rows(source, worker, hour)  # and the triggers count from then on
     assert_exact()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_on_sqlite_a_later_migration_rebuilding_the_events_table_creates_the_triggers_again(
+    source, worker, hour
+):
+    """Django rebuilds a SQLite table to alter it, which drops the table's triggers: the
+    migration's docstring says to run create_sqlite_counters after such an alteration."""
+    import importlib
+
+    from django.db import connection, models
+
+    if connection.vendor != "sqlite":
+        pytest.skip("SQLite's table rebuild; PostgreSQL alters in place")
+    counting = importlib.import_module("stats.migrations.0001_initial")
+    old = Event._meta.get_field("event_type")
+    new = models.CharField(max_length=old.max_length + 1, blank=True, default="")
+    new.set_attributes_from_name("event_type")
+
+    def rebuild(before, after, recreate: bool) -> None:
+        with connection.schema_editor() as editor:
+            editor.alter_field(Event, before, after)
+            if recreate:
+                counting.create_sqlite_counters(None, editor)
+
+    make_rows(source, worker, hour)
+    rebuild(old, new, recreate=False)
+    try:
+        make_rows(source, worker, hour)
+        assert counters() != row_counts()  # the event row was not counted
+        Event.objects.filter(received_at=hour).delete()
+        TimelineEvent.objects.all().delete()
+        EventCount.objects.all().delete()
+        with connection.schema_editor() as editor:
+            counting.create_sqlite_counters(None, editor)
+        make_rows(source, worker, hour)
+        assert_exact()
+    finally:
+        rebuild(new, old, recreate=True)
+    make_rows(source, worker, hour + timedelta(minutes=20))
+    assert_exact()
+    assert sum(counters().values()) == 4
