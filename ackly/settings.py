@@ -358,12 +358,12 @@ SIGNUP_RATE_LIMIT = env_rate("SIGNUP_RATE_LIMIT", "5/h")  # sign-up POSTs per cl
 SIGNUP_EMAIL_RATE_LIMIT = env_rate("SIGNUP_EMAIL_RATE_LIMIT", "3/h")  # emails to one address
 SIGNUP_FINISH_RATE_LIMIT = env_rate("SIGNUP_FINISH_RATE_LIMIT", "20/h")  # link-page POSTs
 SIGNUP_LINK_MAX_AGE_SECONDS = env_int("SIGNUP_LINK_MAX_AGE_SECONDS", 3 * 24 * 3600)
-# Invitations to a workspace (docs/teams.md): how long the emailed link works, and how many
-# invitations one workspace may send per hour (each is an email to an address an admin typed).
 # Password reset (workspaces/accounts.py): requests per client address, emails to one address.
 PASSWORD_RESET_RATE_LIMIT = env_rate("PASSWORD_RESET_RATE_LIMIT", "5/h")
 PASSWORD_RESET_EMAIL_RATE_LIMIT = env_rate("PASSWORD_RESET_EMAIL_RATE_LIMIT", "3/h")
 PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3600)  # the link's validity, seconds
+# Invitations to a workspace (docs/teams.md): how long the emailed link works, and how many
+# invitations one workspace may send per hour (each is an email to an address an admin typed).
 INVITATION_MAX_AGE_DAYS = env_int("INVITATION_MAX_AGE_DAYS", 7)
 INVITATION_RATE_LIMIT = env_rate("INVITATION_RATE_LIMIT", "30/h")
 
@@ -443,10 +443,10 @@ if not 120 <= SESSION_IDLE_TIMEOUT_SECONDS <= SESSION_MAX_AGE_SECONDS:
     )
 SESSION_COOKIE_AGE = SESSION_IDLE_TIMEOUT_SECONDS
 CSRF_COOKIE_HTTPONLY = False
-X_FRAME_OPTIONS = "DENY"
-SECURE_CONTENT_TYPE_NOSNIFF = True
 # A stale form's 403 in the site's layout; a stale sign-in form gets the login page again.
 CSRF_FAILURE_VIEW = "workspaces.accounts.csrf_failure"
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
 SECURE_REFERRER_POLICY = "same-origin"
 if not DEBUG:
     SESSION_COOKIE_SECURE = True

@@ -16,6 +16,7 @@ from django.conf import settings
 
 from ackly.errors import InvalidBody, PayloadTooLarge
 from ingest.decisions import CREATED, AcceptedEvent
+from ingest.fields import INGEST_EVENT, STRING
 from ingest.idempotency import Claim
 from ingest.models import EventStatus
 from ingest.pipeline import IngestContext, IngestEndpoint
@@ -24,13 +25,13 @@ from ingest.services import record_event, record_event_at_once
 STATUSES = frozenset(EventStatus.values)
 _STATUS_LIST = ", ".join(f"'{s}'" for s in EventStatus.values)
 
-# (JSON field, model field, max length) of the optional strings.
-STRING_FIELDS: tuple[tuple[str, str, int], ...] = (
-    ("message", "message", 1000),
-    ("description", "description", 10000),
-    ("eventType", "event_type", 100),
-    ("externalId", "external_id", 255),
+# (JSON field, model field, max length) of the optional strings (ingest/fields.py's rows).
+STRING_FIELDS: tuple[tuple[str, str, int], ...] = tuple(
+    (rule.name, rule.model_field or rule.name, rule.max_length)
+    for rule in INGEST_EVENT.values()
+    if rule.kind == STRING and rule.max_length is not None
 )
+MIN_DURATION_MS = INGEST_EVENT["durationMs"].minimum or 0
 
 _compact = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
 
@@ -99,8 +100,8 @@ def _duration_problem(value: Any) -> str | None:
         return "durationMs must be a finite number"
     if not math.isfinite(as_float):
         return "durationMs must be a finite number"
-    if as_float < 0:
-        return "durationMs must be at least 0"
+    if as_float < MIN_DURATION_MS:
+        return f"durationMs must be at least {MIN_DURATION_MS}"
     return None
 
 

@@ -20,23 +20,30 @@ from django.conf import settings
 
 from ackly.compat import c_compact_encoder
 from ackly.errors import BatchTooLarge, InvalidBody, MissingActor
+from ingest.fields import (
+    ACTOR_FIELDS,
+    MAX_TIMESTAMP_LENGTH,
+    METRIC,
+    SNAPSHOT,
+    TIMELINE_EVENT,
+    max_length,
+)
 from ingest.models import Category
 
 CATEGORIES: tuple[str, ...] = tuple(Category.values)
 _CATEGORY_SET = frozenset(CATEGORIES)
 _CATEGORY_LIST = ", ".join(CATEGORIES)
 
-MAX_EVENT_TYPE_LENGTH = 100
-MAX_SNAPSHOT_TYPE_LENGTH = 100
-MAX_EXTERNAL_ID_LENGTH = 255
-MAX_EMAIL_LENGTH = 254
-MAX_WORKER_ID_LENGTH = 40
-# Long enough for any ISO 8601 form with fractions and an offset; a bound before parsing.
-MAX_TIMESTAMP_LENGTH = 40
-MAX_METRIC_NAME_LENGTH = 100
-MAX_METRIC_STRING_LENGTH = 200
-MAX_METRIC_UNIT_LENGTH = 50
-MAX_METRIC_LABEL_LENGTH = 200
+# The limits of ingest/fields.py's rows (the OpenAPI document's too), read once.
+MAX_EVENT_TYPE_LENGTH = max_length(TIMELINE_EVENT, "eventType")
+MAX_SNAPSHOT_TYPE_LENGTH = max_length(SNAPSHOT, "snapshotType")
+MAX_EXTERNAL_ID_LENGTH = max_length(ACTOR_FIELDS, "externalId")
+MAX_EMAIL_LENGTH = max_length(ACTOR_FIELDS, "email")
+MAX_WORKER_ID_LENGTH = max_length(ACTOR_FIELDS, "workerId")
+MAX_METRIC_NAME_LENGTH = max_length(METRIC, "name")
+MAX_METRIC_STRING_LENGTH = max_length(METRIC, "value")
+MAX_METRIC_UNIT_LENGTH = max_length(METRIC, "unit")
+MAX_METRIC_LABEL_LENGTH = max_length(METRIC, "label")
 
 # Codes of per-event rejections, most fundamental first: when an event breaks rules of
 # several kinds it carries the first code here, and the message still lists every problem.
@@ -125,7 +132,10 @@ def _check_actor(actor: Any, where: str, problems: list[str]) -> Actor | None:
     if external_id is not None and (
         type(external_id) is not str or not external_id or len(external_id) > MAX_EXTERNAL_ID_LENGTH
     ):
-        problems.append(f"{where}.externalId: must be a non-empty string of at most 255 characters")
+        problems.append(
+            f"{where}.externalId: must be a non-empty string of at most "
+            f"{MAX_EXTERNAL_ID_LENGTH} characters"
+        )
         ok = False
     if email is not None:
         if (
@@ -324,7 +334,7 @@ def _event_rejection(
     if type(event_type) is not str or not event_type:
         problems.append(f"{where}.eventType: required, a non-empty string")
     elif len(event_type) > MAX_EVENT_TYPE_LENGTH:
-        problems.append(f"{where}.eventType: must be at most 100 characters")
+        problems.append(f"{where}.eventType: must be at most {MAX_EVENT_TYPE_LENGTH} characters")
     elif event_type not in allowed_event_types:
         forbidden = True
 
@@ -345,7 +355,7 @@ def _event_rejection(
     if duration is not None and (
         type(duration) is not int or duration < 0 or duration > max_duration
     ):
-        problems.append(f"{where}.duration: must be a whole number of seconds, 0 to 86400")
+        problems.append(f"{where}.duration: must be a whole number of seconds, 0 to {max_duration}")
 
     _check_metadata(event.get("metadata"), f"{where}.metadata", problems, metadata_limit)
 
@@ -371,7 +381,9 @@ def _check_metric(name: str, value: Any, where: str, problems: list[str]) -> Non
         return
     if kind is str:
         if len(value) > MAX_METRIC_STRING_LENGTH:
-            problems.append(f"{where}: a string metric must be at most 200 characters")
+            problems.append(
+                f"{where}: a string metric must be at most {MAX_METRIC_STRING_LENGTH} characters"
+            )
         return
     if kind is not dict:
         problems.append(f"{where}: must be a number, a string or {{value, unit?, label?}}")
@@ -383,7 +395,9 @@ def _check_metric(name: str, value: Any, where: str, problems: list[str]) -> Non
     inner_kind = type(inner)
     if inner_kind is str:
         if len(inner) > MAX_METRIC_STRING_LENGTH:
-            problems.append(f"{where}.value: a string must be at most 200 characters")
+            problems.append(
+                f"{where}.value: a string must be at most {MAX_METRIC_STRING_LENGTH} characters"
+            )
     elif inner_kind is not int and inner_kind is not float:
         problems.append(f"{where}.value: required, a number or a string")
     for field, limit in (("unit", MAX_METRIC_UNIT_LENGTH), ("label", MAX_METRIC_LABEL_LENGTH)):
@@ -402,7 +416,7 @@ def validate_snapshot(body: Any, now: datetime) -> ValidSnapshot:
     if type(snapshot_type) is not str or not snapshot_type:
         problems.append("snapshotType: required, a non-empty string")
     elif len(snapshot_type) > MAX_SNAPSHOT_TYPE_LENGTH:
-        problems.append("snapshotType: must be at most 100 characters")
+        problems.append(f"snapshotType: must be at most {MAX_SNAPSHOT_TYPE_LENGTH} characters")
 
     malformed = len(problems)
     actor = _check_actor(body.get("actor"), "actor", problems)
@@ -420,7 +434,10 @@ def validate_snapshot(body: Any, now: datetime) -> ValidSnapshot:
     else:
         for name, value in metrics.items():
             if not name or len(name) > MAX_METRIC_NAME_LENGTH:
-                problems.append(f"metrics: names must be 1 to 100 characters (got {name[:20]!r})")
+                problems.append(
+                    f"metrics: names must be 1 to {MAX_METRIC_NAME_LENGTH} characters "
+                    f"(got {name[:20]!r})"
+                )
                 continue
             _check_metric(name, value, f"metrics.{name}", problems)
 

@@ -158,7 +158,6 @@ class PasswordChangeView(auth_views.PasswordChangeView):
         return response
 
 
-# --- Sign-up ----------------------------------------------------------------------------------
 # --- A form whose CSRF token is stale -----------------------------------------------------------
 
 
@@ -219,6 +218,7 @@ class PasswordResetView(auth_views.PasswordResetView):
         return super().form_valid(form)
 
 
+# --- Sign-up ----------------------------------------------------------------------------------
 
 
 def _absolute(request: HttpRequest, path: str) -> str:
