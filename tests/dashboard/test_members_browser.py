@@ -13,13 +13,17 @@ from tests.dashboard.test_browser_live import WAIT_MS, browser, emailed_to, serv
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
 
+VIEWPORTS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
 
+
+@pytest.mark.parametrize("width", VIEWPORTS)
 def test_an_invitee_opens_the_emailed_link_joins_and_finds_the_workspace_in_the_switcher(
-    server, browser  # noqa: F811
+    server, browser, width  # noqa: F811
 ):
     base = server["base"]
     owner = f"olga{secrets.token_hex(3)}"
     page, org_id = sign_up(browser, server, owner)
+    page.set_viewport_size(VIEWPORTS[width])
     page.click(f'nav a[href="/w/{org_id}/members/"]')
     page.wait_for_url(f"{base}/w/{org_id}/members/")
     invitee = f"ivan{secrets.token_hex(3)}"
@@ -31,7 +35,7 @@ def test_an_invitee_opens_the_emailed_link_joins_and_finds_the_workspace_in_the_
 
     body = emailed_to(server["mail"], f"{invitee}@example.com")
     link = re.search(r"https?://[^/\s]+(/invite/[A-Za-z0-9_-]+/)", body).group(1)
-    guest = browser.new_context(viewport={"width": 1280, "height": 800}).new_page()
+    guest = browser.new_context(viewport=VIEWPORTS[width]).new_page()
     guest.set_default_timeout(WAIT_MS)
     guest.goto(base + link)
     guest.wait_for_url(f"{base}/invite/")  # the token has left the address bar
