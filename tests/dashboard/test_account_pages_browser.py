@@ -1,7 +1,7 @@
 """The account pages end to end in headless Chromium, at 1280×800 and 390×844, against Daphne:
 a stale login tab that signs in on its second submit, a password reset from the emailed link,
-and a plan change that asks first and shows in the audit log. (The branded error pages need
-DEBUG=0, which this server does not run: tests/test_error_pages.py renders them.)"""
+a plan change that asks first and shows in the audit log, and (on a DEBUG=0 server, where
+Django's debug pages are off) the site's own 404 with a way back."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ try:  # The Daphne-process and Chromium fixtures live with the live-page browser
     )
 except ImportError:  # pragma: no cover - only while that module is absent
     server = browser = sign_up = None
+from tests.servers import collected_static, daphne, own_database, server_env
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
 
@@ -118,3 +119,32 @@ def test_a_plan_change_that_shortens_retention_asks_first_and_is_audited(server,
     log = page.inner_text("main")
     assert log.count("plan.changed") == 2, log  # to Pro, then to Free after the confirmation
     page.context.close()
+
+
+@pytest.fixture(scope="module")
+def production_server(tmp_path_factory):
+    """Daphne with DEBUG=0 (Django's own debug pages are off): the site's error pages."""
+    env = server_env(DEBUG="0", SECRET_KEY=secrets.token_urlsafe(48), STATIC_ROOT=collected_static(),
+                     SECURE_SSL_REDIRECT="0")
+    with own_database(env, "ackly_errpages", tmp_path_factory.mktemp("errpages")) as env, daphne(
+        env, tmp_path_factory.mktemp("errpages-log") / "daphne.log"
+    ) as base:
+        yield base
+
+
+@pytest.mark.skipif(sign_up is None, reason="needs tests/dashboard/test_browser_live.py fixtures")
+@pytest.mark.parametrize("width", VIEWPORTS)
+def test_a_missing_page_is_the_sites_404_with_a_way_back(production_server, browser, width):
+    context = browser.new_context(viewport=VIEWPORTS[width])
+    page = context.new_page()
+    page.set_default_timeout(WAIT_MS)
+
+    response = page.goto(f"{production_server}/no-such-page/")
+
+    assert response.status == 404
+    assert page.locator("h1", has_text="Page not found").is_visible()
+    assert page.locator("a.skip-link, a[href='#main'], a[href='#content']").count() >= 1
+    fits(page)
+    page.click("text=Go to your dashboard")
+    page.wait_for_url(re.compile(r"/login/"))  # signed out: the way back leads to the login
+    context.close()
