@@ -41,6 +41,9 @@ def smoke_run(request, tmp_path_factory) -> tuple[int, dict]:
         "--batch-concurrency 1 --batch-size 20 "
         "--ws-sockets 2 --ws-rate 20 --ws-grace 1 --max-requests 400 --max-total 200 "
         f"--lock-wait 120 --client {client}"
+        # Part (f) (event → webhook, its own servers and worker) once, with the aiohttp client:
+        # the client only drives (a) and (e).
+        + (" --parts a,b,c,e,f" if client == "aiohttp" else " --parts a,b,c,e")
     )
     command = [sys.executable, "-m", "bench.run", *options, "--out", str(out)]
     proc = subprocess.Popen(
@@ -112,6 +115,16 @@ def test_every_accepted_event_is_in_the_database_and_nothing_else(smoke_run):
         counted += results["c"]["sent"]["accepted"] + warmup["accepted"]
         assert warmup["accepted"] == warmup["statuses"].get("201", 0) > 0
     assert events["expected"] == counted
+
+
+def test_part_f_times_events_to_the_webhook_with_the_alerts_worker(smoke_run, request):
+    _, results = smoke_run
+    if request.node.callspec.params["smoke_run"] != "aiohttp":
+        assert results["f"]["status"] != "ran"  # run once per smoke, with the aiohttp client
+        return
+    f = results["f"]
+    assert f["status"] == "ran", f
+    assert f["probes"] >= 1 and f["latency"]["p50_ms"] > 0
 
 
 def test_the_ceiling_stores_exactly_the_requests_it_answered_201(smoke_run):
