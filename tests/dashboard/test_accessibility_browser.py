@@ -12,9 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.dashboard.test_browser_live import browser  # noqa: F401  (the shared Chromium)
 from tests.dashboard.tour import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     OPTIONAL,
     PUBLIC_PAGES,
     WIDTHS,
@@ -33,16 +32,6 @@ SERIOUS = {"serious", "critical"}
 def demo(tmp_path_factory) -> Iterator[Demo]:
     with demo_server(tmp_path_factory.mktemp("a11y")) as demo:
         yield demo
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 def serious_violations(page) -> list[str]:

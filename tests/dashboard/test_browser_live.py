@@ -18,16 +18,12 @@ import httpx
 import pytest
 
 from tests.dashboard.test_accounts import finish_path
+from tests.dashboard.tour import CHROMIUM, CHROMIUM_ARGS
 from tests.servers import daphne, manage, own_database, server_env
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
 
 ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]
 WAIT_MS = 15_000
 
 

@@ -16,8 +16,9 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
+from tests.dashboard.test_browser_live import browser  # noqa: F401  (the shared Chromium)
 from tests.dashboard.test_layout_browser import overlap
-from tests.dashboard.tour import CHROMIUM, CHROMIUM_ARGS, WIDTHS, Demo, demo_server, signed_in
+from tests.dashboard.tour import WIDTHS, Demo, demo_server, signed_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
 
@@ -30,16 +31,6 @@ RELATIVE = re.compile(r"^(just now|\d+ s ago|\d+ min ago|\d+ h ago)$")
 def demo(tmp_path_factory) -> Iterator[Demo]:
     with demo_server(tmp_path_factory.mktemp("ux")) as demo:
         yield demo
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
 
 
 @pytest.fixture(params=list(WIDTHS))
