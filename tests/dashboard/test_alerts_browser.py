@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 from collections.abc import Iterator
 
 import httpx
@@ -26,7 +25,7 @@ from tests.dashboard.test_accessibility_browser import serious_violations
 from tests.dashboard.test_browser_live import CHROMIUM, CHROMIUM_ARGS
 from tests.servers import daphne, manage, own_database, own_redis, server_env
 
-pytestmark = [pytest.mark.browser, pytest.mark.server]
+pytestmark = [pytest.mark.browser, pytest.mark.redis, pytest.mark.server]
 
 REDIS_DB = 6  # this file's own Redis database (its keys cleared before and after)
 WAIT_MS = 20_000
@@ -47,19 +46,8 @@ print(json.dumps({"session": logged_in_session(owner), "cookie": settings.SESSIO
 """
 
 
-def redis_answers() -> bool:
-    try:
-        socket.create_connection(("127.0.0.1", 6379), timeout=0.5).close()
-    except OSError:
-        return False
-    return True
-
-
 @pytest.fixture(scope="module")
 def site(tmp_path_factory) -> Iterator[dict]:
-    if not redis_answers():
-        pytest.skip("needs Redis on 127.0.0.1:6379: the worker's broadcast reaches the server "
-                    "through it (.ci/run's second pass has it)")
     logs = tmp_path_factory.mktemp("alerts-browser")
     with own_redis(REDIS_DB) as redis_url, own_database(
         server_env(REDIS_URL=redis_url, WEBHOOK_ALLOW_PRIVATE="1", ALERTS_POLL_MS="100",
