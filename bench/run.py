@@ -799,8 +799,11 @@ class Bench:
             preexec_fn=die_with_parent,
         )
         self.sup.others.append(listener)
+        # The processes that hold the sockets: their CPU while the stamped load runs, their
+        # peak RSS after it.
+        holders = [s for s in self.sup.servers if f"ws://127.0.0.1:{s.port}" in ws]
         try:
-            ready = read_ready(listener, timeout=60)
+            ready = read_ready(listener, timeout=120)
             if ready == 0:
                 stop_process(listener)
                 detail = json.loads(out_path.read_text()) if out_path.exists() else {}
@@ -816,10 +819,12 @@ class Bench:
                 "c-warmup", http, "/api/ingest", "single", "--rate", str(a.ws_rate),
                 concurrency=128, duration=a.warmup,
             ) if a.warmup > 0 else None
+            holders_cpu = sum(process_cpu(s.proc.pid) for s in holders)
             sent = self.http_load(
                 "c-send", http, "/api/ingest", "single", "--rate", str(a.ws_rate), "--stamp",
                 concurrency=128, duration=a.ws_duration,
             )
+            holders_cpu = sum(process_cpu(s.proc.pid) for s in holders) - holders_cpu
             # Tell the listener the sender is done: it drains late broadcasts until the sockets
             # have been quiet for 2 s (at most --ws-grace s), writes its result and exits.
             listener.send_signal(signal.SIGUSR1)
@@ -840,6 +845,11 @@ class Bench:
             "deliveries_expected": expected,
             "delivered_fraction": round(got["deliveries"] / expected, 4) if expected else None,
             "latency": got["latency"],
+            "socket_servers": {
+                "cpu_s_while_sending": round(holders_cpu, 1),
+                "sending_s": sent["cpu"]["wall_s"],
+                "memory": [m for s in holders if (m := memory_of(s.proc.pid)) is not None],
+            },
         }
         if warmup is not None:
             result["warmup"] = {k: warmup[k] for k in WARMUP_FIGURES}
@@ -1096,7 +1106,9 @@ def summary(r: dict[str, Any]) -> str:
         + (
             f"{lat(c)}, {c['sockets']} sockets, sent {c['sent']['accepted_per_s']} events/s "
             f"(target {r['options']['ws_rate']:g}, {c['sent']['skipped_by_client']} not sent on "
-            f"time), delivered {c['delivered_fraction']}"
+            f"time), delivered {c['delivered_fraction']}; socket server CPU "
+            f"{c['socket_servers']['cpu_s_while_sending']} s in {c['socket_servers']['sending_s']} s, "
+            f"peak RSS {[m['peak_rss_mb'] for m in c['socket_servers']['memory']]} MB"
             if c.get("status") == "ran"
             else c["status"]
         )
