@@ -67,7 +67,7 @@ from collections.abc import Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple, TypedDict, cast, overload
+from typing import TYPE_CHECKING, Any, ClassVar, TypedDict, cast, overload
 
 import psycopg
 from asgiref.sync import sync_to_async
@@ -114,7 +114,7 @@ from ingest.validation_v1 import events_of, validate_event_list
 from sources.auth import bearer_secret, failure_counter, failure_limit, key_refusal
 from sources.keys import KeyContext, digest_of, key_cache_name, lookup_key
 from sources.services import claim_touches, touch_statement
-from workspaces.models import Worker
+from workspaces.services import WorkerRow, find_workers_statement, index_workers
 
 logger = logging.getLogger(__name__)
 
@@ -317,15 +317,6 @@ _RESERVE_AND_CLAIM_OR_FAIL_SQL = (
     f"{_QUOTA_CTE}, r AS ({Claim.INSERT_SQL}q ON CONFLICT DO NOTHING RETURNING 1) "
     "SELECT (SELECT events FROM q) + 0 / ((SELECT count(*) FROM q) * (SELECT count(*) FROM r))"
 )
-# The workers a batch names, by each kind of actor (workspaces.services.resolve_actors finds
-# them the same way; the fast lane never creates one: a batch naming a new worker is handed over).
-_WORKERS_SQL = (
-    f"SELECT id, public_id, display_name, external_id, email FROM {Worker._meta.db_table} "
-    "WHERE workspace_id = %s AND (public_id = ANY(%s::text[]) OR external_id = ANY(%s::text[]) "
-    "OR email = ANY(%s::text[]))"
-)
-
-
 # --- The per-process writer -----------------------------------------------------------------
 
 
@@ -623,18 +614,18 @@ class _Committer:
         valid = validate_event_list(batch.events, key.allowed_event_types, now)
         if valid.rejections:
             return  # the pipeline answers 207, or the first rejection's error
-        actors = [event.actor for event in valid.events]
         start, end = limits.period(now)
         async with self._connection(batch.arrived) as conn, conn.cursor() as cursor:
-            # Each distinct value once: psycopg adapts a text array in Python.
-            await cursor.execute(_WORKERS_SQL, [
-                key.workspace_id,
-                list({a.value for a in actors if a.kind == "workerId"}),
-                list({a.value for a in actors if a.kind == "externalId"}),
-                list({a.value.lower() for a in actors if a.kind == "email"}),
-            ])
-            workers = _WorkerIndex(await cursor.fetchall())
-            accepted = [(event, workers.of(event.actor)) for event in valid.events]
+            # resolve_actors' look-up (its statement), without its creating: a batch naming a
+            # new worker is handed over. Actors' emails are lower-cased by validation.
+            await cursor.execute(*find_workers_statement(
+                key.workspace_id, {(e.actor.kind, e.actor.value) for e in valid.events}
+            ))
+            workers = index_workers([WorkerRow(*row) for row in await cursor.fetchall()])
+            accepted = [
+                (event, workers.get((event.actor.kind, event.actor.value)))
+                for event in valid.events
+            ]
             if any(worker is None for _, worker in accepted):
                 return  # a worker to create, or one not found: the pipeline decides
             rows = timeline_rows(
@@ -758,32 +749,6 @@ def _store_params(workspace_id: int, start: datetime, items: list[_AdmittedPendi
         *reservation_params(items[0].key.limits, len(items), start), *record_columns,
         *event_columns,
     ]
-
-
-class _WorkerIndex:
-    """A batch's workers as read, by each kind of actor."""
-
-    def __init__(self, rows: list[tuple]) -> None:
-        self.by_kind: dict[str, dict[str, _WorkerRow]] = {
-            "workerId": {}, "externalId": {}, "email": {},
-        }
-        for row in rows:
-            worker = _WorkerRow(*row[:3])
-            self.by_kind["workerId"][row[1]] = worker
-            if row[3] is not None:
-                self.by_kind["externalId"][row[3]] = worker
-            if row[4] is not None:
-                self.by_kind["email"][row[4]] = worker
-
-    def of(self, actor) -> _WorkerRow | None:
-        value = actor.value.lower() if actor.kind == "email" else actor.value
-        return self.by_kind[actor.kind].get(value)
-
-
-class _WorkerRow(NamedTuple):
-    id: int
-    public_id: str
-    display_name: str
 
 
 def _binary_row(row: tuple[Any, ...]) -> tuple[Any, ...]:

@@ -7,6 +7,7 @@ import logging
 import secrets
 from collections.abc import Iterable
 from datetime import timedelta
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from django.conf import settings
 from django.contrib.auth import get_user_model
@@ -308,11 +309,70 @@ def membership_of(user, workspace) -> Membership | None:
 # sender gave, in that order; email rides along so a worker created from an externalId keeps it.
 
 ActorKey = tuple[str, str]
-_WORKER_FIELDS = ("id", "public_id", "display_name", "external_id", "email")
+WORKER_FIELDS = ("id", "public_id", "display_name", "external_id", "email")
+# The column each kind of actor names its worker by (emails are stored lower-cased).
+_ACTOR_COLUMNS = {"workerId": "public_id", "externalId": "external_id", "email": "email"}
+
+
+class FoundWorker(Protocol):
+    """What the look-up reads of a worker: a Worker, or a row of WORKER_FIELDS (the fast lane)."""
+
+    @property
+    def public_id(self) -> str: ...
+    @property
+    def external_id(self) -> str | None: ...
+    @property
+    def email(self) -> str | None: ...
+
+
+class WorkerRow(NamedTuple):
+    """A row of `find_workers_statement`, read without the ORM (the fast lane)."""
+
+    id: int
+    public_id: str
+    display_name: str
+    external_id: str | None
+    email: str | None
+
+
+W = TypeVar("W", bound=FoundWorker)
+
+
+def find_workers_statement(workspace_id: int, keys: Iterable[ActorKey]) -> tuple[str, list[Any]]:
+    """The one statement that reads the existing workers of a workspace that actors name, and
+    its parameters: `keys` are distinct (kind, value) pairs, an email lower-cased.
+
+    Standard SQL (an IN list per kind), so both executors run this very text: resolve_actors
+    through Django's cursor on either database, the fast lane through psycopg's. Filtered by
+    workspace: a worker id of another tenant is simply not found."""
+    values: dict[str, list[str]] = {kind: [] for kind in _ACTOR_COLUMNS}
+    for kind, value in keys:
+        values[kind].append(value)
+    clauses = [
+        f"{_ACTOR_COLUMNS[kind]} IN ({', '.join(['%s'] * len(named))})"
+        for kind, named in values.items() if named
+    ] or ["1 = 0"]
+    sql = (
+        f"SELECT {', '.join(WORKER_FIELDS)} FROM {Worker._meta.db_table} "
+        f"WHERE workspace_id = %s AND ({' OR '.join(clauses)})"
+    )
+    return sql, [workspace_id, *(value for named in values.values() for value in named)]
+
+
+def index_workers(workers: Iterable[W]) -> dict[ActorKey, W]:
+    """The workers the statement read, by every (kind, value) that names each of them."""
+    found: dict[ActorKey, W] = {}
+    for worker in workers:
+        found[("workerId", worker.public_id)] = worker
+        if worker.external_id is not None:
+            found[("externalId", worker.external_id)] = worker
+        if worker.email is not None:
+            found[("email", worker.email)] = worker
+    return found
 
 
 def _workers_of(workspace_id: int):
-    return Worker.objects.filter(workspace_id=workspace_id).only(*_WORKER_FIELDS)
+    return Worker.objects.filter(workspace_id=workspace_id).only(*WORKER_FIELDS)
 
 
 def _display_name(external_id: str | None, email: str | None) -> str:
@@ -341,7 +401,8 @@ def _insert_workers(workspace_id: int, field: str, new: list[Worker]) -> dict[st
 def resolve_actors(
     workspace_id: int, actors: Iterable[tuple[str, str, str | None]], create: bool = True
 ) -> dict[ActorKey, Worker | None]:
-    """The worker of each distinct (kind, value) actor, with one query per kind.
+    """The worker of each distinct (kind, value) actor: one query finds those that exist
+    (`find_workers_statement`, the fast lane's too), one pair per kind creates the rest.
 
     workerId must name a worker of this workspace (else None: `worker_not_found`);
     externalId and email (lower-cased) match or create. With create=False (dry runs) the
@@ -359,35 +420,35 @@ def resolve_actors(
         else:
             emails.add(value.lower())
 
-    resolved: dict[ActorKey, Worker | None] = {}
-    if worker_ids:
-        # Filtered by workspace: a worker id of another tenant is simply not found.
-        found = {w.public_id: w for w in _workers_of(workspace_id).filter(public_id__in=worker_ids)}
-        resolved.update((("workerId", value), found.get(value)) for value in worker_ids)
+    keys = [
+        *(("workerId", v) for v in worker_ids), *(("externalId", v) for v in external_ids),
+        *(("email", v) for v in emails),
+    ]
+    if not keys:
+        return {}
+    found = index_workers(Worker.objects.raw(*find_workers_statement(workspace_id, keys)))
+    resolved: dict[ActorKey, Worker | None] = {
+        ("workerId", value): found.get(("workerId", value)) for value in worker_ids
+    }
 
-    if external_ids:
-        found = {
-            w.external_id: w
-            for w in _workers_of(workspace_id).filter(external_id__in=list(external_ids))
-        }
-        missing = [value for value in external_ids if value not in found]
-        if missing:
-            found.update(_create_by_external_id(workspace_id, missing, external_ids, create))
-        resolved.update((("externalId", value), found[value]) for value in external_ids)
+    missing = [value for value in external_ids if ("externalId", value) not in found]
+    if missing:
+        created = _create_by_external_id(workspace_id, missing, external_ids, create)
+        found.update((("externalId", value), worker) for value, worker in created.items())
+    resolved.update((("externalId", value), found[("externalId", value)]) for value in external_ids)
 
-    if emails:
-        found = {w.email: w for w in _workers_of(workspace_id).filter(email__in=list(emails))}
-        missing_emails = [
-            Worker(workspace_id=workspace_id, email=e, display_name=_display_name(None, e))
-            for e in emails
-            if e not in found
-        ]
-        if missing_emails:
-            if create:
-                found.update(_insert_workers(workspace_id, "email", missing_emails))
-            else:
-                found.update((w.email, w) for w in missing_emails)
-        resolved.update((("email", value), found[value]) for value in emails)
+    missing_emails = [
+        Worker(workspace_id=workspace_id, email=e, display_name=_display_name(None, e))
+        for e in emails
+        if ("email", e) not in found
+    ]
+    if missing_emails:
+        if create:
+            created = _insert_workers(workspace_id, "email", missing_emails)
+        else:
+            created = {w.email: w for w in missing_emails if w.email is not None}
+        found.update((("email", value), worker) for value, worker in created.items())
+    resolved.update((("email", value), found[("email", value)]) for value in emails)
     return resolved
 
 
