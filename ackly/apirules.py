@@ -34,14 +34,17 @@ from django.core.handlers.asgi import ASGIRequest
 from django.http import HttpRequest, HttpResponse
 from django.utils.module_loading import import_string
 
+from ackly.requestid import REQUEST_ID_HEADER
+
 # Headers that differ from request to request of one client and that Django's host, scheme
 # and middleware rules do not read: left out of what a verdict is remembered by.
+# (A client's X-Request-Id is read by nothing: ackly.requestid.request_id_of.)
 PER_REQUEST_HEADERS = frozenset({
-    b"authorization", b"idempotency-key", b"content-length", b"x-request-id",
+    b"authorization", b"idempotency-key", b"content-length", REQUEST_ID_HEADER.lower().encode(),
     b"x-forwarded-for", b"traceparent", b"tracestate",
 })
 # Set per answer by the caller (its body, its id), not by these middleware.
-_OWN_HEADERS = frozenset({"content-type", "content-length", "x-request-id"})
+_OWN_HEADERS = frozenset({"content-type", "content-length", REQUEST_ID_HEADER.lower()})
 MAX_REMEMBERED = 1024
 
 

@@ -19,7 +19,7 @@ from psycopg_pool import PoolTimeout
 from rest_framework import exceptions as drf_exceptions
 
 from ackly.compat import django_request
-from ackly.requestid import get_request_id
+from ackly.requestid import REQUEST_ID_HEADER, get_request_id
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +178,7 @@ def error_response(
     )
     for name, value in (headers or {}).items():
         response[name] = value
-    response["X-Request-Id"] = get_request_id(request)
+    response[REQUEST_ID_HEADER] = get_request_id(request)
     return response
 
 

@@ -27,11 +27,23 @@ class _IdentifiedRequest(HttpRequest):
     request_id: str
 
 
+# The response header that names the request's id, on every API answer of both executors.
+REQUEST_ID_HEADER = "X-Request-Id"
+
+
+def request_id_of(given: str | None) -> str:
+    """The rule for a request's id, in both executors: the id it was given already (a v1
+    batch's, named in its body; an idempotent replay's, the first request's), else a new one,
+    `req_` + a ULID (ackly.ids). An X-Request-Id sent by the client is never taken: the id
+    names the server's own log lines and stored rows, so the server alone makes it."""
+    return new_request_id() if given is None else given
+
+
 def get_request_id(request: HttpRequest) -> str:
     """The request's id, made on first use (error handlers may run before the middleware)."""
-    request_id: str | None = getattr(request, "request_id", None)
-    if request_id is None:
-        request_id = new_request_id()
+    given: str | None = getattr(request, "request_id", None)
+    request_id = request_id_of(given)
+    if given is None:
         set_request_id(request, request_id)
     return request_id
 
@@ -50,12 +62,12 @@ class RequestIdMiddleware:
         # Set, not reset afterwards: Django logs a 4xx/5xx (django.request) after the middleware
         # chain has returned, and that line must carry the ids too. Each request sets its own
         # (under ASGI each request also runs in a context of its own).
-        request_id = get_request_id(request)
-        current_request_id.set(request_id)
+        current_request_id.set(get_request_id(request))
         current_tenant.set(("-", "-"))
         response = self.get_response(request)
-        # The view may re-point the id (an idempotent replay answers with the first request's).
-        response["X-Request-Id"] = getattr(request, "request_id", request_id)
+        # Read again: the view may re-point the id (an idempotent replay answers with the
+        # first request's).
+        response[REQUEST_ID_HEADER] = get_request_id(request)
         return response
 
 

@@ -89,7 +89,6 @@ from ackly.errors import (
     error_response,
     log_database_unavailable,
 )
-from ackly.ids import new_request_id
 from ackly.metrics import (
     FASTLANE,
     events_accepted,
@@ -97,7 +96,7 @@ from ackly.metrics import (
     observe_group,
     request_served,
 )
-from ackly.requestid import bind_tenant, set_request_id
+from ackly.requestid import REQUEST_ID_HEADER, bind_tenant, request_id_of, set_request_id
 from billing.services import RESERVE_ALL_SQL, QuotaState, reservation_params
 from ingest.api import IngestView, validate_event
 from ingest.api_v1 import EventsView, batch_body
@@ -213,7 +212,8 @@ class _Batch(_Request):
     """One v1 batch (`POST /api/v1/ingest/events`): its `events` array as parsed."""
 
     events: list[Any] = field(default_factory=list)
-    request_id: str = field(default_factory=new_request_id)
+    # Made on arrival: its 202 body names it (ackly.requestid's rule: a given id is kept).
+    request_id: str = field(default_factory=lambda: request_id_of(None))
     endpoint = EventsView
 
 
@@ -919,14 +919,14 @@ class FastLane:
         """The pipeline's answer: its body, its state headers (ingest.responses), DRF's Allow,
         the API middleware's headers (ackly.apirules) and the request id."""
         body = stored.body.encode()
-        request_id = stored.request_id or new_request_id()
+        request_id = request_id_of(stored.request_id)
         headers = [
             (b"content-type", _JSON),
             *[(name.encode(), value.encode()) for name, value in state_headers(stored.quota, stored.burst)],
             (b"allow", self.allow[item.endpoint]),
             (b"content-length", str(len(body)).encode()),
             *item.security,
-            (b"x-request-id", request_id.encode()),
+            (_REQUEST_ID, request_id.encode()),
         ]
         await send({"type": "http.response.start", "status": stored.status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -935,7 +935,7 @@ class FastLane:
         """The pipeline's 500 (ackly.errors), through the API middleware's response side."""
         assert self.rules is not None
         request = request_of(scope)
-        set_request_id(request, getattr(item, "request_id", None) or new_request_id())
+        set_request_id(request, request_id_of(getattr(item, "request_id", None)))
         if isinstance(outcome, _Unavailable):  # its one log line names the request and tenant
             if item.key is not None:
                 bind_tenant(item.key.workspace_public_id, item.key.source_public_id)
@@ -950,6 +950,7 @@ class FastLane:
 
 
 _JSON = JSON_CONTENT_TYPE.encode()
+_REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
 
 
 def _headers(scope) -> dict[bytes, bytes]:

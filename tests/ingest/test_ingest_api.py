@@ -393,6 +393,17 @@ def test_the_request_id_header_is_on_success_too(post):
     assert response["X-Request-Id"].startswith("req_")
 
 
+def test_a_request_id_sent_by_the_client_is_never_taken(post):
+    """ackly.requestid.request_id_of: the server makes every id, on either executor."""
+    chosen = "req_01M93HK09GJBKK712HXS4JBRPP"
+    ok = post(SEED, HTTP_X_REQUEST_ID=chosen)
+    bad = post({"status": "nope"}, HTTP_X_REQUEST_ID=chosen)
+    assert ok.status_code == 201 and bad.status_code == 400
+    ids = {ok["X-Request-Id"], bad["X-Request-Id"], bad.json()["error"]["requestId"]}
+    assert chosen not in ids and len(ids) == 2
+    assert all(re.fullmatch(r"req_[0-9A-Z]{26}", request_id) for request_id in ids)
+
+
 # --- dry run -------------------------------------------------------------------------------------
 
 
