@@ -16,7 +16,7 @@ from ackly.ids import is_event_id, is_public_id
 from ingest.models import Category, Event, EventStatus, Rejection, TimelineEvent
 from ingest.present import iso, present_event, present_timeline_event
 from stats.models import BUCKET, EventCount, Kind
-from workspaces.models import Workspace
+from workspaces.models import Worker, Workspace
 
 FEED_PAGE_SIZE = 100
 FEED_MAX_PAGE_SIZE = 500
@@ -123,6 +123,49 @@ class FeedFilters:
         return {k: v for k, v in out.items() if v}
 
 
+# Free-text search (`q`): a case-insensitive substring, % and _ taken literally, of an event's
+# message, externalId or metadata (its JSON text), and of a timeline event's worker (display
+# name or external id) or metadata. Django's icontains writes UPPER(column::text) LIKE
+# UPPER('%term%') with the term escaped; on PostgreSQL each searched column has a pg_trgm GIN
+# index on exactly that expression (ingest migration 0005), so a term that matches little is
+# found through the indexes rather than by reading the workspace's rows, and one that matches
+# much is found by reading the newest rows until the page is full. SQLite reads the rows.
+# tests/dashboard/test_search.py checks the plan: change these together with the migration.
+SEARCH_WORKERS_MAX = 1000
+
+
+def search_events(qs: QuerySet, term: str) -> QuerySet:
+    """Ingest-API events whose message, externalId or metadata holds `term`."""
+    return qs.alias(metadata_text=Cast("metadata", TextField())).filter(
+        Q(message__icontains=term) | Q(external_id__icontains=term)
+        | Q(metadata_text__icontains=term)
+    )
+
+
+def matching_workers(workspace: Workspace, term: str) -> QuerySet:
+    """The ids of the workspace's workers whose display name or external id holds `term`."""
+    return Worker.objects.filter(workspace=workspace).filter(
+        Q(display_name__icontains=term) | Q(external_id__icontains=term)
+    ).values_list("id", flat=True)
+
+
+def search_timeline(qs: QuerySet, workspace: Workspace, term: str) -> QuerySet:
+    """Timeline events whose worker's name or external id, or whose metadata, holds `term`.
+
+    Timeline events have no message: the worker stands in for it, externalId is the worker's.
+    The workspace's matching workers are looked up first (their own indexes), so the timeline
+    is read by a list of ids the database can look up by index, not through a join; past
+    SEARCH_WORKERS_MAX of them the term is common and a subquery serves as well.
+    """
+    workers = matching_workers(workspace, term)
+    worker_ids: QuerySet | list[int] = list(workers[: SEARCH_WORKERS_MAX + 1])
+    if len(worker_ids) > SEARCH_WORKERS_MAX:
+        worker_ids = workers
+    return qs.alias(metadata_text=Cast("metadata", TextField())).filter(
+        Q(worker_id__in=worker_ids) | Q(metadata_text__icontains=term)
+    )
+
+
 def _bounded(qs: QuerySet, workspace: Workspace, f: FeedFilters, now: datetime) -> QuerySet:
     """Tenant, retention and time bounds shared by both kinds."""
     qs = qs.filter(workspace=workspace, received_at__gte=retention_cutoff(workspace, now))
@@ -153,10 +196,7 @@ def events_query(workspace: Workspace, f: FeedFilters, now: datetime) -> QuerySe
     if f.status:
         qs = qs.filter(status=f.status)
     if f.q:
-        qs = qs.annotate(metadata_text=Cast("metadata", TextField())).filter(
-            Q(message__icontains=f.q) | Q(external_id__icontains=f.q)
-            | Q(metadata_text__icontains=f.q)
-        )
+        qs = search_events(qs, f.q)
     return qs.select_related("source").order_by("-received_at", "-id")
 
 
@@ -168,11 +208,7 @@ def timeline_query(workspace: Workspace, f: FeedFilters, now: datetime) -> Query
     if f.category:
         qs = qs.filter(category=f.category)
     if f.q:
-        # Timeline events have no message: the worker stands in for it, externalId is the worker's.
-        qs = qs.annotate(metadata_text=Cast("metadata", TextField())).filter(
-            Q(worker__display_name__icontains=f.q) | Q(worker__external_id__icontains=f.q)
-            | Q(metadata_text__icontains=f.q)
-        )
+        qs = search_timeline(qs, workspace, f.q)
     return qs.select_related("source", "worker").order_by("-received_at", "-id")
 
 

@@ -1,0 +1,67 @@
+"""pg_trgm GIN indexes for the feed's free-text search, on PostgreSQL only.
+
+Each index is on the exact expression Django's icontains writes for one searched column,
+UPPER(column::text), so `workspaces.live.search_events` and `search_timeline` read them
+(tests/dashboard/test_search.py checks the plan). Built CONCURRENTLY, outside a transaction,
+so ingest keeps writing while a large table is indexed. On SQLite every step does nothing:
+the search there reads the rows.
+"""
+
+from django.contrib.postgres.operations import TrigramExtension
+from django.db import migrations
+
+# (index name, app label, model, column)
+INDEXES = [
+    # The feed's and read API's search of ingest events: message, externalId, metadata.
+    ("event_message_trgm", "ingest", "Event", "message"),
+    ("event_external_id_trgm", "ingest", "Event", "external_id"),
+    ("event_metadata_trgm", "ingest", "Event", "metadata"),
+    # Timeline events: their metadata here, their worker's name and external id below.
+    ("timeline_metadata_trgm", "ingest", "TimelineEvent", "metadata"),
+    ("worker_display_name_trgm", "workspaces", "Worker", "display_name"),
+    ("worker_external_id_trgm", "workspaces", "Worker", "external_id"),
+]
+
+
+def create_indexes(apps, schema_editor):
+    if schema_editor.connection.vendor != "postgresql":
+        return
+    quote = schema_editor.quote_name
+    for name, app, model, column in INDEXES:
+        table = apps.get_model(app, model)._meta.db_table
+        with schema_editor.connection.cursor() as cursor:
+            # A concurrent build that failed leaves an invalid index behind: build it again.
+            cursor.execute(
+                "SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", [name]
+            )
+            invalid = cursor.fetchone()
+        if invalid and invalid[0]:
+            schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {quote(name)}")
+        schema_editor.execute(
+            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {quote(name)} ON {quote(table)} "
+            f"USING gin ((UPPER({quote(column)}::text)) gin_trgm_ops)"
+        )
+
+
+def drop_indexes(apps, schema_editor):
+    if schema_editor.connection.vendor != "postgresql":
+        return
+    for name, *_ in INDEXES:
+        schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {schema_editor.quote_name(name)}")
+
+
+class Migration(migrations.Migration):
+    # CREATE INDEX CONCURRENTLY cannot run inside a transaction.
+    atomic = False
+
+    dependencies = [
+        ("ingest", "0004_rejected_requests"),
+        ("workspaces", "0004_invitation"),
+    ]
+
+    operations = [
+        # CREATE EXTENSION IF NOT EXISTS pg_trgm; nothing on SQLite. docs/operations.md says
+        # what to do when the database role may not create it.
+        TrigramExtension(),
+        migrations.RunPython(create_indexes, drop_indexes),
+    ]
