@@ -15,8 +15,10 @@ Django's code, through `ApiRules.for_scope`:
 
 A middleware added to API_MIDDLEWARE later is asked too. One written as a plain callable
 (ackly's request id, metrics, health and exception middleware) has no separate hooks to ask:
-the fast lane does their part itself, and tests/test_apirules.py proves its answers carry
-exactly the headers the full handler's do.
+the fast lane does their part itself with their own functions (the request id's rule and
+header, `ackly.requestid.request_id_of`; the 500, `ackly.errors.error_response`), and
+tests/test_apirules.py proves its answers carry exactly the headers the full handler's do.
+`request_headers` reads a scope's headers by Django's rule for repeated ones.
 
 What Django decides depends on the request's headers, not on its body or its key: it is
 remembered per distinct set of the other headers (and scheme and server), so a client that
@@ -118,6 +120,19 @@ class ApiRules:
         for hook in self.response_hooks:
             response = hook(request, response)
         return response
+
+
+def request_headers(scope: dict[str, Any]) -> dict[bytes, bytes]:
+    """The request's headers by name, a repeated header's values joined by commas in order:
+    Django's rule (ASGIRequest builds META so), for code that reads headers off the scope
+    without making Django's request (the fast lane). So `Authorization` sent twice is refused
+    by both executors alike, and two Idempotency-Key headers name the same key in both;
+    tests/test_apirules.py holds it to Django's META."""
+    headers: dict[bytes, bytes] = {}
+    for name, value in scope["headers"]:
+        seen = headers.get(name)
+        headers[name] = value if seen is None else seen + b"," + value
+    return headers
 
 
 def request_of(scope: dict[str, Any], body: bytes = b"") -> ASGIRequest:

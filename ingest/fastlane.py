@@ -78,7 +78,7 @@ from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 from psycopg_pool import PoolTimeout
 
-from ackly.apirules import ApiRules, Headers, asgi_headers, request_of
+from ackly.apirules import ApiRules, Headers, asgi_headers, request_headers, request_of
 from ackly.cache import queue_incr_windows
 from ackly.clientip import client_address
 from ackly.compat import cache_value, group_channel
@@ -103,7 +103,7 @@ from ingest.api_v1 import EventsView, batch_body
 from ingest.broadcast import MESSAGE_TYPE, layer_prefix, serialized, warn_failed, workspace_group
 from ingest.decisions import CREATED, EVENT_COLUMNS, EVENT_INSERT, AcceptedEvent
 from ingest.idempotency import RECORD_COLUMNS, RECORD_INSERT, Claim, idempotency_key, request_hash
-from ingest.jsonbody import parse_strict_json
+from ingest.jsonbody import check_size, parse_strict_json
 from ingest.pipeline import BURST_COUNTED_SCOPE_KEY, IngestEndpoint, body_text
 from ingest.present import events_message, source_ref, timeline_message
 from ingest.ratelimits import BurstState, burst_state, burst_window
@@ -820,20 +820,18 @@ class FastLane:
             or not self._enabled()
         ):
             return await self.app(scope, receive, send)
-        limit = settings.INGEST_MAX_BODY_BYTES
+        # At most INGEST_MAX_BODY_BYTES + 1 bytes: ackly.asgi.BodyLimitGuard, in front, caps
+        # every API body (and ends it there); `_request` asks the size rule of what came.
         chunks: list[bytes] = []
-        size = 0
         while True:
             message = await receive()
             if message["type"] != "http.request":
                 return None  # the client went away before sending its body
-            chunk = message.get("body", b"")
-            size += len(chunk)
-            chunks.append(chunk)
-            if size > limit or not message.get("more_body", False):
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
-        item = self._request(scope, body, size <= limit)
+        item = self._request(scope, body)
         if item is None:
             return await self._hand_over(scope, body, receive, send, None)
         # Made (and its pool opened) by the first request it can serve: none for a process
@@ -868,19 +866,20 @@ class FastLane:
             await committer.open()
         return committer
 
-    def _request(self, scope, body: bytes, within_limit: bool) -> _Pending | _Batch | None:
+    def _request(self, scope, body: bytes) -> _Pending | _Batch | None:
         """The request, checked as far as it can be without I/O; None: the pipeline answers."""
-        if not within_limit:
-            return None
         assert self.rules is not None
         security = self.rules.for_scope(scope)  # None: Django answers (Host, HTTPS redirect…)
         if security is None:
             return None
-        headers = _headers(scope)
+        batch = scope["path"] in BATCH_PATHS
+        headers = request_headers(scope)
         auth = headers.get(b"authorization")
         forwarded_for = headers.get(b"x-forwarded-for")
         idem_header = headers.get(b"idempotency-key")
         try:
+            check_size(len(body), settings.INGEST_MAX_BODY_BYTES,
+                       (EventsView if batch else IngestView).too_large_error)
             secret = bearer_secret(None if auth is None else auth.decode("latin-1"))
             idem_key = idempotency_key(None if idem_header is None else idem_header.decode("latin-1"))
             client = scope.get("client")
@@ -895,7 +894,7 @@ class FastLane:
                 "future": asyncio.get_running_loop().create_future(),
             }
             payload = parse_strict_json(body, settings.JSON_MAX_DEPTH)
-            if scope["path"] in BATCH_PATHS:
+            if batch:
                 return _Batch(**common, events=events_of(payload))
             return _Pending(**common, fields=validate_event(payload))
         except APIError:  # the pipeline answers (missing_authorization, invalid_body, …)
@@ -951,14 +950,3 @@ class FastLane:
 
 _JSON = JSON_CONTENT_TYPE.encode()
 _REQUEST_ID = REQUEST_ID_HEADER.lower().encode()
-
-
-def _headers(scope) -> dict[bytes, bytes]:
-    """Request headers by lower-case name; a repeated header's values joined by commas, in
-    order, as Django's ASGIRequest builds META (so `Authorization` sent twice is refused by
-    both lanes alike, and two Idempotency-Key headers name the same key in both)."""
-    headers: dict[bytes, bytes] = {}
-    for name, value in scope["headers"]:
-        seen = headers.get(name)
-        headers[name] = value if seen is None else seen + b"," + value
-    return headers

@@ -19,6 +19,15 @@ from django.http import HttpRequest
 from ackly.errors import APIError, InvalidBody
 
 
+def check_size(size: int, limit: int, too_large: type[APIError]) -> None:
+    """The body-size rule of both executors: `too_large` when `size` bytes are over `limit`.
+
+    read_body asks it of the declared Content-Length and of what it read; the fast lane of the
+    body it received (at most limit + 1 bytes: ackly.asgi.BodyLimitGuard caps every API body)."""
+    if size > limit:
+        raise too_large(_too_large_message(limit))
+
+
 def read_body(request: HttpRequest, limit: int, too_large: type[APIError]) -> bytes:
     """The raw body, or `too_large` when it is over `limit` bytes (never read past limit + 1)."""
     declared = request.META.get("CONTENT_LENGTH")
@@ -27,8 +36,7 @@ def read_body(request: HttpRequest, limit: int, too_large: type[APIError]) -> by
             length = int(declared)
         except ValueError:
             raise InvalidBody("The Content-Length header is not a number.") from None
-        if length > limit:
-            raise too_large(_too_large_message(limit))
+        check_size(length, limit, too_large)
     stream = request
     if not declared and "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
         # Under WSGI Django reads nothing without a Content-Length; the server (gunicorn) has
@@ -36,8 +44,7 @@ def read_body(request: HttpRequest, limit: int, too_large: type[APIError]) -> by
         # wsgi.input: the request holds the body (capped by ackly.asgi.BodyLimitGuard).
         stream = request.META.get("wsgi.input", request)
     body = stream.read(limit + 1)
-    if len(body) > limit:
-        raise too_large(_too_large_message(limit))
+    check_size(len(body), limit, too_large)
     return body
 
 

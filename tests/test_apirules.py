@@ -16,7 +16,7 @@ import pytest
 from asgiref.sync import async_to_sync
 from django.test import override_settings
 
-from ackly.apirules import ApiRules
+from ackly.apirules import ApiRules, request_headers, request_of
 from ackly.handlers import ApiASGIHandler
 from billing.services import QuotaState
 from ingest.fastlane import FastLane, _Pending, _Stored
@@ -141,3 +141,25 @@ def test_a_verdict_is_remembered_per_set_of_headers_not_per_key_or_idempotency_k
     assert len(rules.remembered) == 1
     assert rules.for_scope(_scope(secret, host=b"localhost")) is not first
     assert len(rules.remembered) == 2
+
+
+def test_repeated_headers_are_joined_as_djangos_request_joins_them():
+    """The fast lane reads the scope's headers as the pipeline reads Django's META."""
+    scope = _scope("ak_live_" + "a" * 40, extra=[
+        (b"idempotency-key", b"first"), (b"x-forwarded-for", b"10.0.0.1"),
+        (b"idempotency-key", b"second"), (b"authorization", b"Bearer ak_live_" + b"b" * 40),
+    ])
+    meta = request_of(scope).META
+    headers = request_headers(scope)
+    assert headers[b"idempotency-key"] == b"first,second"
+    assert headers[b"authorization"].count(b",") == 1
+
+    def meta_name(name: bytes) -> str:
+        return "CONTENT_TYPE" if name == b"content-type" else (
+            "HTTP_" + name.decode().upper().replace("-", "_")
+        )
+
+    assert {meta_name(name): value.decode("latin-1") for name, value in headers.items()} == {
+        name: value for name, value in meta.items()
+        if name.startswith("HTTP_") or name == "CONTENT_TYPE"
+    }
