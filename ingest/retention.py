@@ -1,13 +1,19 @@
 """Retention: rows past their workspace's plan retention are deleted in bounded batches.
 
-Each batch is one short `DELETE … WHERE id IN (…)` found through the (workspace, received_at)
-indexes, so a daily run never holds long locks or builds a huge transaction, whatever the
-backlog. The current snapshot cards are kept: only their history expires.
+Each batch is one short `DELETE … WHERE id IN (…)` of the oldest expired rows, found through the
+(workspace, time) indexes and walked along them: the next batch starts at the last one's time,
+so it never re-reads the index entries of rows already deleted (they stay in the index until
+VACUUM). Every batch commits on its own, with the event counters' triggers decrementing in the
+same statement, so a run stopped at any point leaves the rows and counters consistent and the
+next run carries on. A daily run never holds long locks or builds a huge transaction, whatever
+the backlog. The current snapshot cards are kept: only their history expires.
 """
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -25,7 +31,7 @@ from ingest.models import (
 )
 from workspaces.models import AuditEntry, Workspace
 
-# Model, and the time field its retention is measured on.
+# Model, and the time field its retention is measured on (each leads an index after workspace).
 RETAINED: tuple[tuple[type[models.Model], str], ...] = (
     (Event, "received_at"),
     (TimelineEvent, "received_at"),
@@ -49,30 +55,65 @@ class PurgeReport:
         return sum(self.deleted.values())
 
 
-def delete_in_batches(queryset: models.QuerySet, batch_size: int, report: PurgeReport) -> int:
-    """Delete the queryset's rows `batch_size` at a time; returns how many went."""
+# Called after every batch with the report so far (the command prints progress from it).
+Progress = Callable[[PurgeReport], None]
+
+
+@dataclass
+class Batches:
+    """How the purge paces itself: rows per DELETE, seconds between them, who hears of each."""
+
+    size: int
+    pause: float = 0.0
+    progress: Progress | None = None
+
+
+def delete_in_batches(
+    queryset: models.QuerySet, time_field: str, batches: Batches, report: PurgeReport
+) -> int:
+    """Delete the queryset's rows `batches.size` at a time, oldest first; returns how many went."""
     model = queryset.model
     label = model._meta.label
     deleted = 0
+    floor: datetime | None = None
     while True:
-        ids = list(queryset.values_list("pk", flat=True)[:batch_size])
-        if not ids:
+        page = queryset if floor is None else queryset.filter(**{f"{time_field}__gte": floor})
+        rows = list(page.order_by(time_field).values_list("pk", time_field)[: batches.size])
+        if not rows:
             return deleted
         # Nothing points at these rows and no signal listens, so Django issues one fast DELETE.
-        count, _ = model.objects.filter(pk__in=ids).delete()
+        count, _ = model._default_manager.filter(pk__in=[pk for pk, _ in rows]).delete()
         report.deleted[label] += count
         report.batches += 1
         deleted += count
-        if len(ids) < batch_size:
+        if batches.progress is not None:
+            batches.progress(report)
+        if len(rows) < batches.size:
             return deleted
+        # Rows sharing the last row's time may remain: `>=` finds them, deleted ones are gone.
+        floor = rows[-1][1]
+        if batches.pause:
+            time.sleep(batches.pause)
 
 
-def purge_expired(now: datetime | None = None, batch_size: int | None = None) -> PurgeReport:
-    """Delete every row past its workspace's retention and idempotency records past the window."""
+def purge_expired(
+    now: datetime | None = None,
+    batch_size: int | None = None,
+    pause: float = 0.0,
+    progress: Progress | None = None,
+) -> PurgeReport:
+    """Delete every row past its workspace's retention and idempotency records past the window.
+
+    `pause` seconds are slept between batches of one table (to leave the database to ingest);
+    `progress` is called after every batch.
+    """
     now = now or timezone.now()
     batch_size = batch_size or settings.PURGE_BATCH_SIZE
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
+    if pause < 0:
+        raise ValueError("pause must not be negative")
+    batches = Batches(batch_size, pause, progress)
     report = PurgeReport()
     workspaces = Workspace.objects.values_list("pk", "plan__retention_days").order_by("pk")
     for workspace_id, retention_days in workspaces.iterator():
@@ -80,11 +121,11 @@ def purge_expired(now: datetime | None = None, batch_size: int | None = None) ->
         for model, time_field in RETAINED:
             expired = model._default_manager.filter(
                 workspace_id=workspace_id, **{f"{time_field}__lt": cutoff}
-            ).order_by()
-            delete_in_batches(expired, batch_size, report)
+            )
+            delete_in_batches(expired, time_field, batches, report)
     window = timedelta(seconds=settings.IDEMPOTENCY_WINDOW_SECONDS)
-    stale = IdempotencyRecord.objects.filter(created_at__lt=now - window).order_by()
-    delete_in_batches(stale, batch_size, report)
+    stale = IdempotencyRecord.objects.filter(created_at__lt=now - window)
+    delete_in_batches(stale, "created_at", batches, report)
     # Labels with nothing deleted still appear, so the command's summary is complete.
     for model in [m for m, _ in RETAINED] + [IdempotencyRecord]:
         report.deleted.setdefault(model._meta.label, 0)

@@ -1,0 +1,221 @@
+"""The retention purge: what goes, what stays, and the counters after it, however it is cut.
+
+Every test compares the event counters with a GROUP BY of the rows after each purge
+(tests/stats/test_counts.py's helpers); the batch sizes are tiny so that batches end inside a
+quarter hour, on a day boundary and among rows sharing one instant.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, timedelta
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.utils import timezone
+
+from billing.models import Plan
+from ingest import retention
+from ingest.management.commands import purge_expired as command
+from ingest.models import Event, TimelineEvent
+from ingest.retention import PurgeReport, purge_expired
+from sources.services import create_source
+from tests.stats.test_counts import assert_exact, make_rows
+from workspaces.live import retention_cutoff
+from workspaces.models import Worker
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def worker(workspace):
+    return Worker.objects.create(workspace=workspace, display_name="Alex", external_id="alex")
+
+
+def kept_ids() -> tuple[set[int], set[int]]:
+    return (set(Event.objects.values_list("pk", flat=True)),
+            set(TimelineEvent.objects.values_list("pk", flat=True)))
+
+
+def test_a_purge_across_a_day_boundary_deletes_up_to_the_cut_off_and_keeps_the_counters_exact(
+    workspace, source, worker
+):
+    # The cut-off falls 5 minutes after a UTC midnight: rows on both sides of midnight expire.
+    midnight = (timezone.now() - timedelta(days=workspace.plan.retention_days)).astimezone(
+        UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    now = midnight + timedelta(minutes=5) + timedelta(days=workspace.plan.retention_days)
+    cutoff = retention_cutoff(workspace, now)
+    assert cutoff == midnight + timedelta(minutes=5)
+    for minutes in (-30, -16, -15, -1, 0, 1, 4, 14):
+        make_rows(source, worker, midnight + timedelta(minutes=minutes, seconds=30))
+    make_rows(source, worker, cutoff - timedelta(microseconds=1))
+    make_rows(source, worker, cutoff)
+    make_rows(source, worker, cutoff + timedelta(hours=1))
+    assert_exact()
+
+    report = purge_expired(now=now, batch_size=2)
+
+    assert_exact()
+    assert report.deleted["ingest.Event"] == 8
+    assert report.deleted["ingest.TimelineEvent"] == 8
+    assert not Event.objects.filter(received_at__lt=cutoff).exists()
+    assert not TimelineEvent.objects.filter(received_at__lt=cutoff).exists()
+    kept = sorted(Event.objects.values_list("received_at", flat=True))
+    assert kept == [cutoff, cutoff + timedelta(minutes=9, seconds=30),
+                    cutoff + timedelta(hours=1)]
+
+
+def test_rows_sharing_one_instant_go_together_however_many_batches_they_take(
+    workspace, source, worker
+):
+    now = timezone.now()
+    instant = retention_cutoff(workspace, now) - timedelta(hours=2)
+    for _ in range(7):
+        make_rows(source, worker, instant)
+    make_rows(source, worker, instant + timedelta(microseconds=1))
+
+    report = purge_expired(now=now, batch_size=3)
+
+    assert report.deleted["ingest.Event"] == 8
+    assert not Event.objects.exists()
+    assert not TimelineEvent.objects.exists()
+    assert_exact()
+
+
+def test_a_plan_change_that_shortens_then_lengthens_retention(workspace, source, worker):
+    now = timezone.now()
+    pro = workspace.plan
+    free = Plan.objects.get(code="free")
+    ages = (0, free.retention_days - 1, free.retention_days + 1, 30, pro.retention_days - 1,
+            pro.retention_days + 1, pro.retention_days + 40)
+    for days in ages:
+        make_rows(source, worker, now - timedelta(days=days, minutes=3))
+
+    first = purge_expired(now=now, batch_size=2)
+    assert first.deleted["ingest.Event"] == 2  # older than Pro's 90 days
+    assert_exact()
+    within_pro = kept_ids()
+
+    workspace.plan = free
+    workspace.save(update_fields=["plan"])
+    shorter = purge_expired(now=now, batch_size=2)
+    assert shorter.deleted["ingest.Event"] == 3  # 8, 30 and 89 days old
+    assert shorter.deleted["ingest.TimelineEvent"] == 3
+    assert_exact()
+    within_free = kept_ids()
+    assert all(now - at < timedelta(days=free.retention_days)
+               for at in Event.objects.values_list("received_at", flat=True))
+
+    # Lengthening retention again deletes nothing more, and brings nothing back.
+    workspace.plan = pro
+    workspace.save(update_fields=["plan"])
+    longer = purge_expired(now=now, batch_size=2)
+    assert longer.total == 0
+    assert kept_ids() == within_free
+    assert within_free[0] < within_pro[0]
+    assert_exact()
+
+
+def test_nothing_inside_retention_is_deleted_in_any_workspace(
+    workspace, free_workspace, source, worker
+):
+    free_source, _ = create_source(free_workspace, "Free jobs")
+    free_worker = Worker.objects.create(workspace=free_workspace, display_name="F")
+    now = timezone.now()
+    expired = set()
+    for src, wrk, ws in ((source, worker, workspace), (free_source, free_worker, free_workspace)):
+        cutoff = retention_cutoff(ws, now)
+        make_rows(src, wrk, cutoff - timedelta(microseconds=1))
+        expired.add(Event.objects.latest("pk").pk)
+        for delta in (timedelta(0), timedelta(microseconds=1), timedelta(minutes=14, seconds=59)):
+            make_rows(src, wrk, cutoff + delta)
+    before = set(Event.objects.values_list("pk", flat=True))
+
+    report = purge_expired(now=now, batch_size=1)
+
+    assert report.deleted["ingest.Event"] == report.deleted["ingest.TimelineEvent"] == 2
+    assert set(Event.objects.values_list("pk", flat=True)) == before - expired
+    assert TimelineEvent.objects.count() == 6
+    assert_exact()
+
+
+def test_a_purge_stopped_midway_leaves_rows_and_counters_consistent_and_the_next_run_finishes(
+    workspace, source, worker
+):
+    now = timezone.now()
+    cutoff = retention_cutoff(workspace, now)
+    for minutes in range(12):  # 12 expired rows per table across quarter hours
+        make_rows(source, worker, cutoff - timedelta(minutes=7 * minutes + 1))
+    make_rows(source, worker, cutoff + timedelta(minutes=1))
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_two(report: PurgeReport) -> None:
+        if report.batches == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        purge_expired(now=now, batch_size=5, progress=stop_after_two)
+
+    # Each batch went whole with its counters: the oldest 10 events, none of the rest.
+    assert Event.objects.filter(received_at__lt=cutoff).count() == 2
+    assert TimelineEvent.objects.filter(received_at__lt=cutoff).count() == 12
+    assert_exact()
+
+    report = purge_expired(now=now, batch_size=5)
+    assert report.deleted["ingest.Event"] == 2
+    assert report.deleted["ingest.TimelineEvent"] == 12
+    assert Event.objects.count() == TimelineEvent.objects.count() == 1
+    assert_exact()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_stopped_purge_keeps_what_its_committed_batches_deleted(workspace, source, worker):
+    """Each batch commits on its own: stopping the run rolls back nothing already done."""
+    now = timezone.now()
+    cutoff = retention_cutoff(workspace, now)
+    for minutes in range(6):
+        make_rows(source, worker, cutoff - timedelta(minutes=minutes + 1))
+
+    def stop(report: PurgeReport) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        purge_expired(now=now, batch_size=4, progress=stop)
+
+    assert Event.objects.count() == 2
+    assert_exact()
+
+
+def test_the_command_paces_itself_and_prints_progress(workspace, source, worker, monkeypatch):
+    monkeypatch.setattr(command, "PROGRESS_EVERY", 0.0)
+    slept: list[float] = []
+    monkeypatch.setattr(retention.time, "sleep", slept.append)
+    cutoff = retention_cutoff(workspace)
+    for minutes in range(5):
+        make_rows(source, worker, cutoff - timedelta(hours=1, minutes=minutes))
+    out = StringIO()
+
+    call_command("purge_expired", "--batch-size", "2", "--pause", "0.25", stdout=out)
+
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("… 2 rows deleted in 1 batches, ")
+    assert lines[0].endswith(" rows/s")
+    assert "ingest.Event: 5 deleted" in lines
+    assert lines[-1] == "Purged 10 rows in 6 batches."
+    # A pause between batches of one table, none after a table's last (short) batch.
+    assert slept == [0.25, 0.25, 0.25, 0.25]
+    assert_exact()
+
+
+@pytest.mark.parametrize("pause", ["-1", "soon", "nan", "inf"])
+def test_the_command_refuses_a_bad_pause(pause):
+    with pytest.raises(CommandError, match="--pause must be a number of seconds ≥ 0"):
+        call_command("purge_expired", "--pause", pause, stdout=StringIO())
+
+
+def test_purge_expired_refuses_a_negative_pause():
+    with pytest.raises(ValueError, match="pause"):
+        purge_expired(pause=-0.5)
