@@ -23,6 +23,17 @@ INDEXES = [
 ]
 
 
+class CreatePgTrgm(TrigramExtension):
+    """CREATE EXTENSION IF NOT EXISTS pg_trgm, and on reversal DROP EXTENSION: on PostgreSQL only.
+
+    Django's operation already skips SQLite going forwards, but not backwards.
+    """
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        if schema_editor.connection.vendor == "postgresql":
+            super().database_backwards(app_label, schema_editor, from_state, to_state)
+
+
 def create_indexes(apps, schema_editor):
     if schema_editor.connection.vendor != "postgresql":
         return
@@ -60,8 +71,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        # CREATE EXTENSION IF NOT EXISTS pg_trgm; nothing on SQLite. docs/operations.md says
-        # what to do when the database role may not create it.
-        TrigramExtension(),
+        # docs/operations.md says what to do when the database role may not create it.
+        CreatePgTrgm(),
         migrations.RunPython(create_indexes, drop_indexes),
     ]
