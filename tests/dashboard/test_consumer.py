@@ -24,7 +24,7 @@ from django.utils import timezone
 from ackly.asgi import application
 from ackly.routing import websocket_urlpatterns
 from ingest.broadcast import workspace_group
-from workspaces.consumers import SESSION_MOVED
+from workspaces.consumers import SESSION_MOVED, _rooms
 from workspaces.models import Membership
 
 # Transactional: the consumer reads from another thread (plans come back after each flush).
@@ -207,6 +207,40 @@ async def test_messages_within_the_flush_interval_share_one_frame_in_order(
     # Within the interval of the last frame: it waits for the timer, then goes.
     assert await communicator.receive_nothing(timeout=0.2)
     assert (await communicator.receive_json_from(timeout=2))["items"] == [{"id": "e5"}]
+    await communicator.disconnect()
+
+
+class SlowSocket:
+    """A room's socket whose sends take `seconds` (as sending to a thousand sockets does)."""
+
+    live = True
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    async def send(self, text_data: str) -> None:
+        await asyncio.sleep(self.seconds)
+
+
+async def test_after_a_frame_that_took_long_to_send_messages_wait_as_long_and_share_the_next(
+    member, workspace, monkeypatch
+):
+    monkeypatch.setattr("workspaces.consumers.FLUSH_INTERVAL", 0.01)
+    communicator = routed(path_for(workspace), member)
+    assert (await communicator.connect())[0]
+    room = _rooms[asyncio.get_running_loop()][workspace_group(workspace.public_id)]
+    slow = SlowSocket(0.3)
+    room.sockets.add(slow)
+    await broadcast(workspace, {"type": "events", "items": [{"id": "e1"}]})
+    assert (await communicator.receive_json_from(timeout=2))["items"] == [{"id": "e1"}]
+    # Sent while the room was still sending e1 (0.3 s): past FLUSH_INTERVAL after it, yet one
+    # frame, not one per message each costing the room another 0.3 s.
+    for name in ("e2", "e3"):
+        await broadcast(workspace, {"type": "events", "items": [{"id": name}]})
+    assert (await communicator.receive_json_from(timeout=3))["items"] == [
+        {"id": "e2"}, {"id": "e3"}
+    ]
+    room.sockets.discard(slow)
     await communicator.disconnect()
 
 
