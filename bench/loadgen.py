@@ -278,6 +278,16 @@ class Deliveries:
         return total, figures
 
 
+def read_expected(path: str | None) -> int | None:
+    """The number of stamped events the sender got accepted, when the runner wrote it."""
+    if not path:
+        return None
+    try:
+        return int(open(path).read())
+    except (OSError, ValueError):
+        return None
+
+
 async def ws_listen(args: argparse.Namespace) -> dict[str, Any]:
     """Connect the sockets, say READY, record delivery delays until told to stop."""
     stop = asyncio.Event()
@@ -285,13 +295,14 @@ async def ws_listen(args: argparse.Namespace) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    # SIGUSR1: the sender has finished; drain until the sockets go quiet, then stop.
+    # SIGUSR1: the sender has finished; drain until every socket has every event the sender
+    # got accepted (the count --expected-from names, when given) or the sockets go quiet.
     loop.add_signal_handler(signal.SIGUSR1, sender_done.set)
     last_frame = time.monotonic()
     received = Deliveries(args.sockets)
     refused: Counter[str] = Counter()
     closed_early: Counter[str] = Counter()
-    sockets: list[aiohttp.ClientWebSocketResponse] = []
+    sockets: dict[int, aiohttp.ClientWebSocketResponse] = {}  # by socket number
     # Dashboards open over time, not all in one instant: at most this many handshakes at once.
     handshakes = asyncio.Semaphore(args.connect_concurrency)
 
@@ -311,7 +322,7 @@ async def ws_listen(args: argparse.Namespace) -> dict[str, Any]:
             except Exception as exc:  # noqa: BLE001 - reported, not fatal
                 refused[f"{type(exc).__name__}: {exc}"[:120]] += 1
                 return
-            sockets.append(ws)
+            sockets[i] = ws
             asyncio.create_task(reader(i, ws))
 
         async def reader(i: int, ws: aiohttp.ClientWebSocketResponse) -> None:
@@ -326,21 +337,28 @@ async def ws_listen(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.gather(*(connect(i) for i in range(args.sockets)))
         # A socket the server refuses after the handshake (4401/4403) closes within moments.
         await asyncio.sleep(0.5)
-        live = sum(1 for ws in sockets if not ws.closed)
+        live = sum(1 for ws in sockets.values() if not ws.closed)
         print(f"READY {live}", flush=True)
         deadline = time.monotonic() + args.duration
         drained_for = 0.0
+        expected: int | None = None
         while not stop.is_set() and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
             if not sender_done.is_set():
                 continue
-            if time.monotonic() - last_frame >= args.quiet:
+            if expected is None:
+                expected = read_expected(args.expected_from)
+            open_sockets = [i for i, ws in sockets.items() if not ws.closed]
+            if expected is not None:
+                if all(received.per_socket[i] >= expected for i in open_sockets):
+                    break
+            elif time.monotonic() - last_frame >= args.quiet:
                 break
             drained_for += 0.2
             if drained_for >= args.max_drain:
                 break
         stop.set()
-        await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+        await asyncio.gather(*(ws.close() for ws in sockets.values()), return_exceptions=True)
     listened_cpu_s = cpu_seconds()
     deliveries, latency = received.latency()
     per_socket = received.per_socket
@@ -385,6 +403,11 @@ def main(argv: list[str] | None = None) -> int:
     ws.add_argument("--sockets", type=int, default=50)
     ws.add_argument("--duration", type=float, default=60.0, help="listen at most this long")
     ws.add_argument("--quiet", type=float, default=2.0, help="after SIGUSR1: stop once silent")
+    ws.add_argument(
+        "--expected-from", default=None,
+        help="after SIGUSR1: a file holding how many stamped events each socket should get; "
+        "drain until all have them (--quiet then does not apply)",
+    )
     ws.add_argument("--max-drain", type=float, default=30.0, help="after SIGUSR1: at most (s)")
     ws.add_argument("--connect-concurrency", type=int, default=100, help="handshakes at once")
     ws.add_argument("--out", required=True)

@@ -771,6 +771,7 @@ class Bench:
             return {"status": SKIPPED, "why": "POST /api/ingest is not there"}
         a = self.args
         out_path = self.workdir / "c-ws.json"
+        expected_path = self.workdir / "c-expected.txt"
         listen_for = a.ws_duration + a.ws_grace + 120
         listener = subprocess.Popen(
             [
@@ -790,6 +791,8 @@ class Bench:
                 str(listen_for),
                 "--max-drain",
                 str(a.ws_grace),
+                "--expected-from",
+                str(expected_path),
                 "--out",
                 str(out_path),
             ],
@@ -825,8 +828,10 @@ class Bench:
                 concurrency=128, duration=a.ws_duration,
             )
             holders_cpu = sum(process_cpu(s.proc.pid) for s in holders) - holders_cpu
-            # Tell the listener the sender is done: it drains late broadcasts until the sockets
-            # have been quiet for 2 s (at most --ws-grace s), writes its result and exits.
+            # Tell the listener the sender is done and how many stamped events it got accepted:
+            # it drains late broadcasts until every socket has them all (at most --ws-grace s),
+            # writes its result and exits.
+            expected_path.write_text(str(sent["accepted"]))
             listener.send_signal(signal.SIGUSR1)
             try:
                 listener.wait(timeout=a.ws_grace + 30)
