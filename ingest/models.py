@@ -70,6 +70,13 @@ class Event(models.Model):
             models.Index(fields=["workspace", "-received_at"], name="event_ws_recent"),
             # The live page filtered by source.
             models.Index(fields=["source", "-received_at"], name="event_source_recent"),
+            # The live page filtered by event type, a prefix (LIKE 'deploy.%'): only the matching
+            # rows are read, where event_ws_recent would read every row of the workspace to
+            # find none. Pattern ops serve LIKE whatever the database's collation.
+            models.Index(
+                fields=["workspace", "event_type", "-received_at"], name="event_ws_type",
+                opclasses=["", "varchar_pattern_ops", ""],
+            ),
         ]
 
     def __str__(self) -> str:
@@ -93,8 +100,10 @@ class TimelineEvent(models.Model):
         "workspaces.Workspace", on_delete=models.CASCADE, db_index=False, db_constraint=False,
         related_name="+",
     )
+    # No index of its own: timeline_source_recent leads with it.
     source = models.ForeignKey(
-        "sources.Source", on_delete=models.CASCADE, db_constraint=False, related_name="timeline"
+        "sources.Source", on_delete=models.CASCADE, db_index=False, db_constraint=False,
+        related_name="timeline",
     )
     worker = models.ForeignKey(
         "workspaces.Worker", on_delete=models.CASCADE, db_index=False, db_constraint=False,
@@ -117,6 +126,13 @@ class TimelineEvent(models.Model):
             models.Index(fields=["workspace", "-received_at"], name="timeline_ws_recent"),
             # A worker's timeline on the workers page.
             models.Index(fields=["worker", "-timestamp"], name="timeline_worker_recent"),
+            # The live page filtered by source (and a source's deletion).
+            models.Index(fields=["source", "-received_at"], name="timeline_source_recent"),
+            # The live page filtered by event type, as event_ws_type.
+            models.Index(
+                fields=["workspace", "event_type", "-received_at"], name="timeline_ws_type",
+                opclasses=["", "varchar_pattern_ops", ""],
+            ),
         ]
 
     def __str__(self) -> str:

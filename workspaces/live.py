@@ -15,6 +15,7 @@ from django.utils.dateparse import parse_datetime
 from ackly.ids import is_event_id, is_public_id
 from ingest.models import Category, Event, EventStatus, Rejection, TimelineEvent
 from ingest.present import iso, present_event, present_timeline_event
+from sources.models import Source
 from stats.models import BUCKET, EventCount, Kind
 from workspaces.models import Worker, Workspace
 
@@ -170,7 +171,12 @@ def _bounded(qs: QuerySet, workspace: Workspace, f: FeedFilters, now: datetime) 
     """Tenant, retention and time bounds shared by both kinds."""
     qs = qs.filter(workspace=workspace, received_at__gte=retention_cutoff(workspace, now))
     if f.source:
-        qs = qs.filter(source__public_id=f.source)
+        # By the source's own id, looked up first: the planner then knows how many rows that
+        # source has and reads its (source, received_at) index newest first; through a join on
+        # public_id it guessed, and sorted every row of a busy source (seconds at 15M rows).
+        source_id = (Source.objects.filter(workspace=workspace, public_id=f.source)
+                     .values_list("id", flat=True).first())
+        qs = qs.filter(source_id=source_id) if source_id is not None else qs.none()
     if f.event_type:
         # A prefix ("deploy." finds deploy.started and deploy.finished): LIKE 'deploy.%', with
         # % and _ escaped, which an index on event_type could serve; never a contains scan.
