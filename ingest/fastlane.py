@@ -106,11 +106,11 @@ from ingest.idempotency import RECORD_COLUMNS, RECORD_INSERT, Claim, idempotency
 from ingest.jsonbody import check_size, parse_strict_json
 from ingest.pipeline import BURST_COUNTED_SCOPE_KEY, IngestEndpoint, body_text
 from ingest.present import events_message, source_ref, timeline_message
-from ingest.ratelimits import BurstState, burst_state, burst_window
+from ingest.ratelimits import BurstState, burst_state, burst_window, window_timeout
 from ingest.responses import JSON_CONTENT_TYPE, state_headers
 from ingest.services import TIMELINE_COLUMNS, TIMELINE_TABLE_COLUMNS, timeline_rows
 from ingest.validation_v1 import events_of, validate_event_list
-from sources.auth import bearer_secret, failure_counter, failure_limit, key_refusal
+from sources.auth import bearer_secret, failure_counter, key_refusal, past_failure_limit
 from sources.keys import KeyContext, digest_of, key_cache_name, lookup_key
 from sources.services import claim_touches, touch_statement
 from workspaces.services import WorkerRow, find_workers_statement, index_workers
@@ -417,7 +417,7 @@ class _Committer:
         pipe = self.redis.pipeline(transaction=False)
         pipe.mget([self._key_name(d) for d in digests])
         counted: list[_Request] = []
-        window = settings.RATELIMIT_WINDOW_SECONDS + 1
+        window = window_timeout(settings.RATELIMIT_WINDOW_SECONDS)
         for item in group:
             cached = self.keys.get(item.digest)
             if cached is None or not item.admissible(cached[1]):
@@ -470,10 +470,9 @@ class _Committer:
             [self._key_name(d) for d in digests]
             + [self.burst_cache.make_key(counters[a]) for a in addresses]
         ))
-        limit, _window = failure_limit()
         blocked = {
             address for address, raw in zip(addresses, values[len(digests):], strict=True)
-            if raw is not None and cache_value(raw) >= limit
+            if raw is not None and past_failure_limit(cache_value(raw))
         }
         unavailable: BaseException | None = None
         for digest, raw in zip(digests, values[:len(digests)], strict=True):
@@ -806,9 +805,10 @@ class FastLane:
         self.enabled: bool | None = None
         self.committers: dict[asyncio.AbstractEventLoop, _Committer] = {}
         self.rules: ApiRules | None = None
-        # DRF's Allow header, from each endpoint's view (its allowed methods).
+        # DRF's Allow header, as each endpoint's view gives it.
         self.allow: dict[type[IngestEndpoint], bytes] = {
-            view: ", ".join(view().allowed_methods).encode() for view in (IngestView, EventsView)
+            view: view().default_response_headers["Allow"].encode()
+            for view in (IngestView, EventsView)
         }
 
     async def __call__(self, scope, receive, send):

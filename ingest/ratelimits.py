@@ -60,6 +60,12 @@ def incr_windows(keys: list[str], timeout: int) -> list[int]:
     return counts
 
 
+def window_timeout(window: int) -> int:
+    """How long a fixed window's counter is kept: a second past the window, so it outlives
+    every request it counts whatever moment of the window made it."""
+    return window + 1
+
+
 def burst_window(
     key: KeyContext, limits: WorkspaceLimits, now: float, scope: str = "ingest"
 ) -> tuple[int, list[str]]:
@@ -101,5 +107,5 @@ def count_burst(key: KeyContext, limits: WorkspaceLimits, scope: str = "ingest")
     """Count this request against both windows; the state of the one that binds."""
     now = time.time()
     start, names = burst_window(key, limits, now, scope)
-    counts = incr_windows(names, settings.RATELIMIT_WINDOW_SECONDS + 1)
+    counts = incr_windows(names, window_timeout(settings.RATELIMIT_WINDOW_SECONDS))
     return burst_state(limits, start, counts, now)

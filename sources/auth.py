@@ -33,7 +33,7 @@ from ackly.errors import (
     WrongKeyScope,
 )
 from ackly.requestid import bind_tenant
-from ingest.ratelimits import incr_windows
+from ingest.ratelimits import incr_windows, window_timeout
 from sources.keys import KeyContext, cached_key, digest_of, load_key, scope_of
 
 _UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -64,11 +64,16 @@ def _counted_as(address: str) -> str:
     return address
 
 
+def past_failure_limit(failures: int | None) -> bool:
+    """Whether an address with `failures` unknown keys this window is refused (429)."""
+    return (failures or 0) >= failure_limit()[0]
+
+
 def refuse_if_guessing(address: str) -> None:
     """429 rate_limited when `address` has had AUTH_FAILURE_LIMIT unknown keys this window."""
     name, retry_after = failure_counter(address, time.time())
-    limit, window = failure_limit()
-    if (caches["default"].get(name) or 0) >= limit:
+    if past_failure_limit(caches["default"].get(name)):
+        limit, window = failure_limit()
         raise RateLimited(
             f"More than {limit} requests with unknown keys from this address in {window}s; "
             "retry after Retry-After seconds with a valid key.",
@@ -79,7 +84,7 @@ def refuse_if_guessing(address: str) -> None:
 def count_failure(address: str) -> None:
     """Count one unknown key against `address` (one cache round trip, on the failure path)."""
     name, _ = failure_counter(address, time.time())
-    incr_windows([name], failure_limit()[1] + 1)
+    incr_windows([name], window_timeout(failure_limit()[1]))
 
 
 def authenticate_key(
