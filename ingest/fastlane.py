@@ -1,14 +1,18 @@
 """The fast lane: the common case of both ingest APIs on the event loop, as a second executor
 of the pipeline's decisions.
 
-Every rule is the pipeline's: a request is checked by its functions (sources.auth's
-`bearer_secret` and `key_refusal`, the endpoint's `plan_refusal`, ingest.idempotency's
-`idempotency_key`, the body limit, `parse_strict_json`, `validate_event` / `events_of`), Django's
-own middleware decides the Host, the HTTPS redirect and the security headers (ackly.apirules),
-and an accepted event is the pipeline's `AcceptedEvent` (ingest.decisions: its row, its
-idempotency record, its 201 body, its live item), written with the pipeline's SQL pieces (the
-quota statement, the record and event INSERTs) and answered with ingest.responses' headers.
-What is this module's own is how the decisions are written:
+Every rule is the pipeline's: a request's headers are read as Django reads them
+(ackly.apirules' `request_headers`: a repeated header joined), and it is checked by the
+pipeline's functions (sources.auth's `bearer_secret`, `key_refusal` and `past_failure_limit`,
+the endpoint's `plan_refusal`, ingest.idempotency's `idempotency_key`, ingest.jsonbody's
+`check_size` and `parse_strict_json`, `validate_event` / `events_of`); Django's own middleware
+decides the Host, the HTTPS redirect and the security headers (ackly.apirules). An accepted
+event is the pipeline's `AcceptedEvent` (ingest.decisions: its row, its idempotency record, its
+201 body, its live item), written with the pipeline's SQL pieces (the quota statement, the
+record and event INSERTs), a batch's workers found by resolve_actors' own statement
+(workspaces.services.find_workers_statement), and answered with ingest.responses' headers and
+the request id of ackly.requestid's rule (`request_id_of`). What is this module's own is how
+the decisions are written:
 
 `POST /api/ingest`: many requests per commit. `POST /api/v1/ingest/events`: a batch whose
 events are all valid and whose workers all exist, in a transaction of its own (see
