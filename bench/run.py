@@ -805,6 +805,10 @@ class Bench:
         # The processes that hold the sockets: their CPU while the stamped load runs, their
         # peak RSS after it.
         holders = [s for s in self.sup.servers if f"ws://127.0.0.1:{s.port}" in ws]
+
+        def holders_cpu() -> float:
+            return sum(process_cpu(s.proc.pid) for s in holders)
+
         try:
             ready = read_ready(listener, timeout=120)
             if ready == 0:
@@ -822,12 +826,12 @@ class Bench:
                 "c-warmup", http, "/api/ingest", "single", "--rate", str(a.ws_rate),
                 concurrency=128, duration=a.warmup,
             ) if a.warmup > 0 else None
-            holders_cpu = sum(process_cpu(s.proc.pid) for s in holders)
+            cpu_at_start = holders_cpu()
             sent = self.http_load(
                 "c-send", http, "/api/ingest", "single", "--rate", str(a.ws_rate), "--stamp",
                 concurrency=128, duration=a.ws_duration,
             )
-            holders_cpu = sum(process_cpu(s.proc.pid) for s in holders) - holders_cpu
+            cpu_sending = holders_cpu() - cpu_at_start
             # Tell the listener the sender is done and how many stamped events it got accepted:
             # it drains late broadcasts until every socket has them all (at most --ws-grace s),
             # writes its result and exits.
@@ -837,6 +841,8 @@ class Bench:
                 listener.wait(timeout=a.ws_grace + 30)
             except subprocess.TimeoutExpired:
                 stop_process(listener, grace=30)
+            # Until every socket had every event (the listener's sockets closed too).
+            cpu_to_drained = holders_cpu() - cpu_at_start
         finally:
             stop_process(listener)
             self.sup.others.remove(listener)
@@ -851,8 +857,14 @@ class Bench:
             "delivered_fraction": round(got["deliveries"] / expected, 4) if expected else None,
             "latency": got["latency"],
             "socket_servers": {
-                "cpu_s_while_sending": round(holders_cpu, 1),
+                "cpu_s_while_sending": round(cpu_sending, 1),
                 "sending_s": sent["cpu"]["wall_s"],
+                "cpu_s_until_drained": round(cpu_to_drained, 1),
+                # CPU per (socket, event) delivered: what 1,000 sockets x 1,000 events/s cost
+                # (x 10^6 per s), whatever else the machine was doing.
+                "cpu_us_per_delivery": (
+                    round(cpu_to_drained * 1e6 / got["deliveries"], 2) if got["deliveries"] else None
+                ),
                 "memory": [m for s in holders if (m := memory_of(s.proc.pid)) is not None],
             },
         }
@@ -1112,7 +1124,8 @@ def summary(r: dict[str, Any]) -> str:
             f"{lat(c)}, {c['sockets']} sockets, sent {c['sent']['accepted_per_s']} events/s "
             f"(target {r['options']['ws_rate']:g}, {c['sent']['skipped_by_client']} not sent on "
             f"time), delivered {c['delivered_fraction']}; socket server CPU "
-            f"{c['socket_servers']['cpu_s_while_sending']} s in {c['socket_servers']['sending_s']} s, "
+            f"{c['socket_servers']['cpu_s_while_sending']} s in {c['socket_servers']['sending_s']} s "
+            f"({c['socket_servers']['cpu_us_per_delivery']} us per delivery), "
             f"peak RSS {[m['peak_rss_mb'] for m in c['socket_servers']['memory']]} MB"
             if c.get("status") == "ran"
             else c["status"]
