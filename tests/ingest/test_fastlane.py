@@ -546,6 +546,13 @@ def test_bad_requests_through_the_fast_server_get_the_documented_errors_and_stor
     _assert_error(_ingest(client, base, "not-a-key", {"status": "success"}), 401, "invalid_key")
     _assert_error(_ingest(client, base, unknown_key, {"status": "success"}), 401, "invalid_key")
     _assert_error(_ingest(client, base, key, too_large), 413, "payload_too_large")
+    # Chunked, without a Content-Length: the fast lane reads only what BodyLimitGuard lets
+    # through (limit + 1 bytes) and hands it over; the pipeline answers the same 413.
+    chunks = iter([too_large[i:i + 65536] for i in range(0, len(too_large), 65536)])
+    chunked = client.post(f"{base}/api/ingest", content=chunks, headers=[
+        ("Content-Type", "application/json"), ("Authorization", f"Bearer {key}"),
+    ])
+    _assert_error(chunked, 413, "payload_too_large")
 
     dry = _ingest(client, base, key, {"status": "success", "message": "dry"},
                   path="/api/ingest?dryRun=true")
