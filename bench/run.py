@@ -4,7 +4,8 @@ Steps: a fresh PostgreSQL database and Redis DB → migrate → a Pro workspace,
 made by the management commands → N server processes on loopback ports → (a) single events,
 (b) 500-event batches, (c) ingest→websocket latency, (d) peak RSS → the bare INSERT ceiling (e)
 on the same kind and number of processes → every accepted event counted in the database →
-(f) event → webhook latency with the alerts worker (bench/alerts.py) → bench/results/latest.json.
+(f) event → webhook latency with the alerts worker (bench/alerts.py) → (g), when asked for, the
+dashboard at scale on its own prefilled database (bench/scale.py) → bench/results/latest.json.
 Every process it starts is stopped on the way out, whatever happens.
 See bench/README.md for the options and what each figure means.
 """
@@ -937,6 +938,7 @@ class Bench:
         self.results["e"] = self.part_e() if "e" in parts else skip
         # (f) after the count check: its other traffic and probes are events of their own.
         self.results["f"] = alerts_bench.part_f(self) if "f" in parts else skip
+        self.results["g"] = self.part_g() if "g" in parts else skip
         self.results["a_fraction_of_ceiling"] = fraction(self.results["a"], self.results["e"])
         self.results["goals"] = goals(self.results)
         checks = [self.results["verification"]["passed"]]
@@ -946,6 +948,37 @@ class Bench:
         self.results["server_stops"] = dict(STOPS)
         self.results["finished_at"] = datetime.now(UTC).isoformat(timespec="seconds")
         return self.results
+
+    def part_g(self) -> dict[str, Any]:
+        """(g) the dashboard at scale: bench/scale.py in its own process, under this run's lock,
+        on its own database (prefilled once, kept); its raw results in bench/results/scale.json."""
+        a = self.args
+        out = ROOT / "bench" / "results" / "scale.json"
+        command = [PYTHON, "-m", "bench.scale", "--lock-held", "--rows", str(a.scale_rows),
+                   "--repeat", str(a.scale_repeat), "--out", str(out)]
+        log(f"(g) dashboard at scale: {' '.join(command[1:])}")
+        proc = subprocess.Popen(command, cwd=ROOT, start_new_session=True,
+                                preexec_fn=die_with_parent)
+        self.sup.others.append(proc)
+        try:
+            code = proc.wait()
+        finally:
+            self.sup.others.remove(proc)
+        if code != 0 or not out.exists():
+            return {"status": f"failed (exit {code})"}
+        scale = json.loads(out.read_text())
+        rows = scale["sequential"]
+        slowest = max(rows, key=lambda row: row["p95_ms"])
+        return {
+            "status": "ran",
+            "results": str(out.relative_to(ROOT)),
+            "rows": scale["targets"]["rows"],
+            "slowest_p95": {"name": slowest["name"], "p95_ms": slowest["p95_ms"]},
+            "over_150ms_p95": [row["name"] for row in rows if row["p95_ms"] > 150],
+            "live_page_users": [
+                {"users": c["users"], "p95_ms": c["p95_ms"]} for c in scale["concurrent"]
+            ],
+        }
 
     def verify(self) -> dict[str, Any]:
         """Every accepted event is in the database, and nothing else is."""
@@ -1151,6 +1184,17 @@ def summary(r: dict[str, Any]) -> str:
     if e.get("status") == "ran":
         lines.append(f"ceiling count check: {e['count_check']}")
     lines.append(alerts_bench.summary_line(r.get("f", {"status": "not run"})))
+    g = r.get("g", {"status": "not run"})
+    lines.append(
+        "(g) dashboard at scale: "
+        + (
+            f"{g['rows']:,} rows, slowest p95 {g['slowest_p95']}, over 150 ms: "
+            f"{g['over_150ms_p95'] or 'none'}, live page with users {g['live_page_users']} "
+            f"({g['results']})"
+            if g.get("status") == "ran"
+            else g["status"]
+        )
+    )
     return "\n".join(lines)
 
 
@@ -1194,8 +1238,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="(c): at most this long to drain late broadcasts (ends once sockets are quiet 2 s)",
     )
     p.add_argument("--max-requests", type=int, default=500_000, help="bound per part")
-    p.add_argument("--parts", default="a,b,c,e,f", help="comma-separated subset of a,b,c,e,f")
+    p.add_argument(
+        "--parts", default="a,b,c,e,f",
+        help="comma-separated subset of a,b,c,e,f,g; (g), the dashboard at scale, is not in the "
+        "default: its first prefill (40,000,000 rows) takes 15-30 minutes",
+    )
     alerts_bench.add_arguments(p)
+    p.add_argument("--scale-rows", type=int, default=40_000_000, help="(g): rows prefilled")
+    p.add_argument("--scale-repeat", type=int, default=20, help="(g): runs of each request")
     p.add_argument(
         "--db-url",
         default=os.environ.get("BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/ackly_bench"),
@@ -1216,7 +1266,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--keep-db", action="store_true", help="do not drop the bench database at the end")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "latest.json"))
     p.add_argument("--lock-wait", type=float, default=600.0, help="seconds to wait for another run")
-    p.add_argument("--max-total", type=int, default=900, help="hard stop for the whole run (s)")
+    p.add_argument(
+        "--max-total", type=int, default=None,
+        help="hard stop for the whole run (s); default 900, 7200 with part (g)",
+    )
     args = p.parse_args(argv)
     if args.ws_duration is None:
         args.ws_duration = args.duration
@@ -1224,6 +1277,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.procs = 4 if args.server == "gunicorn" else 2
     if args.ceiling_procs is None:
         args.ceiling_procs = 4 if args.ceiling_server == "gunicorn" else 2
+    if args.max_total is None:
+        args.max_total = 7200 if "g" in args.parts.split(",") else 900
     return args
 
 
