@@ -130,7 +130,8 @@ class Prefill:
         log(f"{name}: {self.timings[name]} s")
 
     def done_before(self) -> dict[str, Any] | None:
-        """The marker of a finished prefill of this size, else None."""
+        """The marker of a finished prefill of this size, else None. A prefill of another size
+        is never replaced without --refill: it took long to make."""
         try:
             with psycopg.connect(self.args.db_url, autocommit=True) as conn:
                 row = conn.execute(
@@ -138,8 +139,13 @@ class Prefill:
                 ).fetchone()
         except psycopg.Error:
             return None
-        if row is None or row[0] != self.rows or row[1] != self.args.workspaces:
+        if row is None:
             return None
+        if (row[0], row[1]) != (self.rows, self.args.workspaces):
+            raise BenchError(
+                f"{db_name(self.args.db_url)} holds a prefill of {row[0]:,} rows in {row[1]:,} "
+                "workspaces: --refill replaces it, --db-url names another database"
+            )
         return row[2]
 
     def check_disk(self) -> None:
