@@ -137,12 +137,16 @@ def _with_activity(workspace, workers: QuerySet[Worker]) -> QuerySet[Worker]:
     seconds per page), so the list counts a day.
     """
     now = timezone.now()
-    cutoff = retention_cutoff(workspace, now)
-    mine = TimelineEvent.objects.filter(workspace=workspace, worker=OuterRef("pk"),
-                                        received_at__gte=cutoff)
-    day = (mine.filter(timestamp__gte=now - ACTIVITY_WINDOW, timestamp__lte=now)
-           .order_by().values("worker").annotate(n=Count("pk")).values("n"))
-    newest = mine.order_by("-timestamp").values("timestamp")[:1]
+    # The day needs neither the workspace nor retention: a worker's rows are its workspace's
+    # (ingest.0003 checks it), and a timestamp is at most V1_MAX_FUTURE_SECONDS (a day) ahead of
+    # its arrival, so a row of the last day arrived within two, inside any plan's retention.
+    # count(*) is then read from the (worker, timestamp) index alone.
+    day = (TimelineEvent.objects.filter(worker=OuterRef("pk"),
+                                        timestamp__gte=now - ACTIVITY_WINDOW, timestamp__lte=now)
+           .order_by().values("worker").annotate(n=Count("*")).values("n"))
+    newest = (TimelineEvent.objects.filter(worker=OuterRef("pk"),
+                                           received_at__gte=retention_cutoff(workspace, now))
+              .order_by("-timestamp").values("timestamp")[:1])
     return workers.annotate(event_count=Coalesce(Subquery(day), 0),
                             last_event_at=Subquery(newest))
 
