@@ -78,6 +78,7 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.core.cache import caches
 from django.db import close_old_connections
+from django.urls import resolve
 from psycopg.pq import TransactionStatus
 from psycopg.types.json import Jsonb
 from psycopg_pool import PoolTimeout
@@ -121,8 +122,13 @@ from workspaces.services import WorkerRow, find_workers_statement, index_workers
 
 logger = logging.getLogger(__name__)
 
-PATHS = frozenset({"/api/ingest", "/api/ingest/"})
-BATCH_PATHS = frozenset({"/api/v1/ingest/events", "/api/v1/ingest/events/"})
+_INGEST_PATH, _BATCH_PATH = "/api/ingest", "/api/v1/ingest/events"
+PATHS = frozenset({_INGEST_PATH, _INGEST_PATH + "/"})
+BATCH_PATHS = frozenset({_BATCH_PATH, _BATCH_PATH + "/"})
+# Each endpoint's path, resolved once to the URL name the pipeline's metrics label it by.
+_ENDPOINT_PATHS: dict[type[IngestEndpoint], str] = {
+    IngestView: _INGEST_PATH, EventsView: _BATCH_PATH,
+}
 # At most this many requests share one group (one statement per workspace, one COMMIT).
 MAX_GROUP = 256
 # Key look-ups kept per process (each is re-checked against Redis on every group).
@@ -327,10 +333,12 @@ _RESERVE_AND_CLAIM_OR_FAIL_SQL = (
 class _Committer:
     """Groups the requests of one process and writes each group (see the module docstring)."""
 
-    def __init__(self) -> None:
+    def __init__(self, routes: dict[type[IngestEndpoint], str]) -> None:
         import redis.asyncio
         from channels.layers import get_channel_layer
         from psycopg_pool import AsyncConnectionPool
+
+        self.routes = routes
 
         db = settings.DATABASES["default"]
         options = {k: v for k, v in db.get("OPTIONS", {}).items() if k not in _NOT_CONNINFO}
@@ -576,7 +584,7 @@ class _Committer:
                 for item in ready:
                     item.committed = True
                 observe_group(len(ready), time.perf_counter() - started)
-                events_accepted("api-ingest", len(ready), FASTLANE)
+                events_accepted(self.routes[IngestView], len(ready), FASTLANE)
                 await _touch(conn, [item.key.key_id for item in ready], datetime.now(UTC))
         except Exception as exc:  # noqa: BLE001 - PostgreSQL down or slow: nothing was committed
             if any(item.future.done() for item in ready):
@@ -651,7 +659,7 @@ class _Committer:
                     await conn.commit()
                 batch.committed = True
                 observe_batch_commit(time.perf_counter() - started)
-                events_accepted("api-v1-events", len(rows.rows), FASTLANE)
+                events_accepted(self.routes[EventsView], len(rows.rows), FASTLANE)
             except psycopg.errors.DivisionByZero:  # not reserved: the quota (k of n), or the key
                 return
             except Exception as exc:  # noqa: BLE001 - the outcome is unknown: never write it again
@@ -809,6 +817,7 @@ class FastLane:
         self.enabled: bool | None = None
         self.committers: dict[asyncio.AbstractEventLoop, _Committer] = {}
         self.rules: ApiRules | None = None
+        self.routes: dict[type[IngestEndpoint], str] = {}
         # DRF's Allow header, as each endpoint's view gives it.
         self.allow: dict[type[IngestEndpoint], bytes] = {
             view: view().default_response_headers["Allow"].encode()
@@ -849,7 +858,7 @@ class FastLane:
             outcome = await item.future
         except _Handover as handover:  # the pipeline answers and counts it
             return await self._hand_over(scope, body, receive, send, handover.counted)
-        endpoint = "api-v1-events" if isinstance(item, _Batch) else "api-ingest"
+        endpoint = self.routes[item.endpoint]
         if outcome is _AMBIGUOUS or isinstance(outcome, _Unavailable):
             request_served(endpoint, FASTLANE, 500)
             return await self._send_internal_error(send, scope, item, outcome)
@@ -860,13 +869,17 @@ class FastLane:
         if self.enabled is None:
             self.enabled = fast_lane_available()
             self.rules = ApiRules()
+            # The label the pipeline's metrics give each endpoint (ackly.metrics.endpoint_of).
+            self.routes = {
+                view: resolve(path).view_name for view, path in _ENDPOINT_PATHS.items()
+            }
         return self.enabled
 
     async def _committer(self) -> _Committer:
         loop = asyncio.get_running_loop()
         committer = self.committers.get(loop)
         if committer is None:
-            committer = self.committers[loop] = _Committer()
+            committer = self.committers[loop] = _Committer(self.routes)
             await committer.open()
         return committer
 
