@@ -177,8 +177,9 @@ def main() -> int:
     parser.add_argument("--reuse", action="store_true", help="use a database --keep left")
     parser.add_argument("--pgbench-seconds", type=int, default=20)
     parser.add_argument("--parts", default="none,trgm,fts,app",
-                        help="any of none,trgm,fts (queries and inserts), app (the app's feed), inserts "
-                        "(with app: before and after the migration)")
+                        help="any of none,trgm,fts (queries and inserts), app (the migration, then the "
+                        "app's feed), inserts (with app: before and after the migration), feed "
+                        "(the app's feed alone)")
     args = parser.parse_args()
     url = os.environ.get("DATABASE_URL") or DEFAULT_URL
     os.environ["DATABASE_URL"] = url
@@ -418,8 +419,6 @@ class Lab:
         insert loops without them and with them."""
         from django.core.management import call_command
 
-        from workspaces import live
-
         call_command("migrate", "ingest", "0004", verbosity=0)
         if inserts:
             self.say("\n## inserts: before ingest.0005, then with its indexes\n")
@@ -429,6 +428,12 @@ class Lab:
         self.say(f"ingest.0005 (CREATE INDEX CONCURRENTLY x6) took {time.monotonic() - started:.0f} s")
         if inserts:
             self.pgbench("ingest.0005's pg_trgm")
+        self.feed_times()
+
+    def feed_times(self) -> None:
+        """`workspaces.live.feed` for each term, and the plans of a miss and of a 0.5 % term."""
+        from workspaces import live
+
         self.execute("ANALYZE ingest_event")
         self.execute("ANALYZE ingest_timelineevent")
         self.execute("ANALYZE workspaces_worker")
@@ -442,10 +447,12 @@ class Lab:
                 rows = len(live.feed(self.ws, filters))
                 times.append((time.perf_counter() - started) * 1000)
             self.report_times(f"{label} {term!r}"[:28], times, rows)
-        filters = live.FeedFilters(q="zebra quantum")
-        for query in (live.events_query(self.ws, filters, live.timezone.now()),
-                      live.timeline_query(self.ws, filters, live.timezone.now())):
-            self.say("    " + query[:100].explain(analyze=True).replace("\n", "\n    "))
+        for term in ("zebra quantum", "Wernham Systems"):
+            filters = live.FeedFilters(q=term)
+            for query in (live.events_query(self.ws, filters, live.timezone.now()),
+                          live.timeline_query(self.ws, filters, live.timezone.now())):
+                plan = query[:100].explain(analyze=True).replace("\n", "\n    ")
+                self.say(f"  {term!r}, {query.model.__name__}:\n    {plan}")
 
     def run(self) -> None:
         parts = self.args.parts.split(",")
@@ -480,6 +487,8 @@ class Lab:
         self.substrings()
         if "app" in parts:
             self.app(inserts="inserts" in parts)
+        elif "feed" in parts:  # the app's feed against the indexes already there
+            self.feed_times()
 
 
 if __name__ == "__main__":
