@@ -7,20 +7,28 @@ quarter hour, on a day boundary and among rows sharing one instant.
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from datetime import UTC, timedelta
 from io import StringIO
 
+import psycopg
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.utils import timezone
 
+from bench.purge import BY_RETENTION, COUNTER_CHECK
 from billing.models import Plan
 from ingest import retention
 from ingest.management.commands import purge_expired as command
 from ingest.models import Event, TimelineEvent
 from ingest.retention import PurgeReport, purge_expired
 from sources.services import create_source
+from tests.servers import ROOT, manage, own_database, server_env
 from tests.stats.test_counts import assert_exact, make_rows
 from workspaces.live import retention_cutoff
 from workspaces.models import Worker
@@ -219,3 +227,67 @@ def test_the_command_refuses_a_bad_pause(pause):
 def test_purge_expired_refuses_a_negative_pause():
     with pytest.raises(ValueError, match="pause"):
         purge_expired(pause=-0.5)
+
+
+# --- a real process killed midway (PostgreSQL) ----------------------------------------------------
+
+KILL_SEED = """
+INSERT INTO ingest_event (public_id, workspace_id, source_id, status, message, description,
+  event_type, external_id, received_at)
+SELECT substr(md5(%(tag)s || i), 1, 24), %(ws)s, %(src)s,
+  (ARRAY['success', 'failure', 'partial'])[1 + i %% 3], '', '', 'seed', '',
+  now() - make_interval(days => %(days)s) - make_interval(secs => i)
+FROM generate_series(1, %(n)s) AS i
+"""
+
+
+@pytest.mark.postgres
+@pytest.mark.server
+def test_a_purge_process_killed_midway_leaves_rows_and_counters_consistent():
+    """SIGKILL in the middle of a run: the batch in flight rolls back whole, the ones before it
+    stay deleted with their counters, and the next run deletes the rest."""
+    with own_database(server_env(), "ackly_test_purge_kill") as env:
+        org = manage(env, "createworkspace", "Killed", "--plan", "pro").split()[-1]
+        manage(env, "createsource", org, "jobs")
+        url = env["DATABASE_URL"]
+        with psycopg.connect(url, autocommit=True) as conn:
+            ws, src = conn.execute(
+                "SELECT w.id, s.id FROM workspaces_workspace w JOIN sources_source s "
+                "ON s.workspace_id = w.id WHERE w.public_id = %s", (org,)).fetchone()
+            conn.execute(KILL_SEED, {"tag": "old", "ws": ws, "src": src, "days": 95, "n": 20_000})
+            conn.execute(KILL_SEED, {"tag": "new", "ws": ws, "src": src, "days": 3, "n": 500})
+
+            def expired() -> int:
+                return conn.execute(BY_RETENTION.format(table="ingest_event", where="",
+                                                        cmp="<")).fetchone()[0]
+
+            purge = subprocess.Popen(
+                [sys.executable, "manage.py", "purge_expired", "--batch-size", "200",
+                 "--pause", "0.05"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+            )
+            try:
+                deadline = time.monotonic() + 60
+                while expired() == 20_000 and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                time.sleep(0.3)
+                os.kill(purge.pid, signal.SIGKILL)
+            finally:
+                purge.kill()
+                purge.wait(timeout=30)
+            # The server rolls back the killed client's open transaction once it sees it gone.
+            deadline = time.monotonic() + 30
+            while conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND pid <> pg_backend_pid() AND state <> 'idle'").fetchone()[0]:
+                assert time.monotonic() < deadline
+                time.sleep(0.1)
+
+            left = expired()
+            assert 0 < left < 20_000
+            assert conn.execute(COUNTER_CHECK).fetchone()[0] == 0
+            assert conn.execute("SELECT count(*) FROM ingest_event").fetchone()[0] == left + 500
+
+            manage(env, "purge_expired")
+            assert expired() == 0
+            assert conn.execute("SELECT count(*) FROM ingest_event").fetchone()[0] == 500
+            assert conn.execute(COUNTER_CHECK).fetchone()[0] == 0
