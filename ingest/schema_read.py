@@ -24,6 +24,7 @@ from ingest.schema import (
     _error,
     _response_headers,
 )
+from workspaces.live import SEARCH_MIN_LENGTH
 
 
 class ReadItemSerializer(serializers.Serializer):
@@ -75,7 +76,13 @@ _PARAMETERS = [
            "eventType prefix: `deploy.` finds deploy.started and deploy.finished."),
     _query("since", OpenApiTypes.DATETIME, "Received at or after this instant (ISO 8601)."),
     _query("until", OpenApiTypes.DATETIME, "Received before this instant (ISO 8601)."),
-    _query("q", OpenApiTypes.STR, "Text in the message, externalId, worker or metadata."),
+    OpenApiParameter(
+        "q", {"type": "string", "minLength": SEARCH_MIN_LENGTH}, OpenApiParameter.QUERY,
+        description=(
+            "Text in the message, externalId, worker or metadata: a case-insensitive substring "
+            f"of at least {SEARCH_MIN_LENGTH} characters."
+        ),
+    ),
     _query("cursor", OpenApiTypes.STR, "The previous page's nextCursor."),
     OpenApiParameter(
         "limit", {"type": "integer", "minimum": 1, "maximum": READ_MAX_LIMIT},

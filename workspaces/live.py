@@ -49,6 +49,12 @@ def _instant(value: str | None) -> datetime | None:
         return None
 
 
+# The shortest search term. The trigram indexes that serve search on PostgreSQL are built of
+# three-character pieces: a shorter term could only be answered by reading every row of the
+# workspace (docs/decisions.md).
+SEARCH_MIN_LENGTH = 3
+
+
 @dataclass
 class FeedFilters:
     """The filter bar, parsed from query parameters; unknown values are dropped, never errors."""
@@ -86,6 +92,9 @@ class FeedFilters:
         if f.range and f.range not in RANGES:
             f.errors.append(f"range must be one of {', '.join(RANGES)}")
             f.range = ""
+        if f.q and len(f.q) < SEARCH_MIN_LENGTH:
+            f.errors.append(f"q must be at least {SEARCH_MIN_LENGTH} characters")
+            f.q = ""
         # PostgreSQL refuses NUL in text: a filter holding one can match nothing, say so.
         for name, attr in (("source", "source"), ("eventType", "event_type"), ("q", "q")):
             if "\x00" in getattr(f, attr):

@@ -147,6 +147,31 @@ def test_the_read_api_searches_by_the_same_rule(client, workspace, source, make_
     assert read("100%") == []
 
 
+
+@pytest.mark.parametrize("q", ["a", "ab", "  ab  "])
+def test_a_term_shorter_than_three_characters_is_refused_by_name_everywhere(
+    client, logged_in, workspace, source, make_event, q
+):
+    make_event(message="ab and more")
+    feed = logged_in.get(f"/w/{workspace.public_id}/events/feed.json", {"q": q})
+    page = logged_in.get(f"/w/{workspace.public_id}/events/", {"q": q})
+    secret = issue_key(source, scope="read").secret
+    api = client.get("/api/v1/events", {"q": q}, HTTP_AUTHORIZATION=f"Bearer {secret}")
+
+    message = f"q must be at least {live.SEARCH_MIN_LENGTH} characters"
+    assert (feed.status_code, feed.json()["error"]) == (
+        400, {"code": "invalid_filter", "message": message})
+    assert page.status_code == 400 and message in page.content.decode()
+    assert api.status_code == 400 and api.json()["error"]["code"] == "invalid_query"
+    assert message in api.json()["error"]["message"]
+
+
+def test_three_characters_are_enough(logged_in, workspace, make_event):
+    hit = make_event(message="abc and more")
+    make_event(message="ab and more")
+
+    assert search(logged_in, workspace, " abc ") == [hit.public_id]
+
 # --- PostgreSQL: the indexes serve the search -------------------------------------------------
 
 TRIGRAM_INDEXES = ("event_message_trgm", "event_external_id_trgm", "event_metadata_trgm",
