@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from ingest.models import Event
+from ingest.models import Event, TimelineEvent
 from sources.services import create_source
 
 pytestmark = pytest.mark.django_db
@@ -94,6 +94,22 @@ def test_it_filters_by_source(logged_in, workspace, source, make_event):
     make_event(src=other)
     wanted = make_event()
     assert ids(feed(logged_in, workspace, source=source.public_id)) == [wanted.public_id]
+
+
+def test_the_source_filter_keeps_timeline_events_of_that_source_and_knows_no_other(
+    logged_in, workspace, source, worker, make_event, make_timeline
+):
+    other, _ = create_source(workspace, "Billing")
+    TimelineEvent.objects.create(
+        workspace=workspace, source=other, worker=worker, event_type="call.logged",
+        category="support", timestamp=timezone.now(), request_id="req_other",
+    )
+    event = make_event(age=timedelta(seconds=1))
+    timeline = make_timeline()
+    assert ids(feed(logged_in, workspace, source=source.public_id)) == [
+        timeline.public_id, event.public_id,
+    ]
+    assert ids(feed(logged_in, workspace, source="src_01ZZZZZZZZZZZZZZZZZZZZZZZZ")) == []
 
 
 def test_a_status_filter_keeps_only_ingest_events_of_that_status(
