@@ -10,17 +10,38 @@
 The old index is dropped by name, the same on PostgreSQL and SQLite, and Django's state only
 learns that the field has no index of its own: altering the field itself would rebuild the
 table on SQLite, which the triggers of ingest.0003 and stats.0001 forbid.
-Plain CREATE INDEX: it blocks writes to the table while it builds (about a minute per index
-for 20,000,000 rows on two cores).
+On PostgreSQL the indexes are built CONCURRENTLY, outside a transaction, so ingest keeps
+writing while a large table is indexed (about a minute per index for 20,000,000 rows on two
+cores); SQLite builds them plainly.
 """
 
 import django.db.models.deletion
+from django.contrib.postgres.operations import AddIndexConcurrently
 from django.db import migrations, models
+from django.db.migrations.operations import AddIndex
+
+
+class AddIndexOnline(AddIndexConcurrently):
+    """AddIndexConcurrently on PostgreSQL; a plain AddIndex on other databases."""
+
+    def database_forwards(self, app_label, schema_editor, from_state, to_state):
+        if schema_editor.connection.vendor == "postgresql":
+            super().database_forwards(app_label, schema_editor, from_state, to_state)
+        else:
+            AddIndex.database_forwards(self, app_label, schema_editor, from_state, to_state)
+
+    def database_backwards(self, app_label, schema_editor, from_state, to_state):
+        if schema_editor.connection.vendor == "postgresql":
+            super().database_backwards(app_label, schema_editor, from_state, to_state)
+        else:
+            AddIndex.database_backwards(self, app_label, schema_editor, from_state, to_state)
 
 OLD_SOURCE_INDEX = "ingest_timelineevent_source_id_6903f321"
 
 
 class Migration(migrations.Migration):
+    # CREATE INDEX CONCURRENTLY cannot run inside a transaction.
+    atomic = False
 
     dependencies = [
         ("ingest", "0005_search_indexes"),
@@ -28,7 +49,7 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name="timelineevent",
             index=models.Index(fields=["source", "-received_at"], name="timeline_source_recent"),
         ),
@@ -51,14 +72,14 @@ class Migration(migrations.Migration):
                 ),
             ],
         ),
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name="event",
             index=models.Index(
                 fields=["workspace", "event_type", "-received_at"], name="event_ws_type",
                 opclasses=["", "varchar_pattern_ops", ""],
             ),
         ),
-        migrations.AddIndex(
+        AddIndexOnline(
             model_name="timelineevent",
             index=models.Index(
                 fields=["workspace", "event_type", "-received_at"], name="timeline_ws_type",
