@@ -23,6 +23,10 @@ from workspaces.models import Worker
 
 WORKERS_PAGE_SIZE = 50
 TIMELINE_PAGE_SIZE = 50
+# The deepest page of a worker's timeline (500,000 rows): each page is read past its OFFSET, and
+# a larger number would overflow the database's integer; older rows are in the live page's
+# feed, filtered by time.
+TIMELINE_MAX_PAGE = 10_000
 # The workers list's activity column: events of the last day (timestamps, UTC).
 ACTIVITY_WINDOW = timedelta(hours=24)
 
@@ -81,7 +85,7 @@ class TimelinePage:
     @classmethod
     def of(cls, rows, number: str | None) -> TimelinePage:
         try:
-            n = max(1, int(number or 1))
+            n = min(max(1, int(number or 1)), TIMELINE_MAX_PAGE)
         except ValueError:
             n = 1
         start = (n - 1) * TIMELINE_PAGE_SIZE

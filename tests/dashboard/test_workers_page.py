@@ -8,6 +8,7 @@ import pytest
 from django.utils import timezone
 
 from ingest.models import Snapshot, TimelineEvent
+from ingest.views import TIMELINE_MAX_PAGE
 from workspaces.models import Worker
 
 pytestmark = pytest.mark.django_db
@@ -211,6 +212,19 @@ def test_the_timeline_is_paginated(client, owner, workspace, worker, make_timeli
     assert "Page 1<" in first and "Older" in first and "Newer" not in first
     assert "Page 2<" in second and "Older" not in second and "Newer" in second
 
+
+
+def test_a_page_number_past_the_deepest_page_shows_the_deepest_page(
+    client, owner, workspace, worker, make_timeline
+):
+    make_timeline(event_type="step.only")
+    client.force_login(owner)
+
+    response = client.get(worker_url(workspace, worker), {"page": "1" * 50})
+
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert f"Page {TIMELINE_MAX_PAGE}<" in page and "step.only" not in page and "Newer" in page
 
 def test_metadata_is_pretty_json_and_escaped(client, owner, workspace, worker, make_timeline):
     make_timeline(metadata={"ticket": "T-1", "note": "<script>alert(1)</script>"})
