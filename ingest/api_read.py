@@ -111,7 +111,7 @@ def read_page(
     now = now or timezone.now()
     problems = [
         f"{name} must not be empty"
-        for name in ("status", "category", "since", "until", "limit")
+        for name in ("status", "category", "since", "until", "limit", "q")
         if name in params and not str(params.get(name)).strip()
     ]
     limit = READ_DEFAULT_LIMIT

@@ -163,6 +163,8 @@ def test_filters_narrow_the_read_as_on_the_live_page(api, read_secret, source, w
         ("until=", "until"),
         ("status=", "status"),
         ("status=exploded", "status"),
+        ("q=", "q"),
+        ("q=ab", "q"),
         ("category=cooking", "category"),
         ("since=yesterday", "since"),
         ("cursor=not-a-cursor", "cursor"),
