@@ -4,8 +4,9 @@ It asserts what the bench counted, never how fast anything was. It runs the real
 (`python -m bench.run`): its own PostgreSQL database (ackly_bench) and Redis DB 7, the
 production recipe's servers (one uvicorn, one Daphne for websockets; one gunicorn worker for
 the ceiling), the separate
-load-generator processes. Once with each client for (a) and (e):
-the aiohttp load generator, and wrk when /usr/bin/wrk is installed.
+load-generator processes. One run, with the aiohttp load generator driving every part:
+`make bench` drives (a) and (e) with wrk when it is installed; the run here asserts what was
+counted, which is the same whichever client sent the requests.
 """
 
 from __future__ import annotations
@@ -18,21 +19,15 @@ from pathlib import Path
 
 import pytest
 
-from bench import wrk
-
 ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.server]
 
 
-@pytest.fixture(scope="module", params=["aiohttp", "wrk"])
-def smoke_run(request, tmp_path_factory) -> tuple[int, dict]:
-    """One short run per client, shared by the tests below (40-60 s each on a busy 2 cores)."""
-    # (b) and (c) always use the aiohttp load generator, whichever client drives (a) and (e).
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory) -> tuple[int, dict]:
+    """One short run, shared by the tests below (40-60 s on a busy 2 cores)."""
     pytest.importorskip("aiohttp", reason="the load generator needs aiohttp (dev/bench extra)")
-    client = request.param
-    if client == "wrk" and not wrk.available():
-        pytest.skip(f"{wrk.WRK} is not installed (Debian package wrk): the bench uses aiohttp")
     out = tmp_path_factory.mktemp("bench") / "latest.json"
     # Tiny and bounded: 1 server process, 2 s per part, 2 sockets; the runner's own hard stop
     # (--max-total) ends it long before the test's timeout.
@@ -40,10 +35,7 @@ def smoke_run(request, tmp_path_factory) -> tuple[int, dict]:
         "--procs 1 --ceiling-procs 1 --duration 2 --warmup 0.5 --concurrency 4 "
         "--batch-concurrency 1 --batch-size 20 "
         "--ws-sockets 2 --ws-rate 20 --ws-grace 1 --max-requests 400 --max-total 200 "
-        f"--lock-wait 120 --client {client}"
-        # Part (f) (event → webhook, its own servers and worker) once, with the aiohttp client:
-        # the client only drives (a) and (e).
-        + (" --parts a,b,c,e,f" if client == "aiohttp" else " --parts a,b,c,e")
+        "--lock-wait 120 --client aiohttp --parts a,b,c,e,f"
     )
     command = [sys.executable, "-m", "bench.run", *options, "--out", str(out)]
     proc = subprocess.Popen(
@@ -70,18 +62,12 @@ def test_it_writes_the_results_json_and_exits_cleanly(smoke_run):
         assert part in results
 
 
-def test_it_records_which_client_drove_a_and_e(smoke_run, request):
+def test_it_records_which_client_drove_a_and_e(smoke_run):
     _, results = smoke_run
-    client = request.node.callspec.params["smoke_run"]
-    assert results["options"]["client"] == client
+    assert results["options"]["client"] == "aiohttp"
     for part in ("a", "e"):
-        # Only the wrk client labels its result; aiohttp's is bench.loadgen's as it always was.
-        assert results[part].get("client", "aiohttp") == client
+        assert results[part].get("client", "aiohttp") == "aiohttp"
         assert results[part]["client_cpu_s"] is not None
-    if client == "wrk":
-        # Every connection was drained at the deadline: nothing was in flight when wrk stopped.
-        assert results["a"]["wrk"]["threads_drained"] == results["a"]["wrk"]["threads"]
-        assert results["a"]["wrk"]["sent"] == results["a"]["requests"]
 
 
 def test_every_part_ran_against_real_endpoints_and_stored_something(smoke_run):
@@ -117,11 +103,8 @@ def test_every_accepted_event_is_in_the_database_and_nothing_else(smoke_run):
     assert events["expected"] == counted
 
 
-def test_part_f_times_events_to_the_webhook_with_the_alerts_worker(smoke_run, request):
+def test_part_f_times_events_to_the_webhook_with_the_alerts_worker(smoke_run):
     _, results = smoke_run
-    if request.node.callspec.params["smoke_run"] != "aiohttp":
-        assert results["f"]["status"] != "ran"  # run once per smoke, with the aiohttp client
-        return
     f = results["f"]
     assert f["status"] == "ran", f
     assert f["probes"] >= 1 and f["latency"]["p50_ms"] > 0
