@@ -49,9 +49,9 @@ from bench.run import (
     clear_redis,
     die_with_parent,
     drop_database,
+    leave_no_trace,
     log,
     recreate_database,
-    release_lock,
     sql_scalar,
     tail,
     take_lock,
@@ -818,12 +818,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if runner is not None:
             runner.bench.sup.stop_all()
-        if not args.keep_db:
-            with contextlib.suppress(psycopg.Error):
-                drop_database(args.db_url)
-        with contextlib.suppress(Exception):
-            clear_redis(args.redis_url)
-        release_lock(lock)
+        leave_no_trace(args, lock)
     Path(args.out).write_text(json.dumps(results, indent=2, default=str))
     return 0
 

@@ -365,6 +365,17 @@ def release_lock(lock: IO[str]) -> None:
     lock.close()
 
 
+def leave_no_trace(args: argparse.Namespace, lock: IO[str]) -> None:
+    """A run's last step, whatever happened: its database dropped (unless --keep-db), its Redis
+    keys cleared, the lock released."""
+    if not args.keep_db:
+        with contextlib.suppress(psycopg.Error):
+            drop_database(args.db_url)
+    with contextlib.suppress(Exception):
+        clear_redis(args.redis_url)
+    release_lock(lock)
+
+
 def die_with_parent() -> None:
     """In the child: die if the runner dies, even by SIGKILL, so nothing is left running."""
     import ctypes
@@ -1313,12 +1324,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         signal.alarm(0)
         bench.sup.stop_all()
-        if not args.keep_db:
-            with contextlib.suppress(psycopg.Error):
-                drop_database(args.db_url)
-        with contextlib.suppress(Exception):
-            clear_redis(args.redis_url)
-        release_lock(lock)
+        leave_no_trace(args, lock)
     if args.keep_logs:
         results["logs"] = str(workdir)
     else:
