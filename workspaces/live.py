@@ -7,14 +7,22 @@ from datetime import UTC, datetime, timedelta
 from heapq import merge
 from typing import Any
 
-from django.db.models import Q, QuerySet, Sum, TextField
-from django.db.models.functions import Cast
+from django.db.models import F, Func, Q, QuerySet, Sum, TextField, Value
+from django.db.models.functions import Cast, Coalesce
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
 from ackly.ids import is_event_id, is_public_id
 from ingest.models import Category, Event, EventStatus, Rejection, TimelineEvent
-from ingest.present import iso, present_event, present_timeline_event
+from ingest.present import (
+    EVENT_ITEM_FIELDS,
+    TIMELINE_ITEM_FIELDS,
+    event_row_item,
+    iso,
+    present_event,
+    present_timeline_event,
+    timeline_row_item,
+)
 from sources.models import Source
 from stats.models import BUCKET, EventCount, Kind
 from workspaces.models import Worker, Workspace
@@ -53,6 +61,10 @@ def _instant(value: str | None) -> datetime | None:
 # three-character pieces: a shorter term could only be answered by reading every row of the
 # workspace (docs/decisions.md).
 SEARCH_MIN_LENGTH = 3
+# Between the fields of an event's search text (search_events): the ASCII unit separator, which
+# no term may hold (FeedFilters refuses it, as it refuses NUL), so a term is found within one
+# field and never across two. Metadata's JSON text cannot hold it (JSON writes it \u001f).
+SEARCH_SEPARATOR = "\x1f"
 
 
 @dataclass
@@ -100,6 +112,11 @@ class FeedFilters:
             if "\x00" in getattr(f, attr):
                 f.errors.append(f"{name} must not contain a NUL character")
                 setattr(f, attr, "")
+        # The separator of the fields search_events reads as one text: a term holding it
+        # could match across two fields.
+        if SEARCH_SEPARATOR in f.q:
+            f.errors.append("q must not contain a unit separator character (U+001F)")
+            f.q = ""
         for name in ("since", "until", "after", "before"):
             raw = params.get(name)
             value = _instant(raw)
@@ -135,21 +152,53 @@ class FeedFilters:
 
 # Free-text search (`q`): a case-insensitive substring, % and _ taken literally, of an event's
 # message, externalId or metadata (its JSON text), and of a timeline event's worker (display
-# name or external id) or metadata. Django's icontains writes UPPER(column::text) LIKE
-# UPPER('%term%') with the term escaped; on PostgreSQL each searched column has a pg_trgm GIN
-# index on exactly that expression (ingest migration 0005), so a term that matches little is
-# found through the indexes rather than by reading the workspace's rows, and one that matches
-# much is found by reading the newest rows until the page is full. SQLite reads the rows.
-# tests/dashboard/test_search.py checks the plan: change these together with the migration.
+# name or external id) or metadata. Django's icontains writes UPPER(expression::text) LIKE
+# UPPER('%term%') with the term escaped. On PostgreSQL a pg_trgm GIN index on exactly that
+# expression serves it: for events, one index on the three fields joined into one text
+# (ingest migration 0007), for the timeline and workers one per column (migration 0005). A term
+# that matches little is then found through the indexes rather than by reading the
+# workspace's rows, and one that matches much by reading the newest rows until the page is
+# full. SQLite reads the rows. tests/dashboard/test_search.py checks the plan: change these
+# together with a migration.
 SEARCH_WORKERS_MAX = 1000
 
 
-def search_events(qs: QuerySet, term: str) -> QuerySet:
-    """Ingest-API events whose message, externalId or metadata holds `term`."""
-    return qs.alias(metadata_text=Cast("metadata", TextField())).filter(
-        Q(message__icontains=term) | Q(external_id__icontains=term)
-        | Q(metadata_text__icontains=term)
+class Joined(Func):
+    """Texts joined with ||: immutable, so PostgreSQL can index it (concat() is not)."""
+
+    template = "(%(expressions)s)"
+    arg_joiner = " || "
+    output_field = TextField()
+
+
+def event_search_text() -> Func:
+    """An event's message, externalId and metadata's JSON text as one text, SEARCH_SEPARATOR
+    between them: what search_events matches.
+
+    Defined once, here. Ingest migration 0007 indexes UPPER() of the same expression written
+    as SQL: a migration is history, so it keeps its own copy rather than importing this one
+    (which would rewrite history on fresh databases and leave existing ones with the old index
+    when this changes). A PostgreSQL-only index cannot live in Event.Meta.indexes, where
+    makemigrations would copy the expression: Django's schema editor runs whatever an index's
+    create_sql returns, so no index class can do nothing on SQLite. The EXPLAIN tests in
+    tests/dashboard/test_search.py fail when the two differ; a change here needs a migration
+    that builds the new index and drops the old one.
+    message and external_id are NOT NULL; metadata may be NULL, which || would spread.
+    """
+    separator = Value(SEARCH_SEPARATOR, output_field=TextField())
+    return Joined(
+        F("message"), separator, F("external_id"), separator,
+        Coalesce(Cast("metadata", TextField()), Value("", output_field=TextField())),
     )
+
+
+def search_events(qs: QuerySet, term: str) -> QuerySet:
+    """Ingest-API events whose message, externalId or metadata holds `term`.
+
+    `term` must not hold SEARCH_SEPARATOR (FeedFilters refuses it): then it matches within one
+    field only.
+    """
+    return qs.alias(search_text=event_search_text()).filter(search_text__icontains=term)
 
 
 def matching_workers(workspace: Workspace, term: str) -> QuerySet:
@@ -235,12 +284,15 @@ def feed(workspace: Workspace, f: FeedFilters, now: datetime | None = None) -> l
     """Newest first, both kinds merged by receivedAt, at most `f.limit` items."""
     now = now or timezone.now()
     streams = []
+    # As tuples, not model instances: the same items for half the CPU (ingest/present.py).
     events = events_query(workspace, f, now)
     if events is not None:
-        streams.append(present_event(e) for e in events[: f.limit])
+        rows = events.values_list(*EVENT_ITEM_FIELDS)[: f.limit]
+        streams.append(event_row_item(row) for row in rows)
     timeline = timeline_query(workspace, f, now)
     if timeline is not None:
-        streams.append(present_timeline_event(t) for t in timeline[: f.limit])
+        rows = timeline.values_list(*TIMELINE_ITEM_FIELDS)[: f.limit]
+        streams.append(timeline_row_item(row) for row in rows)
     # By instant, not by string: iso() drops a zero microsecond part, which would sort wrongly.
     merged = merge(*streams, key=lambda item: datetime.fromisoformat(item["receivedAt"]), reverse=True)
     return [item for _, item in zip(range(f.limit), merged, strict=False)]

@@ -1,7 +1,8 @@
 """Free-text search (`q`): one rule for the feed, the read API and the export, on both databases.
 
-On PostgreSQL the search is served by the pg_trgm indexes of ingest migration 0005; the last
-tests check that the plan of a search that matches nothing reads them.
+On PostgreSQL the search is served by pg_trgm indexes: for ingest events one on their three
+fields joined (ingest migration 0007), for the timeline and workers those of migration 0005; the
+last tests check that the plan of a search that matches nothing reads them.
 """
 
 from __future__ import annotations
@@ -166,6 +167,44 @@ def test_a_term_shorter_than_three_characters_is_refused_by_name_everywhere(
     assert message in api.json()["error"]["message"]
 
 
+@pytest.mark.parametrize("query", ["backupord", "ord-7{", "p ord-"],
+                         ids=["message into externalId", "externalId into metadata",
+                              "with a space between"])
+def test_a_term_never_matches_across_two_fields(logged_in, workspace, make_event, query):
+    make_event(message="Nightly backup", external_id="ord-7", metadata={"host": "db-7"})
+
+    assert search(logged_in, workspace, query) == []
+
+
+def test_each_field_is_still_found_beside_the_others(logged_in, workspace, make_event):
+    hit = make_event(message="Nightly backup", external_id="ord-7", metadata={"host": "db-7"})
+
+    for query in ("backup", "ord-7", "db-7", '"host"'):
+        assert search(logged_in, workspace, query) == [hit.public_id], query
+
+
+def test_an_event_without_metadata_is_found_by_its_message(logged_in, workspace, make_event):
+    hit = make_event(message="Nightly backup", metadata=None)
+
+    assert search(logged_in, workspace, "backup") == [hit.public_id]
+
+
+def test_a_term_holding_the_field_separator_is_refused_by_name_everywhere(
+    client, logged_in, workspace, source, make_event
+):
+    make_event(message="Nightly backup", external_id="ord-7")
+    q = f"backup{live.SEARCH_SEPARATOR}ord"
+    feed = logged_in.get(f"/w/{workspace.public_id}/events/feed.json", {"q": q})
+    secret = issue_key(source, scope="read").secret
+    api = client.get("/api/v1/events", {"q": q}, HTTP_AUTHORIZATION=f"Bearer {secret}")
+
+    message = "q must not contain a unit separator character (U+001F)"
+    assert (feed.status_code, feed.json()["error"]) == (
+        400, {"code": "invalid_filter", "message": message})
+    assert api.status_code == 400 and api.json()["error"]["code"] == "invalid_query"
+    assert message in api.json()["error"]["message"]
+
+
 def test_three_characters_are_enough(logged_in, workspace, make_event):
     hit = make_event(message="abc and more")
     make_event(message="ab and more")
@@ -174,8 +213,8 @@ def test_three_characters_are_enough(logged_in, workspace, make_event):
 
 # --- PostgreSQL: the indexes serve the search -------------------------------------------------
 
-TRIGRAM_INDEXES = ("event_message_trgm", "event_external_id_trgm", "event_metadata_trgm",
-                   "timeline_metadata_trgm", "worker_display_name_trgm", "worker_external_id_trgm")
+TRIGRAM_INDEXES = ("event_search_trgm", "timeline_metadata_trgm", "worker_display_name_trgm",
+                   "worker_external_id_trgm")
 
 
 def _fill(workspace, source, worker, rows: int) -> None:
@@ -215,9 +254,18 @@ def test_a_search_that_matches_nothing_reads_the_trigram_indexes(workspace, sour
     events_plan = live.events_query(workspace, filters, now)[:100].explain()
     timeline_plan = live.timeline_query(workspace, filters, now)[:100].explain()
 
-    for index in ("event_message_trgm", "event_external_id_trgm", "event_metadata_trgm"):
-        assert index in events_plan, events_plan
+    assert "event_search_trgm" in events_plan, events_plan
     assert "timeline_metadata_trgm" in timeline_plan, timeline_plan
+
+
+@pytest.mark.postgres
+def test_the_events_have_one_trigram_index_and_not_one_per_column():
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'ingest_event' "
+                       "AND indexdef LIKE '%%gin_trgm_ops%%'")
+        names = [row[0] for row in cursor.fetchall()]
+
+    assert names == ["event_search_trgm"]
 
 
 @pytest.mark.postgres
