@@ -79,6 +79,27 @@ def present_event(event: Event) -> dict[str, Any]:
     return event_item(event, source_ref(src.public_id, src.slug, src.name))
 
 
+# What `event_row_item` reads: `.values_list(*EVENT_ITEM_FIELDS)` of an Event query. A page of
+# plain tuples costs half the CPU of a page of Event and Source instances (the live page).
+EVENT_ITEM_FIELDS = (
+    "public_id", "status", "message", "description", "event_type", "external_id",
+    "duration_ms", "metadata", "received_at", "source__public_id", "source__slug",
+    "source__name",
+)
+
+
+def event_row_item(row: tuple) -> dict[str, Any]:
+    """`present_event` from a row of EVENT_ITEM_FIELDS."""
+    (public_id, status, message, description, event_type, external_id, duration_ms, metadata,
+     received_at, source_id, source_slug, source_name) = row
+    return event_item_values(
+        public_id=public_id, status=status, message=message, description=description,
+        event_type=event_type, external_id=external_id, duration_ms=duration_ms,
+        metadata=metadata, source=source_ref(source_id, source_slug, source_name),
+        received_at=received_at,
+    )
+
+
 def events_message(items: list[dict[str, Any]]) -> dict[str, Any]:
     """The broadcast for a successful ingest-API request."""
     return {"type": "events", "items": items}
@@ -148,6 +169,26 @@ def present_timeline_event(event: TimelineEvent) -> dict[str, Any]:
         event,
         worker_ref(event.worker.public_id, event.worker.display_name),
         source_ref(src.public_id, src.slug, src.name),
+    )
+
+
+# What `timeline_row_item` reads: `.values_list(*TIMELINE_ITEM_FIELDS)` of a TimelineEvent query.
+TIMELINE_ITEM_FIELDS = (
+    "public_id", "event_type", "category", "timestamp", "duration", "metadata", "request_id",
+    "received_at", "worker__public_id", "worker__display_name", "source__public_id",
+    "source__slug", "source__name",
+)
+
+
+def timeline_row_item(row: tuple) -> dict[str, Any]:
+    """`present_timeline_event` from a row of TIMELINE_ITEM_FIELDS."""
+    (public_id, event_type, category, timestamp, duration, metadata, request_id, received_at,
+     worker_id, worker_name, source_id, source_slug, source_name) = row
+    return timeline_item_values(
+        public_id=public_id, event_type=event_type, category=category,
+        worker=worker_ref(worker_id, worker_name), timestamp=iso(timestamp), duration=duration,
+        metadata=metadata, source=source_ref(source_id, source_slug, source_name),
+        request_id=request_id, received_at=iso(received_at),
     )
 
 
