@@ -6,7 +6,6 @@ Sign-up and sign-in are in workspaces/accounts.py.
 from __future__ import annotations
 
 import json
-from urllib.parse import quote
 
 from django.conf import settings
 from django.contrib import messages
@@ -25,6 +24,7 @@ from workspaces import live
 from workspaces.access import LAST_WORKSPACE_SESSION_KEY, WorkspaceRequest, workspace_view
 from workspaces.forms import WorkspaceForm
 from workspaces.models import Membership
+from workspaces.rows import rows_html
 from workspaces.services import create_workspace
 
 # The drill-down's page: a source keeps its newest REJECTED_REQUESTS_PER_SOURCE.
@@ -64,43 +64,6 @@ def workspace_home(request: WorkspaceRequest) -> HttpResponse:
     return redirect("live-events", org_id=request.workspace.public_id)
 
 
-def _duration(item: dict) -> str:
-    """Duration as people read it (ms for ingest events, seconds for timeline events)."""
-    if item["kind"] == "event":
-        ms = item.get("durationMs")
-        if ms is None:
-            return ""
-        return f"{ms:.0f} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
-    seconds = item.get("duration")
-    if seconds is None:
-        return ""
-    return f"{seconds} s" if seconds < 60 else f"{seconds // 60} m {seconds % 60} s"
-
-
-def _row(item: dict, detail_url: str) -> dict:
-    """What one server-rendered row shows, worked out once so that the template only prints it
-    (100 rows a load: lookups, filters and a reverse() per row were a third of the page's CPU).
-
-    live.js's renderRow makes the same markup from the same item: change them together.
-    `detail_url` is the detail page's URL with `__id__` for the id, as the page's script has it.
-    """
-    event = item["kind"] == "event"
-    worker = "" if event else item["worker"]["displayName"]
-    return {
-        "kind": item["kind"],
-        "id": item["id"],
-        "received_at": item["receivedAt"],
-        "url": detail_url.replace("__id__", quote(item["id"], safe="")),
-        "badge": item["status"] if event else "timeline",
-        "label": item["status"] if event else item["category"],
-        "event_type": item["eventType"] or "—",
-        "text": item["message"] if event else worker,
-        "source": item["source"]["name"],
-        "worker": (item["externalId"] or "") if event else worker,
-        "duration": _duration(item),
-    }
-
-
 @workspace_view()
 def live_events(request: WorkspaceRequest) -> HttpResponse:
     """The live events page: first page of the feed server-rendered, the rest kept live by JS."""
@@ -127,7 +90,7 @@ def live_events(request: WorkspaceRequest) -> HttpResponse:
         status=400 if filters.errors else 200,
         context={
             "items": items,
-            "rows": [_row(item, detail_url) for item in items],
+            "rows_html": rows_html(items, detail_url),
             "filters": filters,
             "sources": sources,
             "statuses": EventStatus.choices,

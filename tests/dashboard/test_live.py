@@ -65,6 +65,49 @@ def test_the_page_lists_both_kinds_newest_first(
     assert "Alex Chen" in page  # the timeline row's worker
 
 
+def test_each_row_has_the_markup_live_js_gives_rows_that_arrive_later(
+    client, owner, workspace, source, make_event, make_timeline
+):
+    # static/js/live.js renderRow builds the same elements; workspaces/rows.py writes these.
+    source.name = 'Ops & "Billing"'
+    source.save(update_fields=["name"])
+    event = make_event(age=timedelta(minutes=1), message="<b>backup</b>", event_type="",
+                       external_id="job-7", duration_ms=1534.0)
+    step = make_timeline(event_type="call.logged", category="communication", duration=95)
+    client.force_login(owner)
+
+    page = client.get(live_url(workspace)).content.decode()
+
+    def row(item, at) -> str:
+        received = at.isoformat().replace("+00:00", "Z")
+        exact = at.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        return (
+            f'<li class="row row-{item["kind"]}" data-id="{item["id"]}" data-received="{received}">\n'
+            f'  <a class="row-link" href="/w/{workspace.public_id}/events/{item["id"]}/">\n'
+            f'    <span class="badge badge-{item["badge"]}" title="{item["label"]}">'
+            f'<span class="badge-text">{item["label"]}</span></span>\n'
+            '    <span class="row-main">\n'
+            f'      <span class="row-type" title="{item["type"]}">{item["type"]}</span>\n'
+            f'      <span class="row-message" title="{item["text"]}">{item["text"]}</span>\n'
+            '    </span>\n'
+            '    <span class="row-source" title="Ops &amp; &quot;Billing&quot;">'
+            'Ops &amp; &quot;Billing&quot;</span>\n'
+            f'    <span class="row-worker" title="{item["worker"]}">{item["worker"]}</span>\n'
+            f'    <span class="row-duration">{item["duration"]}</span>\n'
+            f'    <time class="row-time" datetime="{exact}" data-when="relative" '
+            f'title="{at:%Y-%m-%d %H:%M:%S} UTC">{at:%Y-%m-%d %H:%M} UTC</time>\n'
+            '  </a>\n'
+            '</li>\n'
+        )
+
+    assert row({"kind": "timeline", "id": step.public_id, "badge": "timeline",
+                "label": "communication", "type": "call.logged", "text": "Alex Chen",
+                "worker": "Alex Chen", "duration": "1 m 35 s"}, step.received_at) in page
+    assert row({"kind": "event", "id": event.public_id, "badge": "success", "label": "success",
+                "type": "—", "text": "&lt;b&gt;backup&lt;/b&gt;", "worker": "job-7",
+                "duration": "1.5 s"}, event.received_at) in page
+
+
 def test_message_text_is_escaped(client, owner, workspace, make_event):
     make_event(message="<script>alert(1)</script>")
     client.force_login(owner)
