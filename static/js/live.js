@@ -77,6 +77,7 @@
     return e;
   }
 
+  // The same markup workspaces/rows.py writes for the rows the page arrives with.
   function renderRow(item) {
     var isEvent = item.kind === "event";
     var li = el("li", "row row-" + item.kind + " row-new");
