@@ -72,10 +72,13 @@ class Event(models.Model):
             models.Index(fields=["source", "-received_at"], name="event_source_recent"),
             # The live page filtered by event type, a prefix (LIKE 'deploy.%'): only the matching
             # rows are read, where event_ws_recent would read every row of the workspace to
-            # find none. Pattern ops serve LIKE whatever the database's collation.
+            # find none. Pattern ops serve LIKE whatever the database's collation. It carries
+            # every other column the filters test, and the id: the feed finds a page's ids from
+            # it alone (an index-only scan, workspaces.live.newest), so a type with other
+            # filters that match few of its rows reads index pages, not a row per candidate.
             models.Index(
-                fields=["workspace", "event_type", "-received_at"], name="event_ws_type",
-                opclasses=["", "varchar_pattern_ops", ""],
+                fields=["workspace", "event_type", "-received_at"], name="event_ws_type_covering",
+                opclasses=["", "varchar_pattern_ops", ""], include=["source", "status", "id"],
             ),
         ]
 
@@ -128,10 +131,11 @@ class TimelineEvent(models.Model):
             models.Index(fields=["worker", "-timestamp"], name="timeline_worker_recent"),
             # The live page filtered by source (and a source's deletion).
             models.Index(fields=["source", "-received_at"], name="timeline_source_recent"),
-            # The live page filtered by event type, as event_ws_type.
+            # The live page filtered by event type, as event_ws_type_covering.
             models.Index(
-                fields=["workspace", "event_type", "-received_at"], name="timeline_ws_type",
-                opclasses=["", "varchar_pattern_ops", ""],
+                fields=["workspace", "event_type", "-received_at"],
+                name="timeline_ws_type_covering", opclasses=["", "varchar_pattern_ops", ""],
+                include=["source", "category", "id"],
             ),
         ]
 
