@@ -14,7 +14,6 @@ require_collected_static()
 # Django must be set up before anything imports models (the routing below does).
 django_asgi_app = get_asgi_application()
 
-from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
@@ -24,6 +23,7 @@ from ackly.memory import freeze_loaded_objects  # noqa: E402
 from ackly.origins import SameOriginValidator  # noqa: E402
 from ackly.routing import websocket_urlpatterns  # noqa: E402
 from ackly.shutdown import install as install_exit_guard  # noqa: E402
+from ackly.sockets import socket_auth  # noqa: E402
 from ingest.fastlane import FastLane  # noqa: E402
 
 # A SIGTERM must end the process even when request threads wait on the stopped loop. Not in a
@@ -111,8 +111,9 @@ application = ProtocolTypeRouter(
             FastLane(ApiRouter(ApiASGIHandler(), django_asgi_app)),
             settings.INGEST_MAX_BODY_BYTES,
         ),
-        # The handshake's Origin must be this site's exact origin (ackly/origins.py).
-        "websocket": SameOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # The handshake's Origin must be this site's exact origin (ackly/origins.py); the
+        # session and user are resolved once, at the handshake (ackly/sockets.py).
+        "websocket": SameOriginValidator(socket_auth(URLRouter(websocket_urlpatterns))),
     }
 )
 

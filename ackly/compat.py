@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
@@ -137,3 +138,28 @@ def at_interpreter_exit(hook: Callable[[], None]) -> None:
     concurrent.futures itself uses. `atexit` runs only after that join, too late for a
     watchdog over threads that never finish. Hooks run in reverse order of registration."""
     threading._register_atexit(hook)  # type: ignore[attr-defined]  # private: not in typeshed
+
+
+# --- Daphne ---------------------------------------------------------------------------------
+
+
+def daphne_websocket(send: Any) -> Any | None:
+    """The autobahn protocol of the Daphne websocket that an ASGI `send` replies on, or None
+    (another server, a test communicator, a `send` wrapped by middleware).
+
+    Daphne hands each application instance `partial(server.handle_reply, protocol)`
+    (daphne.server.Server.create_application). With the protocol, a frame made once with
+    autobahn's public `prepareMessage` goes to many sockets by `sendPreparedMessage`, instead
+    of each send encoding the text and copying it into a new frame (workspaces/consumers.py).
+    """
+    from daphne.server import Server
+    from daphne.ws_protocol import WebSocketProtocol
+
+    if (
+        isinstance(send, partial)
+        and getattr(send.func, "__func__", None) is Server.handle_reply
+        and len(send.args) == 1
+        and isinstance(send.args[0], WebSocketProtocol)
+    ):
+        return send.args[0]
+    return None

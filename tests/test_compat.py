@@ -6,6 +6,7 @@ update that never arrives or a cache value read wrongly.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -15,6 +16,8 @@ from pathlib import Path
 import pytest
 import redis
 from channels_redis.pubsub import RedisPubSubLoopLayer
+from daphne.server import Server
+from daphne.ws_protocol import WebSocketProtocol
 from django.conf import settings
 from django.core.cache import caches
 from django.core.cache.backends.redis import RedisCacheClient
@@ -29,6 +32,7 @@ from ackly.compat import (
     c_compact_encoder,
     cache_client,
     cache_value,
+    daphne_websocket,
     django_request,
     group_channel,
     load_middleware_from,
@@ -115,3 +119,18 @@ def test_an_exit_hook_runs_before_the_interpreter_joins_its_threads():
 def test_the_django_request_is_the_one_drf_wraps():
     request = RequestFactory().post("/api/ingest")
     assert django_request(Request(request)) is request
+
+
+async def test_daphne_hands_an_application_the_send_of_its_websockets_protocol():
+    sends = []
+
+    async def application(scope, receive, send):
+        sends.append(send)
+
+    server = Server(application, endpoints=["tcp:port=0:interface=127.0.0.1"])  # never run
+    protocol = WebSocketProtocol()
+    server.connections = {protocol: {}}  # as Server.run sets it up, and a connection adds itself
+    server.create_application(protocol, {"type": "websocket"})
+    await asyncio.sleep(0)
+    assert daphne_websocket(sends[0]) is protocol
+    assert daphne_websocket(application) is None  # anything else is not taken for it

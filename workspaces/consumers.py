@@ -10,9 +10,11 @@ While a workspace is quiet, a message goes out at once, in a frame of its own. A
 the list messages of one kind (`events`, `timeline`, `rejections`) wait for the next one,
 which leaves as long after the last frame was sent as sending it took (at least
 FLUSH_INTERVAL, at most FLUSH_INTERVAL_MAX); it goes out as ONE frame of the same shape
-carrying all their items. Sending a frame costs the process's one event loop time per socket
-(~40 us in Daphne: the session middleware's wrapper, autobahn, Twisted's write), so a room of
-1,000 sockets spends tens of milliseconds on each frame: waiting as long again keeps the
+carrying all their items. Sending a frame costs the process's one event loop time per socket,
+so a room of 1,000 sockets spends milliseconds to tens of milliseconds on each frame (under
+Daphne the room frames the text once, autobahn's prepared message, and each socket costs
+Twisted's write of those bytes; under another server each socket's ASGI send encodes and frames
+it again): waiting as long again keeps the
 sending to about half of the loop's time, and a busy room's messages share bigger frames
 instead of queueing behind the sending (1,000 sockets at 1,000 events/s: ~10 frames a second
 per socket; 50 sockets: ~1/FLUSH_INTERVAL). `snapshot` messages go out alone, in order
@@ -63,6 +65,7 @@ from django.conf import settings
 from django.contrib.auth import HASH_SESSION_KEY, SESSION_KEY, get_user_model
 from django.utils.crypto import constant_time_compare, salted_hmac
 
+from ackly.compat import daphne_websocket
 from ackly.metrics import socket_closed, socket_opened
 from ackly.sessions import past_max_age
 from ingest.broadcast import MESSAGE_TYPE, workspace_group
@@ -213,11 +216,18 @@ class Room:
         loop = asyncio.get_running_loop()
         started = loop.time()
         text = json.dumps(payload, separators=(",", ":"))
+        frame = None  # the websocket frame, made once for every socket Daphne holds
         for socket in list(self.sockets):
             if not socket.live:
                 continue  # not accepted yet: its page catches up over HTTP once it opens
             try:
-                await socket.send(text_data=text)
+                wire = socket.wire
+                if wire is not None and wire.state == wire.STATE_OPEN:
+                    if frame is None:
+                        frame = wire.factory.prepareMessage(text.encode())
+                    wire.sendPreparedMessage(frame)
+                else:  # another server, or a socket closing: the ASGI way
+                    await socket.send(text_data=text)
             except Exception:  # noqa: BLE001 - a socket closing under us; its disconnect follows
                 self.sockets.discard(socket)
         sent = loop.time()
@@ -424,6 +434,9 @@ class WorkspaceConsumer(AsyncWebsocketConsumer):
     room: Room | None = None
     line: Line | None = None
     live = False  # accepted: frames may be sent
+    # Under Daphne, the socket's autobahn protocol: a room sends it each frame made once
+    # (ackly.compat.daphne_websocket); None under other servers and in tests.
+    wire: Any = None
     ended = False  # told to close: no more frames, no more checks
     session_key: str | None = None
     session_tag: str | None = None
@@ -472,6 +485,7 @@ class WorkspaceConsumer(AsyncWebsocketConsumer):
         if self.ended:  # told to close while joining the room
             return
         await self.accept()
+        self.wire = daphne_websocket(self.base_send)
         self.live = True
         socket_opened()
         self.spawn(self._recheck_every())

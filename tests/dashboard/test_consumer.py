@@ -7,6 +7,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from autobahn.websocket.protocol import PreparedMessage, WebSocketServerFactory
 from channels.db import database_sync_to_async
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from channels.routing import URLRouter
@@ -214,6 +215,7 @@ class SlowSocket:
     """A room's socket whose sends take `seconds` (as sending to a thousand sockets does)."""
 
     live = True
+    wire = None
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
@@ -241,6 +243,54 @@ async def test_after_a_frame_that_took_long_to_send_messages_wait_as_long_and_sh
         {"id": "e2"}, {"id": "e3"}
     ]
     room.sockets.discard(slow)
+    await communicator.disconnect()
+
+
+class Wire:
+    """What a room sees of a socket Daphne holds: its autobahn protocol (ackly.compat)."""
+
+    STATE_OPEN, STATE_CLOSING = 3, 2
+
+    def __init__(self, factory: WebSocketServerFactory, state: int = STATE_OPEN) -> None:
+        self.factory = factory
+        self.state = state
+        self.frames: list[PreparedMessage] = []
+
+    def sendPreparedMessage(self, frame: PreparedMessage) -> None:  # noqa: N802 - autobahn's name
+        self.frames.append(frame)
+
+
+class WiredSocket:
+    live = True
+
+    def __init__(self, wire: Wire) -> None:
+        self.wire = wire
+        self.texts: list[str] = []
+
+    async def send(self, text_data: str) -> None:
+        self.texts.append(text_data)
+
+
+async def test_a_frame_for_daphnes_sockets_is_made_once_and_sent_to_each_open_one(
+    member, workspace
+):
+    communicator = routed(path_for(workspace), member)
+    assert (await communicator.connect())[0]
+    room = _rooms[asyncio.get_running_loop()][workspace_group(workspace.public_id)]
+    factory = WebSocketServerFactory()
+    first, second = WiredSocket(Wire(factory)), WiredSocket(Wire(factory))
+    closing = WiredSocket(Wire(factory, state=Wire.STATE_CLOSING))
+    room.sockets.update((first, second, closing))
+    await broadcast(workspace, {"type": "events", "items": [{"id": "é1"}]})
+    text = await communicator.receive_from(timeout=2)  # the test's socket: the ASGI way
+    frame = first.wire.frames[0]
+    assert second.wire.frames == [frame]  # one frame object, made once
+    # A server's unmasked text frame of the same JSON text, UTF-8.
+    assert frame.payloadHybi == b"\x81" + bytes([len(text.encode())]) + text.encode()
+    # A socket Daphne is closing gets no frame from the room: it goes the ASGI way (where
+    # Daphne drops it), as before.
+    assert closing.wire.frames == [] and closing.texts == [text]
+    room.sockets.difference_update((first, second, closing))
     await communicator.disconnect()
 
 
@@ -323,6 +373,21 @@ class TestThroughTheFullStack:
         assert connected
         await broadcast(workspace, {"type": "events", "items": []})
         assert await communicator.receive_json_from(timeout=2) == {"type": "events", "items": []}
+        await communicator.disconnect()
+
+    async def test_the_consumer_sends_with_the_servers_own_send_not_a_session_wrapper(
+        self, member, workspace
+    ):
+        """The session is resolved once at the handshake; frames do not pass through it
+        (and a room can see the server's socket behind `send`: ackly.compat)."""
+        cookie = await asyncio.to_thread(session_cookie, member)
+        communicator = through_asgi(path_for(workspace), cookie)
+        assert (await communicator.connect())[0]
+        room = _rooms[asyncio.get_running_loop()][workspace_group(workspace.public_id)]
+        (consumer,) = room.sockets
+        assert consumer.base_send == communicator.output_queue.put
+        assert consumer.scope["session"].session_key == cookie.decode().split("=", 1)[1]
+        assert consumer.scope["user"].pk == member.pk
         await communicator.disconnect()
 
     async def test_no_session_is_refused_with_4401(self, workspace):
