@@ -295,11 +295,20 @@ class Prefill:
 
     def rebuild(self, indexes: list[tuple[str, str, str, str]]) -> None:
         """Build what drop_indexes dropped, two at a time (one per core), the trigram indexes
-        (the longest builds) first, so that both cores stay busy to the end."""
+        (the longest builds) first, so that both cores stay busy to the end. A unique
+        constraint is built as a plain unique index beside the others and attached afterwards
+        (ADD CONSTRAINT … USING INDEX, instant): ALTER TABLE would wait for every build on
+        its table to end, and hold up the next builds while it ran."""
         indexes = sorted(indexes, key=lambda index: "gin_trgm_ops" not in index[3])
-        self.parallel([f"ALTER TABLE {table} ADD CONSTRAINT {name} {definition}"
-                       if kind == "constraint" else definition
-                       for table, kind, name, definition in indexes])
+        self.parallel([
+            f"CREATE UNIQUE INDEX {name} ON {table} {definition.removeprefix('UNIQUE ')}"
+            if kind == "constraint" else definition
+            for table, kind, name, definition in indexes
+        ])
+        with self.connect() as conn:
+            for table, kind, name, _ in indexes:
+                if kind == "constraint":
+                    conn.execute(f"ALTER TABLE {table} ADD CONSTRAINT {name} UNIQUE USING INDEX {name}")
 
     def parallel(self, statements: list[str], workers: int = 2) -> None:
         def run(statement: str) -> None:
