@@ -134,3 +134,42 @@ async def test_daphne_hands_an_application_the_send_of_its_websockets_protocol()
     await asyncio.sleep(0)
     assert daphne_websocket(sends[0]) is protocol
     assert daphne_websocket(application) is None  # anything else is not taken for it
+
+
+# --- The calls a live room makes on a Daphne socket (workspaces/consumers.py Room._send) ---
+
+
+def _open_daphne_socket():
+    """Daphne's own websocket protocol on a string transport, open as after the handshake."""
+    from daphne.ws_protocol import WebSocketFactory
+    from twisted.internet.testing import StringTransport
+
+    protocol = WebSocketFactory(None).buildProtocol(None)
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    protocol.client_addr = ["127.0.0.1", 1]
+    protocol.state = protocol.STATE_OPEN
+    return protocol, transport
+
+
+def test_a_prepared_frame_is_the_bytes_daphnes_own_send_writes():
+    protocol, transport = _open_daphne_socket()
+    text = '{"type":"events","items":[{"id":"é1"}]}'
+
+    protocol.sendPreparedMessage(protocol.factory.prepareMessage(text.encode()))
+    prepared = transport.value()
+    transport.clear()
+    protocol.handle_reply({"type": "websocket.send", "text": text})
+
+    assert prepared == transport.value() != b""
+
+
+def test_daphne_refuses_an_asgi_send_to_a_closing_socket_so_the_room_skips_it():
+    from autobahn.exception import Disconnected
+
+    protocol, transport = _open_daphne_socket()
+    protocol.state = protocol.STATE_CLOSING
+
+    with pytest.raises(Disconnected):
+        protocol.handle_reply({"type": "websocket.send", "text": "x"})
+    assert transport.value() == b""

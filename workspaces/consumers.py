@@ -217,18 +217,22 @@ class Room:
         text = json.dumps(payload, separators=(",", ":"))
         frame = None  # the websocket frame, made once for every socket Daphne holds
         for socket in list(self.sockets):
-            if not socket.live:
-                continue  # not accepted yet: its page catches up over HTTP once it opens
+            if not socket.live or socket.ended:
+                continue  # not accepted yet (its page catches up over HTTP), or being closed
             try:
                 wire = socket.wire
-                if wire is not None and wire.state == wire.STATE_OPEN:
+                if wire is None:  # another server: the ASGI way
+                    await socket.send(text_data=text)
+                elif wire.state == wire.STATE_OPEN:
                     if frame is None:
                         frame = wire.factory.prepareMessage(text.encode())
                     wire.sendPreparedMessage(frame)
-                else:  # another server, or a socket closing: the ASGI way
-                    await socket.send(text_data=text)
-            except Exception:  # noqa: BLE001 - a socket closing under us; its disconnect follows
+                # else: Daphne is closing it (an ASGI send would raise); its disconnect follows
+            except Exception:  # noqa: BLE001 - never leave a socket open that hears nothing
+                logger.warning("Could not send a frame to a socket of %s: closing it",
+                               self.group, exc_info=True)
                 self.sockets.discard(socket)
+                socket.spawn(socket.end(ROOM_LOST))  # the page reconnects and catches up
         sent = loop.time()
         self.next_frame = sent + max(FLUSH_INTERVAL, min(sent - started, FLUSH_INTERVAL_MAX))
 

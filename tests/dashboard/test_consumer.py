@@ -25,7 +25,7 @@ from django.utils import timezone
 from ackly.asgi import application
 from ackly.routing import websocket_urlpatterns
 from ingest.broadcast import workspace_group
-from workspaces.consumers import SESSION_MOVED, _rooms
+from workspaces.consumers import ROOM_LOST, SESSION_MOVED, _rooms
 from workspaces.models import Membership
 
 # Transactional: the consumer reads from another thread (plans come back after each flush).
@@ -215,6 +215,7 @@ class SlowSocket:
     """A room's socket whose sends take `seconds` (as sending to a thousand sockets does)."""
 
     live = True
+    ended = False
     wire = None
 
     def __init__(self, seconds: float) -> None:
@@ -262,6 +263,7 @@ class Wire:
 
 class WiredSocket:
     live = True
+    ended = False
 
     def __init__(self, wire: Wire) -> None:
         self.wire = wire
@@ -287,9 +289,9 @@ async def test_a_frame_for_daphnes_sockets_is_made_once_and_sent_to_each_open_on
     assert second.wire.frames == [frame]  # one frame object, made once
     # A server's unmasked text frame of the same JSON text, UTF-8.
     assert frame.payloadHybi == b"\x81" + bytes([len(text.encode())]) + text.encode()
-    # A socket Daphne is closing gets no frame from the room: it goes the ASGI way (where
-    # Daphne drops it), as before.
-    assert closing.wire.frames == [] and closing.texts == [text]
+    # A socket Daphne is closing gets nothing from the room (an ASGI send to it would raise):
+    # its disconnect follows.
+    assert closing.wire.frames == [] and closing.texts == []
     room.sockets.difference_update((first, second, closing))
     await communicator.disconnect()
 
@@ -592,3 +594,35 @@ class TestASocketEndsWithItsSessionAndMembership:
         await database_sync_to_async(members_browser.post)(reverse("logout"))
         assert await self.closed_with(members) == 4401
         await self.still_open(owners, workspace)
+
+
+class BrokenWire:
+    """A Daphne socket whose prepared-frame write raises (a transport error, or an autobahn
+    upgrade that changed the calls the room makes)."""
+
+    STATE_OPEN = 3
+    state = 3
+
+    def __init__(self) -> None:
+        self.factory = WebSocketServerFactory()
+
+    def sendPreparedMessage(self, frame) -> None:  # noqa: N802 - autobahn's name
+        raise AttributeError("sendPreparedMessage")
+
+
+async def test_a_socket_the_room_cannot_write_to_is_closed_so_its_page_reconnects(
+    member, workspace
+):
+    communicator = routed(path_for(workspace), member)
+    assert (await communicator.connect())[0]
+    room = _rooms[asyncio.get_running_loop()][workspace_group(workspace.public_id)]
+    (consumer,) = room.sockets
+    consumer.wire = BrokenWire()
+
+    await broadcast(workspace, {"type": "events", "items": [{"id": "e1"}]})
+
+    # Not left open and deaf: closed as when a room loses its group, so the page reconnects
+    # and catches up over HTTP.
+    assert await communicator.receive_output(timeout=1) == {
+        "type": "websocket.close", "code": ROOM_LOST}
+    await communicator.disconnect()
