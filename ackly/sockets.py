@@ -1,14 +1,15 @@
 """Whose a dashboard websocket is: its session and user, resolved once, at the handshake.
 
-Channels' `AuthMiddlewareStack` resolves them the same way (its `get_user`, Django's own
-rules), but its `SessionMiddleware` also wraps the application's `send` for the socket's whole
-life, to save a modified session on `http.response.start`: a message a websocket never
-sends. The wrapper looked at the session on every frame to every socket (about a sixth of a
-busy Daphne's time with 1,000 sockets), and it hid the server's own `send` from the consumer
-(ackly.compat.daphne_websocket). This stack sets the same scope (`cookies`, `session`, `user`)
-and hands `send` through as the server gave it. What a socket may do after the handshake is
-the consumer's business (workspaces/consumers.py): it checks the session, user and
-membership again on every account notice and every RECHECK_SECONDS.
+Channels' `AuthMiddlewareStack` resolves them the same way (its `get_user`, which checks the
+session's password hash against the current SECRET_KEY only: see docs/decisions.md before
+adding SECRET_KEY_FALLBACKS), but its `SessionMiddleware` also wraps the application's `send`
+for the socket's whole life, to save a modified session on `http.response.start`: a message
+a websocket never sends. The wrapper looked at the session on every frame to every socket
+(about a sixth of a busy Daphne's time with 1,000 sockets), and it hid the server's own
+`send` from the consumer (ackly.compat.daphne_websocket). This stack sets the same scope
+(`cookies`, `session`, `user`) and hands `send` through as the server gave it. What a socket
+may do after the handshake is the consumer's business (workspaces/consumers.py): it checks
+the session, user and membership again on every account notice and every RECHECK_SECONDS.
 """
 
 from __future__ import annotations
