@@ -10,6 +10,8 @@ the search there reads the rows.
 from django.contrib.postgres.operations import TrigramExtension
 from django.db import migrations
 
+from ingest.online import create_index_concurrently, drop_index_concurrently
+
 # The planner weighs an index against reading the newest rows by how many rows it expects a
 # term to match, from ANALYZE's sample of each indexed expression. With the default sample a
 # term in 0.5 % of the events looks like a miss and is collected from the index, row by row
@@ -46,17 +48,8 @@ def create_indexes(apps, schema_editor):
     quote = schema_editor.quote_name
     for name, app, model, column in INDEXES:
         table = apps.get_model(app, model)._meta.db_table
-        with schema_editor.connection.cursor() as cursor:
-            # A concurrent build that failed leaves an invalid index behind: build it again.
-            cursor.execute(
-                "SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", [name]
-            )
-            invalid = cursor.fetchone()
-        if invalid and invalid[0]:
-            schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {quote(name)}")
-        schema_editor.execute(
-            f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {quote(name)} ON {quote(table)} "
-            f"USING gin ((UPPER({quote(column)}::text)) gin_trgm_ops)"
+        create_index_concurrently(
+            schema_editor, name, table, f"USING gin ((UPPER({quote(column)}::text)) gin_trgm_ops)"
         )
         if app == "ingest":
             schema_editor.execute(
@@ -72,7 +65,7 @@ def drop_indexes(apps, schema_editor):
     if schema_editor.connection.vendor != "postgresql":
         return
     for name, *_ in INDEXES:
-        schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {schema_editor.quote_name(name)}")
+        drop_index_concurrently(schema_editor, name)
 
 
 class Migration(migrations.Migration):

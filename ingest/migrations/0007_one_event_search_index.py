@@ -22,6 +22,8 @@ is dropped, so search is indexed throughout. On SQLite every step does nothing.
 
 from django.db import migrations
 
+from ingest.online import create_index_concurrently, drop_index_concurrently
+
 NAME = "event_search_trgm"
 EXPRESSION = (
     "UPPER((message || E'\\x1f' || external_id || E'\\x1f' || COALESCE(metadata::text, '')))"
@@ -38,24 +40,9 @@ STATISTICS = 1000
 
 
 def _build(schema_editor, table: str, name: str, expression: str) -> None:
+    create_index_concurrently(schema_editor, name, table, f"USING gin (({expression}) gin_trgm_ops)")
     quote = schema_editor.quote_name
-    with schema_editor.connection.cursor() as cursor:
-        # A concurrent build that failed leaves an invalid index behind: build it again.
-        cursor.execute(
-            "SELECT NOT indisvalid FROM pg_index WHERE indexrelid = to_regclass(%s)", [name]
-        )
-        invalid = cursor.fetchone()
-    if invalid and invalid[0]:
-        schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {quote(name)}")
-    schema_editor.execute(
-        f"CREATE INDEX CONCURRENTLY IF NOT EXISTS {quote(name)} ON {quote(table)} "
-        f"USING gin (({expression}) gin_trgm_ops)"
-    )
     schema_editor.execute(f"ALTER INDEX {quote(name)} ALTER COLUMN 1 SET STATISTICS {STATISTICS}")
-
-
-def _drop(schema_editor, name: str) -> None:
-    schema_editor.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {schema_editor.quote_name(name)}")
 
 
 def one_index(apps, schema_editor):
@@ -66,7 +53,7 @@ def one_index(apps, schema_editor):
     # The expression has no statistics until ANALYZE, which takes no lock that stops writes.
     schema_editor.execute(f"ANALYZE {schema_editor.quote_name(table)}")
     for name, _ in OLD:
-        _drop(schema_editor, name)
+        drop_index_concurrently(schema_editor, name)
 
 
 def three_indexes(apps, schema_editor):
@@ -76,7 +63,7 @@ def three_indexes(apps, schema_editor):
     for name, expression in OLD:
         _build(schema_editor, table, name, expression)
     schema_editor.execute(f"ANALYZE {schema_editor.quote_name(table)}")
-    _drop(schema_editor, NAME)
+    drop_index_concurrently(schema_editor, NAME)
 
 
 class Migration(migrations.Migration):
