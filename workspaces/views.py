@@ -94,6 +94,7 @@ def live_events(request: WorkspaceRequest) -> HttpResponse:
             "filters": filters,
             "sources": sources,
             "statuses": EventStatus.choices,
+            "search_min_length": live.SEARCH_MIN_LENGTH,
             "categories": Category.choices,
             "ranges": [("", "All history")] + [(k, f"Last {k}") for k in live.RANGES],
             "config": config,

@@ -121,10 +121,10 @@
     if (filters.q) {
       var q = filters.q.toLowerCase();
       var w = item.worker && typeof item.worker === "object" ? item.worker : {};
-      // Joined by the server's separator (U+001F), which a term never holds: no match across fields.
-      var hay = [item.message, item.externalId, w.displayName, w.externalId,
-                 item.metadata === undefined ? "" : JSON.stringify(item.metadata)].join("\u001f");
-      if (hay.toLowerCase().indexOf(q) === -1) return false;
+      // Within one field, as the server matches it (never across two).
+      var fields = [item.message, item.externalId, w.displayName, w.externalId,
+                    item.metadata === undefined ? "" : JSON.stringify(item.metadata)];
+      if (!fields.some(function (f) { return String(f || "").toLowerCase().indexOf(q) !== -1; })) return false;
     }
     return true;
   }

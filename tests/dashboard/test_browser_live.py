@@ -167,6 +167,16 @@ def test_an_ingested_event_appears_live_for_its_workspace_only(server, browser):
     bob.reload()
     bob.wait_for_selector("#conn.pill-live")
     assert message not in bob.inner_text("main")
+
+    # A search keeps arriving rows as the server finds them: a term within one field, never
+    # one that runs across two (a message's end and an externalId's start).
+    term = f"zq{suffix}"
+    alice.goto(f"{base}/w/{alice_org}/events/?q={term}")
+    alice.wait_for_selector("#conn.pill-live")
+    across = ingest(base, key, status="success", message="ends with zq", externalId=f"{suffix}-1")
+    inside = ingest(base, key, status="success", message=f"holds {term} inside")
+    alice.wait_for_selector(f'#feed li[data-id="{inside}"]')
+    assert alice.locator(f'#feed li[data-id="{across}"]').count() == 0
     alice.context.close()
     bob.context.close()
 

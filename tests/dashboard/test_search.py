@@ -205,6 +205,12 @@ def test_a_term_holding_the_field_separator_is_refused_by_name_everywhere(
     assert message in api.json()["error"]["message"]
 
 
+def test_the_search_box_asks_for_the_shortest_term_the_server_takes(logged_in, workspace):
+    page = logged_in.get(f"/w/{workspace.public_id}/events/").content.decode()
+
+    assert f'name="q" value="" minlength="{live.SEARCH_MIN_LENGTH}"' in page
+
+
 def test_three_characters_are_enough(logged_in, workspace, make_event):
     hit = make_event(message="abc and more")
     make_event(message="ab and more")
