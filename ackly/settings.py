@@ -251,6 +251,11 @@ IDEMPOTENCY_WINDOW_SECONDS = 10 * 60
 KEY_LAST_USED_INTERVAL_SECONDS = 60
 RATELIMIT_WINDOW_SECONDS = 1
 PURGE_BATCH_SIZE = env_int("PURGE_BATCH_SIZE", 5000)
+# The share of its time manage.py purge_expired spends deleting: after each batch it sleeps
+# (100 - this) / this times as long as the batch took (ingest.retention).
+PURGE_DUTY_PERCENT = env_int("PURGE_DUTY_PERCENT", 25)
+if PURGE_BATCH_SIZE < 1 or not 1 <= PURGE_DUTY_PERCENT <= 100:
+    raise ImproperlyConfigured("PURGE_BATCH_SIZE must be at least 1 and PURGE_DUTY_PERCENT 1 to 100")
 # Refused requests kept per source behind the rejections panel (ingest.rejections).
 REJECTED_REQUESTS_PER_SOURCE = env_int("REJECTED_REQUESTS_PER_SOURCE", 100)
 # GET /readyz: how long the database and Redis each get to answer before the probe says 503.

@@ -7,6 +7,11 @@ VACUUM). Every batch commits on its own, with the event counters' triggers decre
 same statement, so a run stopped at any point leaves the rows and counters consistent and the
 next run carries on. A daily run never holds long locks or builds a huge transaction, whatever
 the backlog. The current snapshot cards are kept: only their history expires.
+
+The purge paces itself by a duty cycle, as autovacuum's cost delay paces VACUUM: after each
+batch it sleeps in proportion to how long the batch took, so it spends at most
+`PURGE_DUTY_PERCENT` of its time in the database. A busy database makes batches slower and the
+rests longer with them, leaving ingest its share of the machine whatever the load.
 """
 
 from __future__ import annotations
@@ -59,13 +64,33 @@ class PurgeReport:
 Progress = Callable[[PurgeReport], None]
 
 
-@dataclass
+class PacingError(ValueError):
+    """A batch size or duty cycle the purge cannot run with."""
+
+
+@dataclass(frozen=True)
 class Batches:
-    """How the purge paces itself: rows per DELETE, seconds between them, who hears of each."""
+    """How the purge paces itself: rows per DELETE, the share of its time spent deleting
+    (percent), and who hears of each batch."""
 
     size: int
-    pause: float = 0.0
+    duty_percent: int = 100
     progress: Progress | None = None
+
+    def __post_init__(self) -> None:
+        if self.size < 1:
+            raise PacingError(
+                f"the batch size (--batch-size, PURGE_BATCH_SIZE) must be at least 1, got {self.size}"
+            )
+        if not 1 <= self.duty_percent <= 100:
+            raise PacingError(
+                "the duty cycle (--duty-percent, PURGE_DUTY_PERCENT) must be 1 to 100, "
+                f"got {self.duty_percent}"
+            )
+
+    def rest(self, busy: float) -> float:
+        """Seconds to sleep after a batch that took `busy` seconds (none at 100 %)."""
+        return busy * (100 - self.duty_percent) / self.duty_percent
 
 
 def delete_in_batches(
@@ -77,6 +102,7 @@ def delete_in_batches(
     deleted = 0
     floor: datetime | None = None
     while True:
+        started = time.monotonic()
         page = queryset if floor is None else queryset.filter(**{f"{time_field}__gte": floor})
         rows = list(page.order_by(time_field).values_list("pk", time_field)[: batches.size])
         if not rows:
@@ -86,34 +112,34 @@ def delete_in_batches(
         report.deleted[label] += count
         report.batches += 1
         deleted += count
+        rest = batches.rest(time.monotonic() - started)
+        if rest > 0:
+            time.sleep(rest)
         if batches.progress is not None:
             batches.progress(report)
         if len(rows) < batches.size:
             return deleted
         # Rows sharing the last row's time may remain: `>=` finds them, deleted ones are gone.
         floor = rows[-1][1]
-        if batches.pause:
-            time.sleep(batches.pause)
 
 
 def purge_expired(
     now: datetime | None = None,
     batch_size: int | None = None,
-    pause: float = 0.0,
+    duty_percent: int | None = None,
     progress: Progress | None = None,
 ) -> PurgeReport:
     """Delete every row past its workspace's retention and idempotency records past the window.
 
-    `pause` seconds are slept between batches of one table (to leave the database to ingest);
+    `batch_size` and `duty_percent` default to their settings (PacingError when out of range);
     `progress` is called after every batch.
     """
     now = now or timezone.now()
-    batch_size = batch_size or settings.PURGE_BATCH_SIZE
-    if batch_size < 1:
-        raise ValueError("batch_size must be at least 1")
-    if pause < 0:
-        raise ValueError("pause must not be negative")
-    batches = Batches(batch_size, pause, progress)
+    batches = Batches(
+        settings.PURGE_BATCH_SIZE if batch_size is None else batch_size,
+        settings.PURGE_DUTY_PERCENT if duty_percent is None else duty_percent,
+        progress,
+    )
     report = PurgeReport()
     workspaces = Workspace.objects.values_list("pk", "plan__retention_days").order_by("pk")
     for workspace_id, retention_days in workspaces.iterator():

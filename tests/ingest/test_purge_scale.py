@@ -197,36 +197,99 @@ def test_a_stopped_purge_keeps_what_its_committed_batches_deleted(workspace, sou
     assert_exact()
 
 
-def test_the_command_paces_itself_and_prints_progress(workspace, source, worker, monkeypatch):
+class Clock:
+    """time.monotonic and time.sleep for ingest.retention: every reading finds the clock `batch`
+    seconds on (so each batch takes that long), every sleep is recorded."""
+
+    def __init__(self, batch: float) -> None:
+        self.now, self.batch, self.slept = 0.0, batch, []
+
+    def monotonic(self) -> float:
+        self.now += self.batch
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+def test_the_command_rests_in_proportion_to_each_batch_and_prints_progress(
+    workspace, source, worker, monkeypatch
+):
     monkeypatch.setattr(command, "PROGRESS_EVERY", 0.0)
-    slept: list[float] = []
-    monkeypatch.setattr(retention.time, "sleep", slept.append)
+    clock = Clock(batch=0.2)
+    monkeypatch.setattr(retention, "time", clock)
     cutoff = retention_cutoff(workspace)
     for minutes in range(5):
         make_rows(source, worker, cutoff - timedelta(hours=1, minutes=minutes))
     out = StringIO()
 
-    call_command("purge_expired", "--batch-size", "2", "--pause", "0.25", stdout=out)
+    call_command("purge_expired", "--batch-size", "2", "--duty-percent", "25", stdout=out)
 
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("… 2 rows deleted in 1 batches, ")
     assert lines[0].endswith(" rows/s")
     assert "ingest.Event: 5 deleted" in lines
     assert lines[-1] == "Purged 10 rows in 6 batches."
-    # A pause between batches of one table, none after a table's last (short) batch.
-    assert slept == [0.25, 0.25, 0.25, 0.25]
+    # Busy 25 % of the time: every batch of 0.2 s is followed by 0.6 s of rest.
+    assert clock.slept == pytest.approx([0.6] * 6)
     assert_exact()
 
 
-@pytest.mark.parametrize("pause", ["-1", "soon", "nan", "inf"])
-def test_the_command_refuses_a_bad_pause(pause):
-    with pytest.raises(CommandError, match="--pause must be a number of seconds ≥ 0"):
-        call_command("purge_expired", "--pause", pause, stdout=StringIO())
+@pytest.mark.parametrize(("duty", "rest"), [(100, None), (50, 0.3), (10, 2.7)])
+def test_the_rest_after_a_batch_is_proportional_to_its_time(
+    workspace, source, worker, monkeypatch, duty, rest
+):
+    clock = Clock(batch=0.3)
+    monkeypatch.setattr(retention, "time", clock)
+    make_rows(source, worker, retention_cutoff(workspace) - timedelta(hours=1))
+
+    purge_expired(batch_size=10, duty_percent=duty)
+
+    assert clock.slept == ([] if rest is None else pytest.approx([rest, rest]))
 
 
-def test_purge_expired_refuses_a_negative_pause():
-    with pytest.raises(ValueError, match="pause"):
-        purge_expired(pause=-0.5)
+def test_by_default_the_purge_spends_a_quarter_of_its_time_deleting(
+    workspace, source, worker, monkeypatch, settings
+):
+    assert settings.PURGE_DUTY_PERCENT == 25
+    clock = Clock(batch=0.1)
+    monkeypatch.setattr(retention, "time", clock)
+    make_rows(source, worker, retention_cutoff(workspace) - timedelta(hours=1))
+
+    purge_expired()
+
+    assert clock.slept == pytest.approx([0.3, 0.3])
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--duty-percent", "0", "the duty cycle (--duty-percent, PURGE_DUTY_PERCENT) must be "
+                                "1 to 100, got 0"),
+        ("--duty-percent", "101", "must be 1 to 100, got 101"),
+        ("--duty-percent", "0.5", "--duty-percent must be a whole number, got '0.5'"),
+        ("--duty-percent", "soon", "--duty-percent must be a whole number, got 'soon'"),
+        ("--batch-size", "0", "the batch size (--batch-size, PURGE_BATCH_SIZE) must be at least "
+                              "1, got 0"),
+        ("--batch-size", "many", "--batch-size must be a whole number, got 'many'"),
+    ],
+)
+def test_the_command_refuses_a_bad_pacing_and_deletes_nothing(
+    workspace, source, worker, option, value, message
+):
+    make_rows(source, worker, retention_cutoff(workspace) - timedelta(hours=1))
+    with pytest.raises(CommandError) as refused:
+        call_command("purge_expired", option, value, stdout=StringIO())
+    assert message in str(refused.value)
+    assert Event.objects.count() == 1
+
+
+@pytest.mark.parametrize("pacing", [{"duty_percent": 0}, {"duty_percent": 101},
+                                    {"batch_size": 0}])
+def test_purge_expired_refuses_a_pacing_out_of_range(pacing):
+    with pytest.raises(retention.PacingError):
+        purge_expired(**pacing)
 
 
 # --- a real process killed midway (PostgreSQL) ----------------------------------------------------
@@ -263,7 +326,7 @@ def test_a_purge_process_killed_midway_leaves_rows_and_counters_consistent():
 
             purge = subprocess.Popen(
                 [sys.executable, "manage.py", "purge_expired", "--batch-size", "200",
-                 "--pause", "0.05"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                 "--duty-percent", "50"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
             )
             try:
                 deadline = time.monotonic() + 60

@@ -1,4 +1,4 @@
-"""`manage.py purge_expired`: delete rows past retention in bounded batches (a daily cron)."""
+"""`manage.py purge_expired`: delete rows past retention in bounded, paced batches (a daily cron)."""
 
 from __future__ import annotations
 
@@ -6,10 +6,20 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
-from ingest.retention import PurgeReport, purge_expired
+from ingest.retention import PacingError, PurgeReport, purge_expired
 
 # Seconds between two progress lines of a long run.
 PROGRESS_EVERY = 10.0
+
+
+def whole(option: str, value: str | None) -> int | None:
+    """An option's whole number, None when not given."""
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise CommandError(f"{option} must be a whole number, got {value!r}") from None
 
 
 class Command(BaseCommand):
@@ -23,25 +33,16 @@ class Command(BaseCommand):
             "--batch-size", help="Rows per DELETE (default: settings.PURGE_BATCH_SIZE)."
         )
         parser.add_argument(
-            "--pause", default="0",
-            help="Seconds to sleep between two DELETEs, leaving the database to ingest (default 0).",
+            "--duty-percent",
+            help="The share of its time spent deleting, 1 to 100: after each DELETE it sleeps "
+                 "in proportion to how long it took, leaving the database to ingest; 100 never "
+                 "sleeps (default: settings.PURGE_DUTY_PERCENT).",
         )
 
-    def handle(self, *args, batch_size: str | None, pause: str, **options) -> None:
-        size = None
-        if batch_size is not None:
-            try:
-                size = int(batch_size)
-            except ValueError:
-                size = 0
-            if size < 1:
-                raise CommandError(f"--batch-size must be a whole number ≥ 1, got {batch_size!r}")
-        try:
-            pause_s = float(pause)
-        except ValueError:
-            pause_s = -1.0
-        if not 0 <= pause_s < float("inf"):
-            raise CommandError(f"--pause must be a number of seconds ≥ 0, got {pause!r}")
+    def handle(
+        self, *args, batch_size: str | None, duty_percent: str | None, **options
+    ) -> None:
+        size, duty = whole("--batch-size", batch_size), whole("--duty-percent", duty_percent)
         started = time.monotonic()
         last = started
 
@@ -58,7 +59,10 @@ class Command(BaseCommand):
             )
             self.stdout.flush()
 
-        report = purge_expired(batch_size=size, pause=pause_s, progress=progress)
+        try:
+            report = purge_expired(batch_size=size, duty_percent=duty, progress=progress)
+        except PacingError as exc:  # raised before anything is deleted
+            raise CommandError(str(exc)) from None
         for label, count in sorted(report.deleted.items()):
             self.stdout.write(f"{label}: {count} deleted")
         elapsed = time.monotonic() - started
