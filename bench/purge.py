@@ -321,9 +321,11 @@ class PurgeBench:
         for thread in threads:
             thread.start()
         time.sleep(self.args.window)  # one whole window of load before the work starts
+        server_before = self.server_counters()
         began = time.time()
         outcome = work()
         ended = time.time()
+        server_after = self.server_counters()
         time.sleep(0.5)
         stop.set()
         for thread in threads:
@@ -366,7 +368,16 @@ class PurgeBench:
             },
             "dashboard_errors": sum(1 for r in during if r[3] != 200),
             "load_windows_lost": [str(f)[:200] for f in failures],
+            # Checkpoints and WAL while the work ran (the server's, every database's).
+            "server": {k: round(server_after[k] - server_before[k], 1) for k in server_after},
         }
+        for w in result["ingest"]["windows"]:
+            waits = ", ".join(f"{k} {v}" for k, v in list(w["postgres_waits"].items())[:3])
+            busy = (w["cpu"]["machine_busy_s"] or 0) / max(w["to_s"] - w["from_s"], 1e-9)
+            log(f"  {label} window {w['from_s']:g}..{w['to_s']:g} s: {w['req_per_s']} req/s, "
+                f"p50 {w['p50_ms']} p99 {w['p99_ms']} max {w.get('max_ms')} ms, machine "
+                f"{busy / (os.cpu_count() or 1):.0%} busy; postgres {waits}")
+        log(f"  {label} server: {result['server']}")
         i = result["ingest"]
         log(f"{label}: {result['seconds']} s; ingest p99 worst window {i['p99_ms_worst_window']} "
             f"ms (median {i['p99_ms_median_window']}), errors {i['errors_total']}; dashboard "
@@ -378,10 +389,14 @@ class PurgeBench:
     def purge(self) -> dict[str, Any]:
         """`manage.py purge_expired` as cron runs it; its time and peak RSS (from wait4)."""
         out_path = self.bench.workdir / f"purge-{time.monotonic_ns()}.log"
-        pauses = self.args.pause
-        pause = pauses[min(len(self.results.get("cycles", [])), len(pauses) - 1)]
-        argv = [PYTHON, "manage.py", "purge_expired", "-v", "2",
-                "--batch-size", str(self.args.batch_size), "--pause", str(pause)]
+        # The command's own default pacing unless --duty-percent names one for this cycle.
+        duties = self.args.duty_percent
+        argv = [PYTHON, "manage.py", "purge_expired", "-v", "2"]
+        if self.args.batch_size:
+            argv += ["--batch-size", str(self.args.batch_size)]
+        if duties:
+            cycle = len(self.results.get("cycles", []))
+            argv += ["--duty-percent", str(duties[min(cycle, len(duties) - 1)])]
         triggers = self.trigger_time()
         started = time.monotonic()
         with open(out_path, "wb") as fh:
@@ -440,16 +455,28 @@ class PurgeBench:
                 line.strip() for line in (diag.message_primary or "").splitlines()
                 if line.strip().startswith(("tuples:", "pages:", "index scan", "removable",
                                             "automatic", "vacuuming", "index \""))))
-            # Throttled as autovacuum throttles itself by default (autovacuum_vacuum_cost_delay
+            # Throttled as autovacuum throttles itself (by default autovacuum_vacuum_cost_delay
             # 2 ms per cost limit of 200): a manual VACUUM runs unthrottled, and on two cores
             # that took ingest's p99 to 531 ms after a 10,000,000-row purge.
-            conn.execute("SET vacuum_cost_delay = '2ms'")
+            conn.execute(f"SET vacuum_cost_delay = '{self.args.vacuum_cost_delay:g}ms'")
             conn.execute("SET vacuum_cost_limit = 200")
             conn.execute("VACUUM (VERBOSE) ingest_event, ingest_timelineevent, stats_eventcount")
         seconds = round(time.monotonic() - started, 1)
         with psycopg.connect(self.args.db_url, autocommit=True) as conn:
             conn.execute("ANALYZE ingest_event, ingest_timelineevent, stats_eventcount")
         return {"seconds": seconds, "verbose": said, "oldest_snapshots": holders}
+
+    def server_counters(self) -> dict[str, float]:
+        """The server's checkpoint counters and WAL position (MB), to subtract."""
+        with psycopg.connect(self.args.db_url, autocommit=True) as conn:
+            row = conn.execute(
+                "SELECT checkpoints_timed, checkpoints_req, checkpoint_write_time / 1000, "
+                "checkpoint_sync_time / 1000, buffers_checkpoint * 8192 / 2^20, "
+                "buffers_backend * 8192 / 2^20, pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0') / 2^20 "
+                "FROM pg_stat_bgwriter").fetchone()
+        names = ("checkpoints_timed", "checkpoints_req", "checkpoint_write_s", "checkpoint_sync_s",
+                 "checkpoint_written_mb", "backend_written_mb", "wal_mb")
+        return {k: float(v) for k, v in zip(names, row, strict=True)}
 
     def trigger_time(self) -> dict[str, dict[str, float]]:
         """Calls and total milliseconds of the counters' trigger functions so far."""
@@ -630,7 +657,8 @@ def measure_partitioning(args: argparse.Namespace) -> dict[str, Any]:
         probe.start()
         time.sleep(2)
         began = time.time()
-        out = bench.manage("purge_expired", "-v", "2", "--batch-size", str(args.batch_size))
+        out = bench.manage("purge_expired", "-v", "2",
+                           *(["--batch-size", str(args.batch_size)] if args.batch_size else []))
         ended = time.time()
         probe.finish()
         r["delete"] = {"seconds": round(ended - began, 2), "output": out,
@@ -772,10 +800,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--scale", type=float, default=1.0,
                    help="rows per day x this (1: 10,000,000 expired rows; 0.01 for a quick run)")
     p.add_argument("--cycles", type=int, default=2, help="purge, VACUUM, refill: how many times")
-    p.add_argument("--batch-size", type=int, default=5000, help="purge_expired --batch-size")
-    p.add_argument("--pause", default="0",
-                   help="purge_expired --pause, one value per cycle (comma-separated; the last "
-                        "repeats)")
+    p.add_argument("--batch-size", type=int, default=0,
+                   help="purge_expired --batch-size (default: the command's own)")
+    p.add_argument("--duty-percent", default="",
+                   help="purge_expired --duty-percent, one value per cycle (comma-separated; the "
+                        "last repeats; default: the command's own)")
+    p.add_argument("--vacuum-cost-delay", type=float, default=2.0,
+                   help="VACUUM's vacuum_cost_delay in ms (cost limit 200), as autovacuum's "
+                        "autovacuum_vacuum_cost_delay; 0: unthrottled")
     p.add_argument("--rate", type=float, default=1000.0, help="ingest events/s during the work")
     p.add_argument("--window", type=float, default=10.0, help="seconds per load window")
     p.add_argument("--baseline", type=float, default=30.0, help="seconds of load with no purge")
@@ -788,7 +820,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "purge-latest.json"))
     p.add_argument("--lock-wait", type=float, default=3600.0)
     args = p.parse_args(argv)
-    args.pause = [float(x) for x in args.pause.split(",")]
+    args.duty_percent = [int(x) for x in args.duty_percent.split(",") if x.strip()]
     if not args.db_url.rsplit("/", 1)[1].startswith(DB_PREFIX):
         p.error(f"--db-url: the database's name must start with {DB_PREFIX}")
     # What bench.run.Bench reads of its own arguments.
