@@ -1,12 +1,13 @@
 """Retention: rows past their workspace's plan retention are deleted in bounded batches.
 
-Each batch is one short `DELETE … WHERE id IN (…)` of the oldest expired rows, found through the
-(workspace, time) indexes and walked along them: the next batch starts at the last one's time,
-so it never re-reads the index entries of rows already deleted (they stay in the index until
-VACUUM). Every batch commits on its own, with the event counters' triggers decrementing in the
-same statement, so a run stopped at any point leaves the rows and counters consistent and the
-next run carries on. A daily run never holds long locks or builds a huge transaction, whatever
-the backlog. The current snapshot cards are kept: only their history expires.
+Each batch is one short `DELETE … WHERE id IN (SELECT … ORDER BY time LIMIT n)` of the oldest
+expired rows, found through the (workspace, time) indexes and walked along them: the next batch
+starts at the last one's time, so it never re-reads the index entries of rows already deleted
+(they stay in the index until VACUUM). Every batch commits on its own, with the event counters'
+triggers decrementing in the same statement, so a run stopped at any point leaves the rows and
+counters consistent and the next run carries on. A daily run never holds long locks or builds a
+huge transaction, whatever the backlog. The current snapshot cards are kept: only their history
+expires.
 
 The purge paces itself by a duty cycle, as autovacuum's cost delay paces VACUUM: after each
 batch it sleeps in proportion to how long the batch took, so it spends at most
@@ -104,11 +105,18 @@ def delete_in_batches(
     while True:
         started = time.monotonic()
         page = queryset if floor is None else queryset.filter(**{f"{time_field}__gte": floor})
-        rows = list(page.order_by(time_field).values_list("pk", time_field)[: batches.size])
-        if not rows:
-            return deleted
+        page = page.order_by(time_field)
+        # The time of the batch's last row, read from the index; none when fewer rows are left.
+        last = list(page.values_list(time_field, flat=True)[batches.size - 1 : batches.size])
+        # One DELETE of the oldest rows, chosen inside it: the rows never travel to Python, whose
+        # share of the purge's CPU was twice the database's when 5,000 ids made the round trip.
         # Nothing points at these rows and no signal listens, so Django issues one fast DELETE.
-        count, _ = model._default_manager.filter(pk__in=[pk for pk, _ in rows]).delete()
+        batch = page if not last else model._default_manager.filter(
+            pk__in=page.values("pk")[: batches.size]
+        )
+        count, _ = batch.delete()
+        if not count:
+            return deleted
         report.deleted[label] += count
         report.batches += 1
         deleted += count
@@ -117,10 +125,10 @@ def delete_in_batches(
             time.sleep(rest)
         if batches.progress is not None:
             batches.progress(report)
-        if len(rows) < batches.size:
+        if not last:
             return deleted
         # Rows sharing the last row's time may remain: `>=` finds them, deleted ones are gone.
-        floor = rows[-1][1]
+        floor = last[0]
 
 
 def purge_expired(
