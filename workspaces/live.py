@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from heapq import merge
 from typing import Any
 
+from django.db import connection
 from django.db.models import F, Func, Q, QuerySet, Sum, TextField, Value
 from django.db.models.functions import Cast, Coalesce
+from django.db.models.lookups import IContains, Lookup
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
@@ -25,6 +28,7 @@ from ingest.present import (
 )
 from sources.models import Source
 from stats.models import BUCKET, EventCount, Kind
+from workspaces import search_plan
 from workspaces.models import Worker, Workspace
 
 FEED_PAGE_SIZE = 100
@@ -158,9 +162,17 @@ class FeedFilters:
 # (ingest migration 0007), for the timeline and workers one per column (migration 0005). A term
 # that matches little is then found through the indexes rather than by reading the
 # workspace's rows, and one that matches much by reading the newest rows until the page is
-# full. SQLite reads the rows. tests/dashboard/test_search.py checks the plan: change these
+# full; a term that mixes rare words with words most rows hold asks the index for the rare
+# words only (holds), and a search's page is looked for among the last day's rows first
+# (search_floors). SQLite reads the rows. tests/dashboard/test_search.py checks the plan: change these
 # together with a migration.
 SEARCH_WORKERS_MAX = 1000
+# The indexes (ingest migrations 0007 and 0005) whose statistics say which words are common.
+EVENT_SEARCH_INDEX = "event_search_trgm"
+TIMELINE_SEARCH_INDEX = "timeline_metadata_trgm"
+# A search's page is looked for among the last day's rows first, then the last 7 and 30 days',
+# then the whole range (on PostgreSQL: see search_floors).
+SEARCH_SPANS = (timedelta(days=1), timedelta(days=7), timedelta(days=30))
 
 
 class Joined(Func):
@@ -192,13 +204,28 @@ def event_search_text() -> Func:
     )
 
 
+def holds(expression: Any, term: str, index: str) -> list[Lookup]:
+    """Conditions that `expression` holds `term`: case-insensitive, % and _ taken literally.
+
+    The term itself; on PostgreSQL, when the index's statistics say some of its words are in
+    most rows, its rare words instead, which `index` answers, and the whole term checked on the
+    rows found, through an expression the index does not cover (`|| ''`) so that the planner
+    does not hand the common words to the index as well (workspaces/search_plan.py).
+    """
+    rare = search_plan.rare_words(index, term) if connection.vendor == "postgresql" else None
+    if rare is None:
+        return [IContains(expression, term)]
+    checked = Joined(expression, Value("", output_field=TextField()))
+    return [*(IContains(expression, word) for word in rare), IContains(checked, term)]
+
+
 def search_events(qs: QuerySet, term: str) -> QuerySet:
     """Ingest-API events whose message, externalId or metadata holds `term`.
 
     `term` must not hold SEARCH_SEPARATOR (FeedFilters refuses it): then it matches within one
     field only.
     """
-    return qs.alias(search_text=event_search_text()).filter(search_text__icontains=term)
+    return qs.filter(*holds(event_search_text(), term, EVENT_SEARCH_INDEX))
 
 
 def matching_workers(workspace: Workspace, term: str) -> QuerySet:
@@ -220,9 +247,8 @@ def search_timeline(qs: QuerySet, workspace: Workspace, term: str) -> QuerySet:
     worker_ids: QuerySet | list[int] = list(workers[: SEARCH_WORKERS_MAX + 1])
     if len(worker_ids) > SEARCH_WORKERS_MAX:
         worker_ids = workers
-    return qs.alias(metadata_text=Cast("metadata", TextField())).filter(
-        Q(worker_id__in=worker_ids) | Q(metadata_text__icontains=term)
-    )
+    metadata = holds(Cast("metadata", TextField()), term, TIMELINE_SEARCH_INDEX)
+    return qs.filter(Q(worker_id__in=worker_ids) | Q(*metadata))
 
 
 def _bounded(qs: QuerySet, workspace: Workspace, f: FeedFilters, now: datetime) -> QuerySet:
@@ -280,7 +306,27 @@ def timeline_query(workspace: Workspace, f: FeedFilters, now: datetime) -> Query
     return qs.select_related("source", "worker").order_by(*NEWEST_FIRST)
 
 
-def newest(qs: QuerySet, limit: int, order: tuple[str, ...] = NEWEST_FIRST) -> QuerySet:
+def search_floors(workspace: Workspace, f: FeedFilters, now: datetime) -> list[datetime]:
+    """The lower bounds a search's newest rows are looked for above first (newest()), narrowest
+    first: SEARCH_SPANS back from the newest instant the filters allow, those that narrow them.
+
+    A term in 1 of 1,000 rows matches 15,000 of 15,000,000 events: found through the trigram
+    index, every one is read to sort them, while the page shows 100, which the last day's rows
+    already hold (the index's matches intersected with the day's, 400 ms against 10–30 ms at
+    40,000,000 rows, docs/performance.md). A term that matches little is found in the widest
+    try as before, after a few index lookups that find almost nothing. On SQLite, which reads
+    the newest rows until the page is full, there is nothing to narrow.
+    """
+    if not f.q or connection.vendor != "postgresql":
+        return []
+    top = min(t for t in (now, f.until, f.before) if t is not None)
+    bottom = max(t for t in (retention_cutoff(workspace, now), f.since, f.after) if t is not None)
+    return [top - span for span in SEARCH_SPANS if top - span > bottom]
+
+
+def newest(
+    qs: QuerySet, limit: int, order: tuple[str, ...] = NEWEST_FIRST, floors: Sequence[datetime] = ()
+) -> QuerySet:
     """The first `limit` rows of `qs` in `order`, their ids found first, then the rows by id.
 
     The ids' query names only the filtered columns and the id, which the type filter's indexes
@@ -289,8 +335,18 @@ def newest(qs: QuerySet, limit: int, order: tuple[str, ...] = NEWEST_FIRST) -> Q
     shown, instead of a table row per candidate (a type, a source, a status and 7 days at
     15,000,000 events: 52 ms p95 against 230; docs/performance.md). Without such a filter the
     ids come from the (workspace, received_at) index.
+
+    With `floors` (search_floors), the rows received since each floor are tried first, in
+    turn: when one holds `limit` rows they are the first `limit` of all (every row outside is
+    older), else the next, wider one is tried, and last `qs` whole.
     """
-    ids = qs.order_by(*order).values("id")[:limit]
+    ids: Any = qs.order_by(*order).values("id")[:limit]
+    for floor in floors:
+        found = list(qs.filter(received_at__gte=floor).order_by(*order)
+                     .values_list("id", flat=True)[:limit])
+        if len(found) == limit:
+            ids = found
+            break
     return qs.model.objects.filter(id__in=ids).order_by(*order)
 
 
@@ -303,13 +359,14 @@ def feed(workspace: Workspace, f: FeedFilters, now: datetime | None = None) -> l
     now = now or timezone.now()
     streams = []
     # As tuples, not model instances: the same items for half the CPU (ingest/present.py).
+    floors = search_floors(workspace, f, now)
     events = events_query(workspace, f, now)
     if events is not None:
-        rows = newest(events, f.limit).values_list(*EVENT_ITEM_FIELDS)
+        rows = newest(events, f.limit, floors=floors).values_list(*EVENT_ITEM_FIELDS)
         streams.append(event_row_item(row) for row in rows)
     timeline = timeline_query(workspace, f, now)
     if timeline is not None:
-        rows = newest(timeline, f.limit).values_list(*TIMELINE_ITEM_FIELDS)
+        rows = newest(timeline, f.limit, floors=floors).values_list(*TIMELINE_ITEM_FIELDS)
         streams.append(timeline_row_item(row) for row in rows)
     # By instant, not by string: iso() drops a zero microsecond part, which would sort wrongly.
     merged = merge(*streams, key=lambda item: datetime.fromisoformat(item["receivedAt"]), reverse=True)
