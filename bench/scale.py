@@ -116,6 +116,8 @@ class Prefill:
         self.other_events = self.rows * 5 // 40
         self.other_timeline = self.rows - self.big_events - self.big_timeline - self.other_events
         self.timings: dict[str, float] = {}
+        # Index name -> its columns' statistics targets (drop_indexes, rebuild).
+        self.stat_targets: dict[str, list[tuple[int, int]]] = {}
 
     def connect(self) -> psycopg.Connection:
         conn = psycopg.connect(self.args.db_url, autocommit=True)
@@ -289,6 +291,12 @@ class Prefill:
                 "WHERE c.conindid = i.oid)", (table,)
             ).fetchall():
                 found.append((table, "index", name, definition))
+                # pg_get_indexdef leaves out a column's statistics target (the trigram indexes
+                # keep a 1,000-value sample, which the search reads): set again after the build.
+                self.stat_targets[name] = conn.execute(
+                    "SELECT attnum, attstattarget FROM pg_attribute "
+                    "WHERE attrelid = %s::regclass AND attstattarget > 0", (name,)
+                ).fetchall()
                 conn.execute(f"DROP INDEX {name}")
         log(f"dropped {len(found)} indexes to build after the load")
         return found
@@ -309,6 +317,8 @@ class Prefill:
             for table, kind, name, _ in indexes:
                 if kind == "constraint":
                     conn.execute(f"ALTER TABLE {table} ADD CONSTRAINT {name} UNIQUE USING INDEX {name}")
+                for column, target in self.stat_targets.get(name, []):
+                    conn.execute(f"ALTER INDEX {name} ALTER COLUMN {column} SET STATISTICS {target}")
 
     def parallel(self, statements: list[str], workers: int = 2) -> None:
         def run(statement: str) -> None:
