@@ -306,9 +306,12 @@ def timeline_query(workspace: Workspace, f: FeedFilters, now: datetime) -> Query
     return qs.select_related("source", "worker").order_by(*NEWEST_FIRST)
 
 
-def search_floors(workspace: Workspace, f: FeedFilters, now: datetime) -> list[datetime]:
-    """The lower bounds a search's newest rows are looked for above first (newest()), narrowest
-    first: SEARCH_SPANS back from the newest instant the filters allow, those that narrow them.
+def search_floors(
+    workspace: Workspace, f: FeedFilters, now: datetime, top: datetime | None = None
+) -> list[datetime]:
+    """The lower bounds a search's newest rows are looked for above first (first_rows),
+    narrowest first: SEARCH_SPANS back from the newest instant the filters (and `top`, a read
+    API cursor's instant) allow, those that narrow them.
 
     A term in 1 of 1,000 rows matches 15,000 of 15,000,000 events: found through the trigram
     index, every one is read to sort them, while the page shows 100, which the last day's rows
@@ -319,9 +322,23 @@ def search_floors(workspace: Workspace, f: FeedFilters, now: datetime) -> list[d
     """
     if not f.q or connection.vendor != "postgresql":
         return []
-    top = min(t for t in (now, f.until, f.before) if t is not None)
+    top = min(t for t in (now, f.until, f.before, top) if t is not None)
     bottom = max(t for t in (retention_cutoff(workspace, now), f.since, f.after) if t is not None)
     return [top - span for span in SEARCH_SPANS if top - span > bottom]
+
+
+def first_rows(qs: QuerySet, count: int, floors: Sequence[datetime] = ()) -> list[Any]:
+    """The first `count` rows of `qs`, an ordered query newest first, as a list.
+
+    The rows received since each floor (search_floors) are tried first, in turn: when one
+    holds `count` rows they are the first `count` of all (every row outside is older), else
+    the next, wider one is tried, and last `qs` whole.
+    """
+    for floor in floors:
+        rows = list(qs.filter(received_at__gte=floor)[:count])
+        if len(rows) == count:
+            return rows
+    return list(qs[:count])
 
 
 def newest(
@@ -336,17 +353,11 @@ def newest(
     15,000,000 events: 52 ms p95 against 230; docs/performance.md). Without such a filter the
     ids come from the (workspace, received_at) index.
 
-    With `floors` (search_floors), the rows received since each floor are tried first, in
-    turn: when one holds `limit` rows they are the first `limit` of all (every row outside is
-    older), else the next, wider one is tried, and last `qs` whole.
+    With `floors` (a search on PostgreSQL), the ids are looked for day by day (first_rows).
     """
     ids: Any = qs.order_by(*order).values("id")[:limit]
-    for floor in floors:
-        found = list(qs.filter(received_at__gte=floor).order_by(*order)
-                     .values_list("id", flat=True)[:limit])
-        if len(found) == limit:
-            ids = found
-            break
+    if floors:
+        ids = first_rows(qs.order_by(*order).values_list("id", flat=True), limit, floors)
     return qs.model.objects.filter(id__in=ids).order_by(*order)
 
 

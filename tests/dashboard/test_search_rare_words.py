@@ -17,6 +17,7 @@ from django.db.models import TextField
 from django.db.models.functions import Cast
 from django.utils import timezone
 
+from ingest.api_read import read_page
 from ingest.models import Event, TimelineEvent
 from workspaces import live, search_plan
 
@@ -214,3 +215,24 @@ def test_a_search_is_looked_for_day_by_day_only_where_an_index_serves_it(workspa
         assert narrow == [now - timedelta(days=1)]
     else:
         assert floors == narrow == []
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("term, limit", [("took 1", 500), ("took 1", 37), ("ZD-1", 200)])
+def test_the_read_api_pages_through_a_search_looked_for_day_by_day(
+    workspace, source, worker, term, limit
+):
+    now = timezone.now()
+    _fill(workspace, source, worker, 2000, now, step=timedelta(hours=1))
+    _analyse()
+    pages: list[str] = []
+    cursor = None
+    for _ in range(100):
+        params = {"q": term, "limit": str(limit), **({"cursor": cursor} if cursor else {})}
+        items, after = read_page(workspace, params, now)
+        pages.extend(item["id"] for item in items)
+        if after is None:
+            break
+        cursor = after.encode()
+
+    assert pages == _holding(workspace, term, 10_000)
