@@ -133,16 +133,14 @@ def read_page(
     cursor = Cursor.decode(token) if token else None
 
     streams = []
-    floors = live.search_floors(workspace, filters, now, cursor.at if cursor else None)
     events = live.events_query(workspace, filters, now)
     if events is not None:
         events = _after(events, "event", cursor).order_by("-received_at", "-public_id")
-        streams.append(present_event(e) for e in live.first_rows(events, limit + 1, floors))
+        streams.append(present_event(e) for e in events[: limit + 1])
     timeline = live.timeline_query(workspace, filters, now)
     if timeline is not None:
         timeline = _after(timeline, "timeline", cursor).order_by("-received_at", "-public_id")
-        streams.append(present_timeline_event(t)
-                       for t in live.first_rows(timeline, limit + 1, floors))
+        streams.append(present_timeline_event(t) for t in timeline[: limit + 1])
     merged = list(zip(range(limit + 1), merge(*streams, key=_sort_key, reverse=True), strict=False))
     items = [item for _, item in merged[:limit]]
     if len(merged) <= limit:

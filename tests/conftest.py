@@ -26,6 +26,7 @@ from tests.executors import (
     flush_by_delete,
     http_client,
 )
+from workspaces import search_plan
 from workspaces.models import Membership, Role
 from workspaces.services import create_workspace
 
@@ -137,6 +138,7 @@ def _clear_caches() -> None:
     for url in redis_urls:
         clear_redis(url)  # Ackly's keys only; the database is never emptied
     _last_touched.clear()
+    search_plan.forget()  # the trigram indexes' samples read for search
 
 
 @pytest.fixture(autouse=True)

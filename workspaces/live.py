@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from heapq import merge
@@ -162,17 +161,13 @@ class FeedFilters:
 # (ingest migration 0007), for the timeline and workers one per column (migration 0005). A term
 # that matches little is then found through the indexes rather than by reading the
 # workspace's rows, and one that matches much by reading the newest rows until the page is
-# full; a term that mixes rare words with words most rows hold asks the index for the rare
-# words only (holds), and a search's page is looked for among the last day's rows first
-# (search_floors). SQLite reads the rows. tests/dashboard/test_search.py checks the plan: change these
-# together with a migration.
+# full; a term that mixes rare words with common ones asks the index for its rare words only
+# (holds). SQLite reads the rows. tests/dashboard/test_search.py and test_search_rare_words.py
+# check the plans: change these together with a migration.
 SEARCH_WORKERS_MAX = 1000
 # The indexes (ingest migrations 0007 and 0005) whose statistics say which words are common.
 EVENT_SEARCH_INDEX = "event_search_trgm"
 TIMELINE_SEARCH_INDEX = "timeline_metadata_trgm"
-# A search's page is looked for among the last day's rows first, then the last 7 and 30 days',
-# then the whole range (on PostgreSQL: see search_floors).
-SEARCH_SPANS = (timedelta(days=1), timedelta(days=7), timedelta(days=30))
 
 
 class Joined(Func):
@@ -207,10 +202,10 @@ def event_search_text() -> Func:
 def holds(expression: Any, term: str, index: str) -> list[Lookup]:
     """Conditions that `expression` holds `term`: case-insensitive, % and _ taken literally.
 
-    The term itself; on PostgreSQL, when the index's statistics say some of its words are in
-    most rows, its rare words instead, which `index` answers, and the whole term checked on the
-    rows found, through an expression the index does not cover (`|| ''`) so that the planner
-    does not hand the common words to the index as well (workspaces/search_plan.py).
+    The term itself; on PostgreSQL, when the index's statistics say the term mixes rare words
+    with common ones, its rare words instead, which `index` answers, and the whole term checked
+    on the rows found, through an expression the index does not cover (`|| ''`) so that the
+    planner does not hand the common words to the index as well (workspaces/search_plan.py).
     """
     rare = search_plan.rare_words(index, term) if connection.vendor == "postgresql" else None
     if rare is None:
@@ -306,44 +301,7 @@ def timeline_query(workspace: Workspace, f: FeedFilters, now: datetime) -> Query
     return qs.select_related("source", "worker").order_by(*NEWEST_FIRST)
 
 
-def search_floors(
-    workspace: Workspace, f: FeedFilters, now: datetime, top: datetime | None = None
-) -> list[datetime]:
-    """The lower bounds a search's newest rows are looked for above first (first_rows),
-    narrowest first: SEARCH_SPANS back from the newest instant the filters (and `top`, a read
-    API cursor's instant) allow, those that narrow them.
-
-    A term in 1 of 1,000 rows matches 15,000 of 15,000,000 events: found through the trigram
-    index, every one is read to sort them, while the page shows 100, which the last day's rows
-    already hold (the index's matches intersected with the day's, 400 ms against 10–30 ms at
-    40,000,000 rows, docs/performance.md). A term that matches little is found in the widest
-    try as before, after a few index lookups that find almost nothing. On SQLite, which reads
-    the newest rows until the page is full, there is nothing to narrow.
-    """
-    if not f.q or connection.vendor != "postgresql":
-        return []
-    top = min(t for t in (now, f.until, f.before, top) if t is not None)
-    bottom = max(t for t in (retention_cutoff(workspace, now), f.since, f.after) if t is not None)
-    return [top - span for span in SEARCH_SPANS if top - span > bottom]
-
-
-def first_rows(qs: QuerySet, count: int, floors: Sequence[datetime] = ()) -> list[Any]:
-    """The first `count` rows of `qs`, an ordered query newest first, as a list.
-
-    The rows received since each floor (search_floors) are tried first, in turn: when one
-    holds `count` rows they are the first `count` of all (every row outside is older), else
-    the next, wider one is tried, and last `qs` whole.
-    """
-    for floor in floors:
-        rows = list(qs.filter(received_at__gte=floor)[:count])
-        if len(rows) == count:
-            return rows
-    return list(qs[:count])
-
-
-def newest(
-    qs: QuerySet, limit: int, order: tuple[str, ...] = NEWEST_FIRST, floors: Sequence[datetime] = ()
-) -> QuerySet:
+def newest(qs: QuerySet, limit: int, order: tuple[str, ...] = NEWEST_FIRST) -> QuerySet:
     """The first `limit` rows of `qs` in `order`, their ids found first, then the rows by id.
 
     The ids' query names only the filtered columns and the id, which the type filter's indexes
@@ -352,12 +310,8 @@ def newest(
     shown, instead of a table row per candidate (a type, a source, a status and 7 days at
     15,000,000 events: 52 ms p95 against 230; docs/performance.md). Without such a filter the
     ids come from the (workspace, received_at) index.
-
-    With `floors` (a search on PostgreSQL), the ids are looked for day by day (first_rows).
     """
-    ids: Any = qs.order_by(*order).values("id")[:limit]
-    if floors:
-        ids = first_rows(qs.order_by(*order).values_list("id", flat=True), limit, floors)
+    ids = qs.order_by(*order).values("id")[:limit]
     return qs.model.objects.filter(id__in=ids).order_by(*order)
 
 
@@ -370,14 +324,13 @@ def feed(workspace: Workspace, f: FeedFilters, now: datetime | None = None) -> l
     now = now or timezone.now()
     streams = []
     # As tuples, not model instances: the same items for half the CPU (ingest/present.py).
-    floors = search_floors(workspace, f, now)
     events = events_query(workspace, f, now)
     if events is not None:
-        rows = newest(events, f.limit, floors=floors).values_list(*EVENT_ITEM_FIELDS)
+        rows = newest(events, f.limit).values_list(*EVENT_ITEM_FIELDS)
         streams.append(event_row_item(row) for row in rows)
     timeline = timeline_query(workspace, f, now)
     if timeline is not None:
-        rows = newest(timeline, f.limit, floors=floors).values_list(*TIMELINE_ITEM_FIELDS)
+        rows = newest(timeline, f.limit).values_list(*TIMELINE_ITEM_FIELDS)
         streams.append(timeline_row_item(row) for row in rows)
     # By instant, not by string: iso() drops a zero microsecond part, which would sort wrongly.
     merged = merge(*streams, key=lambda item: datetime.fromisoformat(item["receivedAt"]), reverse=True)

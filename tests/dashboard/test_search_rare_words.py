@@ -1,10 +1,9 @@
-"""A search that mixes rare and common words, and a search's page looked for day by day.
+"""A search that mixes rare and common words.
 
 On PostgreSQL the trigram index is asked for a term's rare words only when its statistics say
-the other words are in most rows, and the rows it returns are checked for the whole term
-(workspaces/search_plan.py); a search's newest rows are looked for in the last day, 7 and 30
-days first (workspaces.live.search_floors). Neither may change what a search finds: the tests
-compare the feed with the rows that hold the term, worked out here in Python.
+the term also holds a common word, and the rows it returns are checked for the whole term
+(workspaces/search_plan.py). That may not change what a search finds: the tests compare the
+feed and the read API with the rows that hold the term, worked out here in Python.
 """
 
 from __future__ import annotations
@@ -24,14 +23,6 @@ from workspaces import live, search_plan
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(autouse=True)
-def fresh_statistics():
-    """Each test reads the statistics its own ANALYZE wrote, not a sample kept from another."""
-    search_plan.forget()
-    yield
-    search_plan.forget()
-
-
 def _analyse() -> None:
     with connection.cursor() as cursor:
         for index in (live.EVENT_SEARCH_INDEX, live.TIMELINE_SEARCH_INDEX):
@@ -41,11 +32,13 @@ def _analyse() -> None:
 
 
 def _fill(workspace, source, worker, rows: int, now, step=timedelta(minutes=1)) -> None:
-    """Rows whose texts share their words but a number, one every `step` back from `now`; the
-    timeline's half a step later than the events', so that no two rows share an instant."""
+    """Rows whose texts share their words but a number (and "retry" in 1 in 20), one every
+    `step` back from `now`; the timeline's half a step later than the events', so that no two
+    rows share an instant."""
     Event.objects.bulk_create(
         Event(workspace=workspace, source=source, status="success",
-              message=f"backup.run on host-{i % 40} took {i} ms", external_id=f"run-{i}",
+              message=f"backup.run on host-{i % 40} took {i} ms" + (" after a retry" * (i % 20 == 0)),
+              external_id=f"run-{i}",
               metadata={"host": f"host-{i % 40}", "attempt": 1 + i % 3},
               received_at=now - i * step)
         for i in range(rows)
@@ -57,6 +50,15 @@ def _fill(workspace, source, worker, rows: int, now, step=timedelta(minutes=1)) 
                       request_id="req_x", received_at=now - i * step - step / 2)
         for i in range(rows)
     )
+    # Rows that hold the rare word 1234 but not the terms around it: only the check of the
+    # whole term keeps them out.
+    Event.objects.create(workspace=workspace, source=source, status="success",
+                         message="backup.run took 12345 ms", external_id="run-91234",
+                         received_at=now - step / 3)
+    TimelineEvent.objects.create(workspace=workspace, source=source, worker=worker,
+                                 event_type="t.done", category="support", timestamp=now,
+                                 metadata={"ticket": "ZD-91234 queue"}, request_id="req_x",
+                                 received_at=now - step / 4)
 
 
 def _holding(workspace, term: str, limit: int) -> list[str]:
@@ -88,22 +90,42 @@ def _feed(workspace, limit: int = 100, **filters) -> list[str]:
 
 
 @pytest.mark.postgres
-def test_a_term_is_asked_for_as_it_is_until_the_index_has_statistics(workspace, source, worker):
-    _fill(workspace, source, worker, 50, timezone.now())
+def test_a_term_is_asked_for_as_it_is_without_statistics(monkeypatch):
+    monkeypatch.setattr(search_plan, "sample", lambda index: [])
 
     assert search_plan.rare_words(live.EVENT_SEARCH_INDEX, "took 17 ms") is None
+
+
+@pytest.mark.postgres
+def test_an_index_sample_is_read_once_a_minute(workspace, source, worker, monkeypatch,
+                                               django_assert_num_queries):
+    _fill(workspace, source, worker, 200, timezone.now())
+    _analyse()
+    clock = [1000.0]
+    monkeypatch.setattr(search_plan.time, "monotonic", lambda: clock[0])
+
+    with django_assert_num_queries(1):
+        first = search_plan.sample(live.EVENT_SEARCH_INDEX)
+        clock[0] += search_plan.SAMPLE_SECONDS - 1
+        assert search_plan.sample(live.EVENT_SEARCH_INDEX) is first
+    clock[0] += 2
+    with django_assert_num_queries(1):
+        search_plan.sample(live.EVENT_SEARCH_INDEX)
+    assert len(first) > 100
+    assert abs(sum(weight for _, weight in first) - 1.0) < 0.01  # every row stood for once
 
 
 @pytest.mark.postgres
 @pytest.mark.parametrize(
     "term, words",
     [
-        ("took 1234 ms", ["1234"]),  # "took" is in every row; "ms" gives no trigram of its own
-        ("run-1234", ["1234"]),
-        ("zzq nothing matches", ["zzq", "nothing", "matches"]),  # rare words, no padding
-        ("1234", None),  # one word: the term itself
-        ("backup.run on host", None),  # every word common
-        ("took", None),  # a common term: the planner reads the newest rows
+        ("took 1234 ms", ["1234"]),  # "took" and "ms" are in every row
+        ("run-1234 run-1234", ["1234"]),
+        ("zzq nothing matches", None),  # no common word: the term's own trigrams serve
+        ("1234", None),
+        ("took host", None),  # no rare word: nothing to gain
+        ("took retry", None),  # "retry" is in 1 in 20 rows: too many to ask for alone
+        ("took 12 ms", None),  # "12" gives no trigram of its own
     ],
 )
 def test_the_index_is_asked_for_the_rare_words_of_a_term(workspace, source, worker, term, words):
@@ -114,8 +136,14 @@ def test_the_index_is_asked_for_the_rare_words_of_a_term(workspace, source, work
 
 
 @pytest.mark.postgres
+@pytest.mark.parametrize(
+    "query, index, term, common",
+    [(live.events_query, live.EVENT_SEARCH_INDEX, "took 1234 ms", "TOOK"),
+     (live.timeline_query, live.TIMELINE_SEARCH_INDEX, "ZD-1234 queue", "QUEUE")],
+    ids=["events", "timeline"],
+)
 def test_only_the_rare_word_reaches_the_index_and_the_whole_term_is_checked(
-    workspace, source, worker
+    workspace, source, worker, query, index, term, common
 ):
     _fill(workspace, source, worker, 3000, timezone.now())
     _analyse()
@@ -123,15 +151,14 @@ def test_only_the_rare_word_reaches_the_index_and_the_whole_term_is_checked(
         # Few rows fit in few pages: make the planner show what it would ask the index.
         cursor.execute("SET LOCAL enable_seqscan = off")
         cursor.execute("SET LOCAL enable_indexscan = off")
-    filters = live.FeedFilters(q="took 1234 ms")
 
-    plan = live.events_query(workspace, filters, timezone.now())[:100].explain()
+    plan = query(workspace, live.FeedFilters(q=term), timezone.now())[:100].explain()
 
     conditions = [line for line in plan.splitlines() if "Index Cond" in line]
-    assert any("event_search_trgm" in line for line in plan.splitlines()), plan
+    assert index in plan, plan
     assert any("%1234%" in line for line in conditions), plan
-    assert not any("TOOK" in line.upper() for line in conditions), plan
-    assert "TOOK 1234 MS" in plan.upper(), plan  # checked on the rows found
+    assert not any(common in line.upper() for line in conditions), plan
+    assert term.upper() in plan.upper(), plan  # checked on the rows found
 
 
 @pytest.mark.postgres
@@ -149,77 +176,10 @@ def test_a_rare_word_search_finds_exactly_the_rows_holding_the_whole_term(
     assert _feed(workspace, q=term) == _holding(workspace, term, 100)
 
 
-# --- the page looked for day by day -----------------------------------------------------------
-
-
-@pytest.mark.parametrize("limit", [7, 100, 1000])
-def test_the_newest_rows_above_a_floor_are_the_newest_of_all(workspace, source, worker, limit):
-    now = timezone.now()
-    _fill(workspace, source, worker, 700, now)
-    qs = live.events_query(workspace, live.FeedFilters(), now)
-    floors = [now - timedelta(hours=1), now - timedelta(hours=10)]  # 60 rows, then 600
-
-    tried = list(live.newest(qs, limit, floors=floors).values_list("public_id", flat=True))
-
-    assert tried == list(live.newest(qs, limit).values_list("public_id", flat=True))
-    assert len(tried) == min(limit, 700)
-
-
 @pytest.mark.postgres
-@pytest.mark.parametrize(
-    "term, filters",
-    [
-        ("took 2", {}),  # 1 in 10 rows: the first day holds the page
-        ("took 1234 ms", {}),  # one row, weeks back: every floor is tried, then the whole range
-        ("host-7 took", {}),
-        ("ZD-3 queue", {}),
-        ("took 1", {"before_hours": 30}),  # loading older rows: floors count back from there
-        ("took 1", {"since_hours": 50}),  # a range shorter than the wider floors
-    ],
-)
-def test_a_search_looked_for_day_by_day_finds_the_newest_rows_holding_it(
-    workspace, source, worker, term, filters
-):
-    now = timezone.now()
-    _fill(workspace, source, worker, 2000, now, step=timedelta(hours=1))  # 83 days
-    _analyse()
-    bounds = {}
-    if "before_hours" in filters:
-        bounds["before"] = now - timedelta(hours=filters["before_hours"])
-    if "since_hours" in filters:
-        bounds["since"] = now - timedelta(hours=filters["since_hours"])
-    expected = [
-        public_id for public_id in _holding(workspace, term, 4000)
-        if _received(public_id) <= bounds.get("before", now)
-        and _received(public_id) >= bounds.get("since", now - timedelta(days=365))
-    ][:100]
-
-    assert _feed(workspace, q=term, **bounds) == expected
-
-
-def _received(public_id: str):
-    model = TimelineEvent if public_id.startswith("tle_") else Event
-    return model.objects.get(public_id=public_id).received_at
-
-
-def test_a_search_is_looked_for_day_by_day_only_where_an_index_serves_it(workspace):
-    now = timezone.now()
-
-    floors = live.search_floors(workspace, live.FeedFilters(q="backup"), now)
-    narrow = live.search_floors(
-        workspace, live.FeedFilters(q="backup", since=now - timedelta(days=3)), now)
-
-    assert live.search_floors(workspace, live.FeedFilters(), now) == []
-    if connection.vendor == "postgresql":
-        assert floors == [now - span for span in live.SEARCH_SPANS]
-        assert narrow == [now - timedelta(days=1)]
-    else:
-        assert floors == narrow == []
-
-
-@pytest.mark.postgres
-@pytest.mark.parametrize("term, limit", [("took 1", 500), ("took 1", 37), ("ZD-1", 200)])
-def test_the_read_api_pages_through_a_search_looked_for_day_by_day(
+@pytest.mark.parametrize("term, limit", [("took 1234 ms", 500), ("took 1", 37), ("ZD-1", 200),
+                                         ("run-1234", 2)])
+def test_the_read_api_pages_through_a_rare_word_search(
     workspace, source, worker, term, limit
 ):
     now = timezone.now()
