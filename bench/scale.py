@@ -596,6 +596,8 @@ def requests_of(t: dict[str, Any]) -> list[tuple[str, str]]:
         ("live combined: category+type+30d",
          live(category="documentation", eventType="meeting.", range="30d")),
         ("live ?q=<no match> (search)", live(q=NO_MATCH)),
+        # Every run id begins "run-": its number is the rare word (workspaces/search_plan.py).
+        ("live ?q=<one externalId> (search)", live(q="run-1234567")),
         # Messages end "took <i % 9000> ms": these match 1 in 9,000, 1,000 and 100 events.
         ("live ?q=<0.011 % of events>", live(q="took 4321 ms")),
         ("live ?q=<0.1 % of events>", live(q="413 ms")),

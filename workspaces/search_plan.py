@@ -12,9 +12,9 @@ How common a word is comes from the sample ANALYZE keeps of the indexed expressi
 statistics in pg_stats: its most common values and a histogram of up to 1,001 more, as the
 search migrations set them): the share of the rows whose sampled value holds the word, as
 PostgreSQL itself estimates `LIKE '%word%'`. Only a term that has both a common word and a
-rare one is rewritten: a rare word is one in under 1 in 500 of the rows, so that the rows the
-index returns for it stay few however the planner weighs them (it has no statistics for the
-whole term's check and expects it to keep few rows); a term whose words are all rare is served
+rare one is rewritten: a rare word is in at most one sampled value, so that the rows the index
+returns for it stay few however the planner weighs them (it has no statistics for the whole
+term's check and expects it to keep almost nothing); a term whose words are all rare is served
 as well by its own trigrams, and one with no rare word gains nothing.
 """
 
@@ -27,8 +27,10 @@ from django.db import connection
 
 # A word in this share of the rows or more is common: left to the check of the whole term.
 COMMON_WORD_SHARE = 0.10
-# A word in less than this share is rare: the index is asked for it.
-RARE_WORD_SHARE = 0.002
+# A word in less than this share is rare: the index is asked for it. At most one value of the
+# 1,000-value sample: the rows the index then returns are read one by one (8 µs each), and past
+# about 1 in 1,000 rows they cost more than walking the common words' lists.
+RARE_WORD_SHARE = 0.0015
 # pg_trgm cuts text into words of letters and digits; inside `%…%` a word gives trigrams (and
 # so something the index can look up) from three characters on.
 WORD = re.compile(r"[^\W_]+")
