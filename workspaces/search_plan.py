@@ -85,10 +85,13 @@ def rare_words(index: str, term: str) -> list[str] | None:
     """The words of `term` to ask `index` for instead of the whole term, or None to ask for
     the term as it is: unless the term has a common word and a rare one of three characters or
     more (see above), and always before the index has statistics."""
+    words = list(dict.fromkeys(WORD.findall(term)))
+    if len(words) < 2:
+        return None  # one word cannot be both: no need for the sample
     values = sample(index)
     if not values:
         return None
-    shares = {word: share(values, word) for word in dict.fromkeys(WORD.findall(term))}
+    shares = {word: share(values, word) for word in words}
     rare = [word for word, part in shares.items()
             if part < RARE_WORD_SHARE and len(word) >= SHORTEST_LOOKUP]
     if not rare or max(shares.values()) < COMMON_WORD_SHARE:
