@@ -354,3 +354,20 @@ def test_a_purge_process_killed_midway_leaves_rows_and_counters_consistent():
             assert expired() == 0
             assert conn.execute("SELECT count(*) FROM ingest_event").fetchone()[0] == 500
             assert conn.execute(COUNTER_CHECK).fetchone()[0] == 0
+
+
+@pytest.mark.parametrize(("setting", "value", "message"), [
+    ("PURGE_DUTY_PERCENT", 0, "the duty cycle (--duty-percent, PURGE_DUTY_PERCENT) must be 1 to "
+                              "100, got 0"),
+    ("PURGE_BATCH_SIZE", -5, "the batch size (--batch-size, PURGE_BATCH_SIZE) must be at least 1, "
+                             "got -5"),
+])
+def test_a_setting_out_of_range_is_refused_by_name_and_deletes_nothing(
+    workspace, source, worker, settings, setting, value, message
+):
+    setattr(settings, setting, value)
+    make_rows(source, worker, retention_cutoff(workspace) - timedelta(hours=1))
+    with pytest.raises(CommandError) as refused:
+        call_command("purge_expired", stdout=StringIO())
+    assert message in str(refused.value)
+    assert Event.objects.count() == 1

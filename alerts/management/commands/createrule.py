@@ -5,23 +5,12 @@ from __future__ import annotations
 from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand, CommandError
 
+from ackly.commands import whole_number
 from alerts.management.commands._common import validation_message, workspace_by_id
 from alerts.models import Channel, RuleKind
 from alerts.services import create_rule
 from sources.models import Source
 from workspaces import audit
-
-
-def whole_number(value: str | None, option: str) -> int | None:
-    if value is None:
-        return None
-    try:
-        number = int(value)
-    except ValueError:
-        raise CommandError(f"{option} must be a whole number, got {value!r}") from None
-    if number < 0:
-        raise CommandError(f"{option} must be 0 or more, got {number}")
-    return number
 
 
 class Command(BaseCommand):
@@ -62,7 +51,7 @@ class Command(BaseCommand):
             source = Source.objects.filter(workspace=workspace, public_id=options["source"]).first()
             if source is None:
                 raise CommandError(f"no source {options['source']!r} in {workspace.public_id}")
-        minutes = whole_number(options["minutes"], "--minutes")
+        minutes = whole_number(options["minutes"], "--minutes", minimum=0)
         fields = {
             "name": options["name"],
             "source": source,
@@ -71,11 +60,11 @@ class Command(BaseCommand):
             "include_partial": options["partial"],
             "schedule": options["schedule"].strip(),
             "tz": options["tz"].strip(),
-            "threshold": whole_number(options["threshold"], "--threshold"),
+            "threshold": whole_number(options["threshold"], "--threshold", minimum=0),
             "code": options["code"].strip(),
-            "reminder_minutes": whole_number(options["reminder"], "--reminder"),
+            "reminder_minutes": whole_number(options["reminder"], "--reminder", minimum=0),
         }
-        grace = whole_number(options["grace"], "--grace")
+        grace = whole_number(options["grace"], "--grace", minimum=0)
         if grace is not None:
             fields["grace_minutes"] = grace
         if kind == RuleKind.SILENCE:

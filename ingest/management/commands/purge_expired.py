@@ -6,20 +6,11 @@ import time
 
 from django.core.management.base import BaseCommand, CommandError
 
+from ackly.commands import whole_number
 from ingest.retention import PacingError, PurgeReport, purge_expired
 
 # Seconds between two progress lines of a long run.
 PROGRESS_EVERY = 10.0
-
-
-def whole(option: str, value: str | None) -> int | None:
-    """An option's whole number, None when not given."""
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except ValueError:
-        raise CommandError(f"{option} must be a whole number, got {value!r}") from None
 
 
 class Command(BaseCommand):
@@ -42,7 +33,8 @@ class Command(BaseCommand):
     def handle(
         self, *args, batch_size: str | None, duty_percent: str | None, **options
     ) -> None:
-        size, duty = whole("--batch-size", batch_size), whole("--duty-percent", duty_percent)
+        size = whole_number(batch_size, "--batch-size")
+        duty = whole_number(duty_percent, "--duty-percent")
         started = time.monotonic()
         last = started
 

@@ -4,20 +4,10 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
 
+from ackly.commands import whole_number
 from billing.services import UnknownPlan, get_plan
 from workspaces import audit
 from workspaces.services import UnknownUser, create_workspace, get_user
-
-
-def positive_int(value: str, option: str) -> int:
-    """A whole number ≥ 1, else one clear CommandError line (not argparse's usage dump)."""
-    try:
-        number = int(value)
-    except ValueError:
-        raise CommandError(f"{option} must be a whole number, got {value!r}") from None
-    if number < 1:
-        raise CommandError(f"{option} must be at least 1, got {number}")
-    return number
 
 
 class Command(BaseCommand):
@@ -36,7 +26,7 @@ class Command(BaseCommand):
         name = name.strip()
         if not name:
             raise CommandError("NAME must not be empty")
-        limit = positive_int(event_limit, "--event-limit") if event_limit is not None else None
+        limit = whole_number(event_limit, "--event-limit", minimum=1)
         # Every check happens before the first write, so a bad argument changes nothing.
         try:
             get_plan(plan)
