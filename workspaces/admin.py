@@ -4,16 +4,70 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import ValidationError
+from django.db import transaction
+from django.forms.formsets import DELETION_FIELD_NAME
+from django.forms.models import BaseInlineFormSet
 
 from billing.downgrade import retention_cut
 from billing.services import record_plan_change
 from workspaces import audit
-from workspaces.models import AuditEntry, Invitation, Membership, Worker, Workspace
-from workspaces.services import record_membership_deleted, record_membership_saved
+from workspaces.models import AuditEntry, Invitation, Membership, Role, Worker, Workspace
+from workspaces.services import (
+    MemberChangeRefused,
+    record_membership_deleted,
+    record_membership_saved,
+    refuse_last_owner_loss,
+)
+
+
+def _owner_kept(losing: list[Membership]) -> None:
+    """ValidationError when removing `losing`, or giving them another role, would leave a
+    workspace without an owner.
+
+    The members page's rule (workspaces.services.refuse_last_owner_loss), under the workspace's
+    lock: the admin's change view runs in one transaction, so the lock is held until the change
+    is saved."""
+    try:
+        refuse_last_owner_loss(losing, lock=True)
+    except MemberChangeRefused as refused:
+        raise ValidationError(str(refused)) from None
+
+
+class MembershipInlineFormSet(BaseInlineFormSet):
+    def clean(self) -> None:
+        super().clean()
+        # A row whose own fields are invalid shows its errors first.
+        _owner_kept([
+            form.instance for form in self.initial_forms
+            if form.instance.pk and (
+                form.cleaned_data.get(DELETION_FIELD_NAME)
+                or (form.is_valid() and form.cleaned_data["role"] != Role.OWNER)
+            )
+        ])
+
+
+class MembershipForm(forms.ModelForm):
+    class Meta:
+        model = Membership
+        fields = ["workspace", "user", "role"]
+
+    def clean(self):
+        super().clean()
+        cleaned = self.cleaned_data
+        # Before the form's values are applied, the instance is the membership as stored.
+        stored = self.instance
+        role, workspace = cleaned.get("role"), cleaned.get("workspace")
+        if stored.pk and role is not None and workspace is not None and (
+            role != Role.OWNER or workspace.pk != stored.workspace_id
+        ):
+            _owner_kept([stored])
+        return cleaned
 
 
 class MembershipInline(admin.TabularInline):
     model = Membership
+    formset = MembershipInlineFormSet
     extra = 0
     autocomplete_fields = ["user"]
     fields = ["user", "role", "created_at"]
@@ -110,6 +164,9 @@ class WorkspaceAdmin(admin.ModelAdmin):
 
 @admin.register(Membership)
 class MembershipAdmin(admin.ModelAdmin):
+    """Changes and deletions follow the members page's last-owner rule (docs/teams.md)."""
+
+    form = MembershipForm
     list_display = ["user", "workspace", "role", "created_at"]
     list_filter = ["role"]
     list_select_related = ["user", "workspace"]
@@ -121,13 +178,28 @@ class MembershipAdmin(admin.ModelAdmin):
         super().save_model(request, obj, form, change)
         record_membership_saved(obj, previous if change else None, audit.admin_actor(request.user))
 
+    def get_deleted_objects(self, objs, request):
+        # Both delete pages (one membership, and the "delete selected" action) refuse what
+        # Django lists as protected: a deletion that would leave a workspace without an owner.
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        try:
+            refuse_last_owner_loss(list(objs))
+        except MemberChangeRefused as refused:
+            protected = [*protected, str(refused)]
+        return deleted, counts, perms_needed, protected
+
     def delete_model(self, request, obj: Membership) -> None:
+        refuse_last_owner_loss([obj], lock=True)  # decided again under the lock
         record_membership_deleted(obj, audit.admin_actor(request.user))
         super().delete_model(request, obj)
 
+    @transaction.atomic
     def delete_queryset(self, request, queryset) -> None:
-        for membership in queryset.select_related("user"):
-            self.delete_model(request, membership)
+        memberships = list(queryset.select_related("user"))
+        refuse_last_owner_loss(memberships, lock=True)
+        for membership in memberships:
+            record_membership_deleted(membership, audit.admin_actor(request.user))
+            membership.delete()
 
 
 @admin.register(Invitation)

@@ -99,13 +99,29 @@ def _may_grant(actor: Membership, role: str) -> None:
         raise MemberChangeRefused("Your role in this workspace does not allow this.")
 
 
-def _has_other_owner(membership: Membership) -> bool:
-    return (
-        Membership.objects.owners()
-        .filter(workspace_id=membership.workspace_id)
-        .exclude(pk=membership.pk)
-        .exists()
-    )
+def refuse_last_owner_loss(losing: Iterable[Membership], *, lock: bool = False) -> None:
+    """The last-owner rule: MemberChangeRefused(LAST_OWNER) when `losing` holds every owner of
+    a workspace.
+
+    `losing` are the memberships a change removes or gives another role. Every such change
+    goes through here: the members page's services below and the Django admin. Call it inside
+    the change's transaction with the workspace locked, or with `lock=True`: their workspaces
+    are locked and `losing` re-read as it is now.
+    """
+    if lock:
+        losing = list(losing)
+        for workspace_id in sorted({m.workspace_id for m in losing}):
+            _locked(workspace_id)
+        losing = Membership.objects.filter(pk__in=[m.pk for m in losing])
+    owners = [m for m in losing if m.role == Role.OWNER]
+    for workspace_id in sorted({m.workspace_id for m in owners}):
+        others = (
+            Membership.objects.owners()
+            .filter(workspace_id=workspace_id)
+            .exclude(pk__in=[m.pk for m in owners])
+        )
+        if not others.exists():
+            raise MemberChangeRefused(LAST_OWNER)
 
 
 def _member_target(membership: Membership) -> dict[str, str]:
@@ -225,8 +241,7 @@ def change_role(actor: Membership, target: Membership, role: str) -> Membership:
     _may_grant(actor, role)
     if target.role == role:
         return target
-    if target.role == Role.OWNER and not _has_other_owner(target):
-        raise MemberChangeRefused(LAST_OWNER)
+    refuse_last_owner_loss([target])
     previous = target.role
     target.role = role
     target.save(update_fields=["role"])
@@ -244,8 +259,7 @@ def remove_member(actor: Membership, target: Membership) -> None:
         raise MemberChangeRefused("To leave the workspace, use Leave.")
     _require(actor, Permission.MANAGE_MEMBERS)
     _may_grant(actor, target.role)
-    if target.role == Role.OWNER and not _has_other_owner(target):
-        raise MemberChangeRefused(LAST_OWNER)
+    refuse_last_owner_loss([target])
     target.delete()
     audit.record(actor.workspace_id, "member.removed", actor=actor.user,
                  **_member_target(target), details={"role": target.role})
@@ -256,8 +270,7 @@ def leave_workspace(membership: Membership) -> None:
     """The member leaves; the last owner cannot."""
     _locked(membership.workspace_id)
     membership = _current(membership)
-    if membership.role == Role.OWNER and not _has_other_owner(membership):
-        raise MemberChangeRefused(LAST_OWNER)
+    refuse_last_owner_loss([membership])
     membership.delete()
     audit.record(membership.workspace_id, "member.left", actor=membership.user,
                  **_member_target(membership), details={"role": membership.role})
