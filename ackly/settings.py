@@ -255,6 +255,9 @@ PURGE_BATCH_SIZE = env_int("PURGE_BATCH_SIZE", 5000)
 # (100 - this) / this times as long as the batch took (ingest.retention).
 # Both ranges are checked where the purge reads them (ingest.retention.Batches), naming the setting.
 PURGE_DUTY_PERCENT = env_int("PURGE_DUTY_PERCENT", 25)
+# How often the worker merges the search indexes' pending lists, in milliseconds (0: never, and
+# ingest requests merge them when full); workspaces/search_upkeep.py.
+SEARCH_MERGE_MS = env_int("SEARCH_MERGE_MS", 1000)
 # Refused requests kept per source behind the rejections panel (ingest.rejections).
 REJECTED_REQUESTS_PER_SOURCE = env_int("REJECTED_REQUESTS_PER_SOURCE", 100)
 # GET /readyz: how long the database and Redis each get to answer before the probe says 503.

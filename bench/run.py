@@ -426,6 +426,7 @@ class Bench:
         self.sup = Supervisor(workdir, self.env)
         self.results: dict[str, Any] = {}
         self.prefilled = 0
+        self.worker: subprocess.Popen | None = None
 
     def server_env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "ACKLY_"))}
@@ -597,6 +598,26 @@ class Bench:
             self.sup.wait_ready(server, probe)
         return http, ws
 
+    def start_worker(self) -> None:
+        """`manage.py worker` beside the servers during (a)-(c), as `make run` and
+        docs/deployment.md run it: its merges of the search indexes' pending lists are part of
+        what ingest costs, so its CPU (and its backend's, in postgres) is counted."""
+        log_file = open(self.workdir / "worker.log", "wb")  # noqa: SIM115 - kept open
+        self.worker = subprocess.Popen(
+            [PYTHON, "manage.py", "worker"], cwd=ROOT, env=self.env, stdout=log_file,
+            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=die_with_parent,
+        )
+        self.sup.others.append(self.worker)
+
+    def stop_worker(self) -> None:
+        if self.worker is not None:
+            stop_process(self.worker)
+            self.sup.others.remove(self.worker)
+            self.worker = None
+
+    def worker_cpu(self) -> float:
+        return process_cpu(self.worker.pid) if self.worker is not None else 0.0
+
     def memory(self) -> list[dict[str, Any]]:
         out = []
         for server in self.sup.servers:
@@ -683,6 +704,7 @@ class Bench:
     def measure(self, run_client: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """Run one client and account for who used the CPU meanwhile."""
         servers_before, machine_before, t0 = self.server_cpu(), machine_busy(), time.monotonic()
+        worker_before = self.worker_cpu()
         db_before = self.db_backend_cpu()
         sampler = WaitSampler(self.args.db_url)
         sampler.start()
@@ -698,6 +720,7 @@ class Bench:
             "capacity_s": round(wall * (os.cpu_count() or 1), 1),
             "machine_busy_s": round(machine_busy() - machine_before, 1),
             "servers_s": round(self.server_cpu() - servers_before, 1),
+            "worker_s": round(self.worker_cpu() - worker_before, 1),
             "client_s": result.get("client_cpu_s"),
             # PostgreSQL backends of the bench database (one that ended mid-part is missed).
             "postgres_s": round(
@@ -930,6 +953,7 @@ class Bench:
         parts = set(a.parts.split(","))
         log(f"starting {a.procs} x {a.server}")
         http, ws = self.start_servers(self.env, "/api/v1/ingest/ping")
+        self.start_worker()
         self.results["servers"] = [
             {"name": s.name, "port": s.port, "command": " ".join(s.command[0:1] + s.command[1:])}
             for s in self.sup.servers
@@ -944,6 +968,7 @@ class Bench:
             "processes": memory,
             "max_peak_rss_mb": max((m["peak_rss_mb"] for m in memory), default=None),
         }
+        self.stop_worker()
         self.sup.stop_servers()
         self.results["verification"] = self.verify()
         self.results["e"] = self.part_e() if "e" in parts else skip
@@ -1127,7 +1152,8 @@ def cpu_line(part: dict[str, Any]) -> str:
     cpu = part.get("cpu") or {}
     return (
         f"server CPU {cpu.get('servers_ms_per_request')} ms/request; CPU s of "
-        f"{cpu.get('capacity_s')}: servers {cpu.get('servers_s')}, postgres "
+        f"{cpu.get('capacity_s')}: servers {cpu.get('servers_s')}, worker "
+        f"{cpu.get('worker_s')}, postgres "
         f"{cpu.get('postgres_s')}, client {cpu.get('client_s')}, whole machine "
         f"{cpu.get('machine_busy_s')}"
     )

@@ -1,4 +1,5 @@
-"""`manage.py worker`: evaluates alert rules, runs silence timers and delivers notifications.
+"""`manage.py worker`: evaluates alert rules, runs silence timers and delivers notifications,
+and merges the search indexes' pending lists (workspaces/search_upkeep.py).
 
 Run as many as you like, on as many machines: evaluation passes take turns on one row lock,
 and each delivery is claimed before it is attempted.
@@ -13,6 +14,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 
 from alerts.engine import run_forever
+from workspaces import search_upkeep
 
 logger = logging.getLogger("alerts.worker")
 
@@ -32,6 +34,10 @@ class Command(BaseCommand):
         # The evaluation loop runs beside the queue; it holds no state of its own, so it simply
         # ends with the process (an interrupted pass rolls back and is done again by the next).
         threading.Thread(target=run_forever, name="alerts-evaluation", daemon=True).start()
+        # So does the merge of the search indexes' pending lists (PostgreSQL only).
+        threading.Thread(
+            target=search_upkeep.run_forever, name="search-merge", daemon=True
+        ).start()
         # The delivery queue is django-tasks-db's own worker (signals, claiming, results).
         extra = {"worker_id": worker_id} if worker_id else {}
         call_command(
