@@ -15,6 +15,7 @@ from workspaces import audit
 from workspaces.models import AuditEntry, Invitation, Membership, Role, Worker, Workspace
 from workspaces.services import (
     MemberChangeRefused,
+    record_invitation_deleted,
     record_membership_deleted,
     record_membership_saved,
     refuse_last_owner_loss,
@@ -204,7 +205,8 @@ class MembershipAdmin(admin.ModelAdmin):
 
 @admin.register(Invitation)
 class InvitationAdmin(admin.ModelAdmin):
-    """Invitations are made on the members page (the link is emailed once); here they are read."""
+    """Invitations are made on the members page (the link is emailed once); here they are read,
+    and deleted with an audit entry."""
 
     list_display = ["email", "workspace", "role", "created_at", "expires_at", "accepted_at",
                     "revoked_at"]
@@ -220,6 +222,15 @@ class InvitationAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None) -> bool:
         return False
+
+    def delete_model(self, request, obj: Invitation) -> None:
+        record_invitation_deleted(obj, audit.admin_actor(request.user))
+        super().delete_model(request, obj)
+
+    @transaction.atomic
+    def delete_queryset(self, request, queryset) -> None:
+        for invitation in queryset:
+            self.delete_model(request, invitation)
 
 
 @admin.register(AuditEntry)

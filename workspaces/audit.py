@@ -11,7 +11,7 @@ says where the change came from:
 Actions are "<target type>.<verb>" in the past tense: "key.created", "key.rotated",
 "key.revoked", "source.created", "source.deleted", "plan.changed", "member.invited",
 "member.joined", "member.role_changed", "member.removed", "member.left",
-"invitation.revoked", "rule.created", "channel.deleted", …
+"invitation.revoked", "invitation.deleted", "rule.created", "channel.deleted", …
 """
 
 from __future__ import annotations

@@ -304,6 +304,12 @@ def record_membership_deleted(membership: Membership, actor) -> None:
                  **_member_target(membership), details={"role": membership.role})
 
 
+def record_invitation_deleted(invitation: Invitation, actor) -> None:
+    """Audit an invitation the Django admin deleted (its link stops working with it)."""
+    audit.record(invitation.workspace_id, "invitation.deleted", invitation, actor=actor,
+                 details={"email": invitation.email, "role": invitation.role})
+
+
 def get_user(username: str):
     user = get_user_model().objects.filter(username=username).first()
     if user is None:

@@ -13,7 +13,8 @@ from billing.models import Plan
 from sources.models import Key, Source
 from tests.test_admin import ACTION_BOX, _workspace_form
 from tests.test_admin import url as admin_url
-from workspaces.models import AuditEntry, Membership, Role, Workspace
+from workspaces.models import AuditEntry, Invitation, Membership, Role, Workspace
+from workspaces.services import find_invitation, invite_member
 
 pytestmark = pytest.mark.django_db
 
@@ -127,6 +128,39 @@ def test_the_admin_logs_a_membership_deleted_on_its_own_page(admin_client, works
     assert not Membership.objects.filter(pk=membership.pk).exists()
     entry = last(workspace, "member.removed")
     assert (entry.actor_label, entry.target_id) == ("admin: admin", "mario-member")
+
+
+def test_the_admin_logs_an_invitation_deleted_on_its_own_page(admin_client, workspace, owner):
+    invitation, token = invite_member(_owner_of(workspace, owner), "new@example.com", Role.ADMIN)
+    response = admin_client.post(admin_url(Invitation, "delete", invitation.pk), {"post": "yes"})
+    assert response.status_code == 302
+    assert not Invitation.objects.filter(pk=invitation.pk).exists()
+    assert find_invitation(token) is None  # the emailed link opens nothing now
+    entry = last(workspace, "invitation.deleted")
+    assert (entry.actor_label, entry.target_type, entry.target_id) == (
+        "admin: admin", "invitation", invitation.public_id
+    )
+    assert entry.details == {"email": "new@example.com", "role": "admin"}
+
+
+def test_the_admin_logs_each_invitation_of_a_delete_selected(admin_client, workspace, owner):
+    actor = _owner_of(workspace, owner)
+    invitations = [invite_member(actor, f"{name}@example.com", Role.MEMBER)[0]
+                   for name in ("ann", "bob")]
+    response = admin_client.post(admin_url(Invitation), {
+        "action": "delete_selected", ACTION_BOX: [i.pk for i in invitations], "post": "yes",
+    })
+    assert response.status_code == 302
+    assert not Invitation.objects.exists()
+    logged = AuditEntry.objects.filter(action="invitation.deleted")
+    assert sorted(logged.values_list("target_id", flat=True)) == sorted(
+        i.public_id for i in invitations
+    )
+    assert set(logged.values_list("actor_label", flat=True)) == {"admin: admin"}
+
+
+def _owner_of(workspace, owner) -> Membership:
+    return Membership.objects.get(workspace=workspace, user=owner)
 
 
 # --- the management commands ------------------------------------------------------------------
