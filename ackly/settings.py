@@ -280,6 +280,9 @@ TASKS = {
 # Outbound notifications may reach loopback/private/link-local addresses only with this on
 # (tests, local receivers); the check runs when a channel is saved and again on every send.
 WEBHOOK_ALLOW_PRIVATE = env_bool("WEBHOOK_ALLOW_PRIVATE", False)
+# Webhook and Slack channels may use plain http:// only with this on (local receivers in
+# development and tests): otherwise https:// is required when saved and again on every send.
+WEBHOOK_ALLOW_HTTP = env_bool("WEBHOOK_ALLOW_HTTP", False)
 # How often the worker looks for new events and due timers, in milliseconds.
 ALERTS_POLL_MS = env_int("ALERTS_POLL_MS", 500)
 # Rejections and quota rules, reminders and the sweep of lost deliveries run this often.

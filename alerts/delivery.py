@@ -41,6 +41,7 @@ from alerts.validation import (
     apprise_host,
     apprise_port,
     resolve_public,
+    scheme_refused,
 )
 
 logger = logging.getLogger(__name__)
@@ -249,6 +250,11 @@ def classify(status: int) -> Outcome:
 def post(url: str, body: bytes, headers: dict[str, str]) -> Outcome:
     """POST to the address the URL's host resolves to, checked first (no DNS rebinding)."""
     parts = urlsplit(url)
+    if scheme_refused(parts.scheme):
+        # A channel saved before https:// was required (or while WEBHOOK_ALLOW_HTTP was on):
+        # failed at once, with the reason in its delivery log, never sent in the clear.
+        return Outcome(ok=False, retry=False,
+                       error=f"refused: {parts.scheme}:// URL; the channel needs an https:// URL")
     host = parts.hostname or ""
     https = parts.scheme == "https"
     port = parts.port or (443 if https else 80)

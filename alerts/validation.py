@@ -100,11 +100,25 @@ def check_host(host: str, port: int, field: str = "target") -> None:
         raise ValidationError({field: f"the host {host!r} does not resolve"}) from None
 
 
+def scheme_refused(scheme: str) -> str | None:
+    """Why a webhook or Slack URL's scheme is refused, or None: a notification carries event
+    data (and a webhook's signature), so it goes over TLS; plain http:// only with
+    WEBHOOK_ALLOW_HTTP (local receivers in development and tests)."""
+    if scheme == "https" or (scheme == "http" and settings.WEBHOOK_ALLOW_HTTP):
+        return None
+    if scheme == "http":
+        return "enter an https:// URL: notifications are not sent over plain http://"
+    return "enter an https:// URL"
+
+
 def validate_http_url(url: str, field: str = "target") -> str:
     url = (url or "").strip()
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValidationError({field: "enter an http:// or https:// URL"})
+    refused = scheme_refused(parts.scheme)
+    if refused:
+        raise ValidationError({field: refused})
+    if not parts.hostname:
+        raise ValidationError({field: "enter an https:// URL"})
     if len(url) > 2000:
         raise ValidationError({field: "the URL is longer than 2000 characters"})
     try:

@@ -106,8 +106,9 @@ def part_f(bench: Bench) -> dict[str, Any]:
                        "--event-limit", str(10**12))[-1].strip()
     source_lines = bench.manage("createsource", org, "probe")
     source, key = source_lines[-2].strip(), source_lines[-1].strip()
-    # The receiver is on loopback: the worker (and the channel's save-time check) must allow it.
-    worker_env = dict(bench.env, WEBHOOK_ALLOW_PRIVATE="1")
+    # The receiver is plain http on loopback: the worker (and the channel's save-time check)
+    # must allow both.
+    worker_env = dict(bench.env, WEBHOOK_ALLOW_PRIVATE="1", WEBHOOK_ALLOW_HTTP="1")
     channel = bench.manage("createchannel", org, "--webhook", receiver.url, env=worker_env)[-2]
     bench.manage("createrule", org, "--channel", channel.strip(), "--on", "failure",
                  "--source", source)

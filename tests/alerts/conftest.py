@@ -18,6 +18,7 @@ from workspaces.models import Worker
 @pytest.fixture(autouse=True)
 def _alert_settings(settings):
     settings.WEBHOOK_ALLOW_PRIVATE = True
+    settings.WEBHOOK_ALLOW_HTTP = True  # the receivers are plain http on 127.0.0.1
     settings.ALERTS_RETRY_BASE_SECONDS = 1
     settings.ALERTS_DELIVERY_TIMEOUT_SECONDS = 2
     settings.ALERTS_DELIVERY_LEASE_SECONDS = 4

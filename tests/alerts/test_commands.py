@@ -45,7 +45,7 @@ def test_createchannel_prints_the_id_last_for_other_kinds(workspace, option):
 
 
 @pytest.mark.parametrize(("args", "match"), [
-    (("--webhook", "ftp://x"), "--webhook: enter an http:// or https:// URL"),
+    (("--webhook", "ftp://x"), "--webhook: enter an https:// URL"),
     (("--email", "nope"), "--email: enter a valid email address"),
     (("--apprise", "nosuch://x"), "--apprise: not an Apprise URL"),
 ])
@@ -57,6 +57,12 @@ def test_createchannel_refuses_an_internal_address_when_not_allowed(workspace, s
     settings.WEBHOOK_ALLOW_PRIVATE = False
     refused("createchannel", workspace.public_id, "--webhook", "http://169.254.169.254/x",
             match="internal addresses")
+
+
+def test_createchannel_refuses_plain_http_when_not_allowed(workspace, settings):
+    settings.WEBHOOK_ALLOW_HTTP = False
+    refused("createchannel", workspace.public_id, "--slack", "http://127.0.0.1:9/services/T/B/X",
+            match="--slack: enter an https:// URL: notifications are not sent over plain http://")
 
 
 def test_createchannel_refuses_an_unknown_workspace():

@@ -190,6 +190,22 @@ def test_an_internal_address_is_refused_again_at_send_time(
     assert "loopback" in Attempt.objects.get().error
 
 
+@pytest.mark.parametrize("kind", ["webhook", "slack"])
+def test_a_channel_stored_with_plain_http_is_refused_at_send_time_without_retries(
+    workspace, receiver, settings, kind
+):
+    channel, _ = create_channel(workspace, kind=kind, target=receiver.url)  # allowed then
+    settings.WEBHOOK_ALLOW_HTTP = False  # as in production
+    delivery = send_test(channel)
+    deliver_queued()
+    time.sleep(1.5)  # past the first retry's earliest time: nothing is retried
+    deliver_queued()
+    assert receiver.requests == []
+    delivery.refresh_from_db()
+    assert (delivery.state, delivery.attempts) == (DeliveryState.FAILED, 1)
+    assert Attempt.objects.get().error == "refused: http:// URL; the channel needs an https:// URL"
+
+
 def test_a_network_error_is_retried_and_logged(workspace, make_event):
     with Receiver() as closed:
         url = closed.url

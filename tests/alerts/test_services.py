@@ -15,6 +15,7 @@ pytestmark = pytest.mark.django_db
 @pytest.fixture(autouse=True)
 def _private_refused(settings):
     settings.WEBHOOK_ALLOW_PRIVATE = False  # as in production
+    settings.WEBHOOK_ALLOW_HTTP = False
 
 
 @pytest.fixture
@@ -24,7 +25,7 @@ def private_allowed(settings, _private_refused):
 
 def test_a_webhook_channel_gets_a_signing_secret_returned_once(workspace, private_allowed):
     channel, secret = create_channel(
-        workspace, kind="webhook", target="http://127.0.0.1:9/hook", name="Ops"
+        workspace, kind="webhook", target="https://127.0.0.1:9/hook", name="Ops"
     )
     assert secret and secret.startswith("whsec_")
     assert channel.public_id.startswith("chn_") and channel.signing_secret == secret
@@ -44,8 +45,8 @@ def test_an_email_channel_has_no_secret_and_needs_a_valid_address(workspace):
 
 
 @pytest.mark.parametrize("url", [
-    "http://127.0.0.1:8000/hook", "http://10.0.0.5/x", "http://169.254.169.254/latest/meta-data",
-    "http://[::1]/x", "http://localhost/x", "https://192.168.1.1/x",
+    "https://127.0.0.1:8000/hook", "https://10.0.0.5/x", "https://169.254.169.254/latest/meta-data",
+    "https://[::1]/x", "https://localhost/x", "https://192.168.1.1/x",
 ])
 def test_an_internal_address_is_refused_at_save_time(workspace, url):
     with pytest.raises(ValidationError) as error:
@@ -57,7 +58,23 @@ def test_an_internal_address_is_refused_at_save_time(workspace, url):
 def test_a_non_http_webhook_url_is_refused(workspace):
     with pytest.raises(ValidationError) as error:
         create_channel(workspace, kind="webhook", target="ftp://example.com/x")
-    assert error.value.message_dict["target"] == ["enter an http:// or https:// URL"]
+    assert error.value.message_dict["target"] == ["enter an https:// URL"]
+
+
+@pytest.mark.parametrize("kind", ["webhook", "slack"])
+def test_a_plain_http_url_is_refused_for_webhook_and_slack(workspace, private_allowed, kind):
+    with pytest.raises(ValidationError) as error:
+        create_channel(workspace, kind=kind, target="http://127.0.0.1:9/hook")
+    assert error.value.message_dict["target"] == [
+        "enter an https:// URL: notifications are not sent over plain http://"
+    ]
+    assert not Channel.objects.exists()
+
+
+def test_a_plain_http_url_is_accepted_with_webhook_allow_http(workspace, private_allowed, settings):
+    settings.WEBHOOK_ALLOW_HTTP = True  # a local receiver in development
+    channel, _ = create_channel(workspace, kind="webhook", target="http://127.0.0.1:9/hook")
+    assert channel.target == "http://127.0.0.1:9/hook"
 
 
 def test_an_apprise_url_that_apprise_does_not_know_is_refused(workspace):
@@ -70,9 +87,9 @@ def test_an_apprise_url_that_apprise_does_not_know_is_refused(workspace):
 
 def test_the_masked_target_hides_the_path(workspace, private_allowed):
     channel, _ = create_channel(
-        workspace, kind="slack", target="http://127.0.0.1:9/services/T000/B000/XXXX"
+        workspace, kind="slack", target="https://127.0.0.1:9/services/T000/B000/XXXX"
     )
-    assert channel.masked_target == "http://127.0.0.1/…"
+    assert channel.masked_target == "https://127.0.0.1/…"
 
 
 def test_a_silence_rule_gets_its_first_deadline(workspace, source):

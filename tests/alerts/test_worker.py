@@ -26,6 +26,7 @@ from tests.servers import ROOT, daphne, manage, own_database, server_env, uvicor
 
 WORKER_SETTINGS = {
     "WEBHOOK_ALLOW_PRIVATE": "1",
+    "WEBHOOK_ALLOW_HTTP": "1",
     "ALERTS_POLL_MS": "100",
     "ALERTS_AGGREGATE_SECONDS": "1",
     "ALERTS_RETRY_BASE_SECONDS": "1",

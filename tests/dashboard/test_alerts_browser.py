@@ -50,7 +50,8 @@ print(json.dumps({"session": logged_in_session(owner), "cookie": settings.SESSIO
 def site(tmp_path_factory) -> Iterator[dict]:
     logs = tmp_path_factory.mktemp("alerts-browser")
     with own_redis(REDIS_DB) as redis_url, own_database(
-        server_env(REDIS_URL=redis_url, WEBHOOK_ALLOW_PRIVATE="1", ALERTS_POLL_MS="100",
+        server_env(REDIS_URL=redis_url, WEBHOOK_ALLOW_PRIVATE="1", WEBHOOK_ALLOW_HTTP="1",
+                   ALERTS_POLL_MS="100",
                    ALERTS_AGGREGATE_SECONDS="1", ALERTS_RETRY_BASE_SECONDS="1"),
         "ackly_alerts_ui", logs,
     ) as env:

@@ -26,8 +26,10 @@ def url(ws, suffix: str = "") -> str:
 
 @pytest.fixture
 def private_allowed(settings):
-    """Channels to 127.0.0.1 (the tests' receivers), as WEBHOOK_ALLOW_PRIVATE=1 allows."""
+    """Channels to 127.0.0.1 (the tests' plain-http receivers), as WEBHOOK_ALLOW_PRIVATE=1 and
+    WEBHOOK_ALLOW_HTTP=1 allow."""
     settings.WEBHOOK_ALLOW_PRIVATE = True
+    settings.WEBHOOK_ALLOW_HTTP = True
 
 
 @pytest.fixture
@@ -316,7 +318,7 @@ def test_a_webhooks_signing_secret_is_shown_once_after_a_redirect(
 
 
 @pytest.mark.parametrize("target", [
-    "http://127.0.0.1:8000/hook", "http://169.254.169.254/latest/meta-data", "http://10.1.2.3/x",
+    "https://127.0.0.1:8000/hook", "https://169.254.169.254/latest/meta-data", "https://10.1.2.3/x",
 ])
 def test_a_webhook_to_an_internal_address_is_refused_on_the_target_field(
     client, owner, workspace, target
@@ -330,6 +332,20 @@ def test_a_webhook_to_an_internal_address_is_refused_on_the_target_field(
     page = response.content.decode()
     assert re.search(r'has-error">\s*<label for="id_target"', page)
     assert "internal addresses" in page
+    assert not Channel.objects.exists()
+
+
+def test_a_plain_http_webhook_is_refused_on_the_target_field(client, owner, workspace, settings):
+    settings.WEBHOOK_ALLOW_HTTP = False  # as in production
+    client.force_login(owner)
+
+    response = client.post(url(workspace, "channels/new/"), {
+        "kind": "webhook", "name": "Clear text", "target": "http://hooks.example.com/ackly"})
+
+    assert response.status_code == 400
+    page = response.content.decode()
+    assert re.search(r'has-error">\s*<label for="id_target"', page)
+    assert "notifications are not sent over plain http://" in page
     assert not Channel.objects.exists()
 
 

@@ -73,6 +73,7 @@ class Recorder:
 def stand_in_public(monkeypatch, settings):
     """127.0.0.2 counts as public for the SSRF check; everything else is checked as always."""
     settings.WEBHOOK_ALLOW_PRIVATE = False
+    settings.WEBHOOK_ALLOW_HTTP = True  # the stand-in receivers are plain http
     settings.ALERTS_DELIVERY_TIMEOUT_SECONDS = 2
     checked = validation.refused_reason
     monkeypatch.setattr(
@@ -153,10 +154,10 @@ def test_the_address_checked_is_the_address_connected_to(workspace, stand_in_pub
 
 
 @pytest.mark.parametrize("url", [
-    "http://100.64.0.1/hook",  # shared address space (carrier-grade NAT, tailnets)
-    "http://100.127.255.254/hook",
-    "http://[2002:7f00:1::]/hook",  # 6to4 form of 127.0.0.1
-    "http://[2002:a9fe:a9fe::]/hook",  # 6to4 form of 169.254.169.254
+    "https://100.64.0.1/hook",  # shared address space (carrier-grade NAT, tailnets)
+    "https://100.127.255.254/hook",
+    "https://[2002:7f00:1::]/hook",  # 6to4 form of 127.0.0.1
+    "https://[2002:a9fe:a9fe::]/hook",  # 6to4 form of 169.254.169.254
 ])
 def test_a_webhook_to_a_non_public_address_range_is_refused(workspace, settings, url):
     settings.WEBHOOK_ALLOW_PRIVATE = False

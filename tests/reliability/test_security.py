@@ -78,7 +78,7 @@ def alert_rows(workspace, settings) -> dict[str, str]:
     from alerts.services import create_channel, create_rule
 
     settings.WEBHOOK_ALLOW_PRIVATE = True
-    channel, _ = create_channel(workspace, kind="webhook", target="http://127.0.0.1:9/h")
+    channel, _ = create_channel(workspace, kind="webhook", target="https://127.0.0.1:9/h")
     settings.WEBHOOK_ALLOW_PRIVATE = False
     rule = create_rule(workspace, kind="failure", channels=[channel])
     alert = Alert.objects.create(workspace=workspace, rule=rule, reason="failed")
