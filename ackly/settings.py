@@ -380,6 +380,8 @@ PASSWORD_RESET_TIMEOUT = env_int("PASSWORD_RESET_TIMEOUT", 3600)  # the link's v
 # invitations one workspace may send per hour (each is an email to an address an admin typed).
 INVITATION_MAX_AGE_DAYS = env_int("INVITATION_MAX_AGE_DAYS", 7)
 INVITATION_RATE_LIMIT = env_rate("INVITATION_RATE_LIMIT", "30/h")
+# "Send test" on an alert channel (alerts/views.py): tests one channel may be sent, whoever sends them.
+CHANNEL_TEST_RATE_LIMIT = env_rate("CHANNEL_TEST_RATE_LIMIT", "5/m")
 
 
 # Email (the sign-up links). EMAIL_URL sets the SMTP server; EMAIL_BACKEND any other backend.

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib import messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count, Prefetch, Q
@@ -46,6 +47,7 @@ from alerts.services import (
     update_rule,
 )
 from workspaces.access import WorkspaceRequest, workspace_view
+from workspaces.accounts import _key, _spent
 from workspaces.roles import Permission
 
 # Owners and admins change rules and channels; everyone else reads (403 on the changing URLs).
@@ -58,6 +60,16 @@ DELIVERY_LOG_LIMIT = 50
 PENDING_REFRESH_SECONDS = 2
 PENDING_REFRESH_FOR = timedelta(minutes=2)
 SECRETS_TO_SHOW = "alerts.secrets_to_show"
+_PERIODS = {"s": "second", "m": "minute", "h": "hour", "d": "day"}
+
+
+def per_period(rate: str) -> str:
+    """A django-ratelimit rate in words: "5/m" is "5 a minute", "10/15m" "10 per 15 minutes"."""
+    count, _, period = rate.partition("/")
+    number, unit = period[:-1], _PERIODS[period[-1]]
+    if number and number != "1":
+        return f"{count} per {number} {unit}s"
+    return f"{count} {'an' if unit == 'hour' else 'a'} {unit}"
 
 
 def _can_change(request: WorkspaceRequest) -> bool:
@@ -298,8 +310,18 @@ def channel_delete(request: WorkspaceRequest, chn_id: str) -> HttpResponse:
 @manage_alerts
 @require_POST
 def channel_test(request: WorkspaceRequest, chn_id: str) -> HttpResponse:
-    """Queue a test notification and show its delivery (the worker sends it)."""
+    """Queue a test notification and show its delivery (the worker sends it); at most
+    CHANNEL_TEST_RATE_LIMIT per channel, so nobody can flood a channel's receiver with tests."""
     channel = _object_of(Channel, request, chn_id, "chn")
+    rate = settings.CHANNEL_TEST_RATE_LIMIT
+    if _spent(request, "channel-test", _key(channel.public_id), [rate]):
+        messages.error(request, (
+            f"Too many test notifications: at most {per_period(rate)} to one channel. "
+            f"Nothing was sent to {channel.name}; try again later."
+        ))
+        return redirect(
+            "channel-detail", org_id=request.workspace.public_id, chn_id=channel.public_id
+        )
     delivery = send_test(channel, actor=request.user)
     return redirect(
         "delivery-detail", org_id=request.workspace.public_id, dlv_id=delivery.public_id

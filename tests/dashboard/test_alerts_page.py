@@ -459,6 +459,53 @@ def test_send_test_delivers_and_its_page_shows_the_attempt(
     assert 'http-equiv="refresh"' not in page  # done: the page stops reloading
 
 
+def test_send_test_past_the_channels_limit_queues_nothing_and_says_so(
+    client, owner, workspace, webhook, email, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    settings.CHANNEL_TEST_RATE_LIMIT = "2/d"  # a day's window: the test never straddles two
+    queued: list[int] = []
+    monkeypatch.setattr("alerts.delivery.enqueue", lambda pk, run_after=None: queued.append(pk))
+    client.force_login(owner)
+    test_url = url(workspace, f"channels/{webhook.public_id}/test/")
+
+    with django_capture_on_commit_callbacks(execute=True):
+        sent = [client.post(test_url) for _ in range(2)]
+        over = client.post(test_url)
+
+    assert [response.status_code for response in sent] == [302, 302]
+    assert all("/deliveries/dlv_" in response["Location"] for response in sent)
+    assert over.status_code == 302
+    assert over["Location"] == url(workspace, f"channels/{webhook.public_id}/")
+    page = client.get(over["Location"]).content.decode()
+    assert "Too many test notifications: at most 2 a day to one channel." in page
+    assert "Nothing was sent to Ops" in page
+    assert Delivery.objects.filter(channel=webhook).count() == 2 and len(queued) == 2
+    assert AuditEntry.objects.filter(action="channel.tested").count() == 2
+
+
+def test_each_channel_has_its_own_send_test_limit(
+    client, owner, workspace, webhook, email, settings, monkeypatch
+):
+    settings.CHANNEL_TEST_RATE_LIMIT = "1/d"
+    monkeypatch.setattr("alerts.delivery.enqueue", lambda pk, run_after=None: None)
+    client.force_login(owner)
+    client.post(url(workspace, f"channels/{webhook.public_id}/test/"))
+
+    other = client.post(url(workspace, f"channels/{email.public_id}/test/"))
+
+    assert "/deliveries/dlv_" in other["Location"]
+    assert Delivery.objects.filter(channel=email).count() == 1
+
+
+@pytest.mark.parametrize(("rate", "words"), [
+    ("5/m", "5 a minute"), ("30/h", "30 an hour"), ("10/15m", "10 per 15 minutes"), ("2/1d", "2 a day"),
+])
+def test_a_rate_reads_in_words(rate, words):
+    from alerts.views import per_period
+
+    assert per_period(rate) == words
+
+
 def test_a_pending_test_delivery_page_reloads_itself(client, owner, workspace, webhook):
     delivery = Delivery.objects.create(channel=webhook, purpose=Purpose.TEST)
     client.force_login(owner)
