@@ -157,6 +157,14 @@ def delete_rule(rule: Rule, actor=None) -> None:
 
 
 @transaction.atomic
+def delete_rules_of_source(source, actor=None) -> None:
+    """Delete the rules narrowed to `source`, each through delete_rule (its audit entry too):
+    the source's deletion calls this first, or the cascade would take them unrecorded."""
+    for rule in Rule.objects.filter(source=source).select_related("workspace").order_by("pk"):
+        delete_rule(rule, actor)
+
+
+@transaction.atomic
 def send_test(channel: Channel, actor=None) -> Delivery:
     """A test notification to the channel, delivered by the worker like any other."""
     from alerts.delivery import enqueue_on_commit

@@ -113,9 +113,13 @@ def record_source_changed(source: Source, changed: Iterable[str], actor=None) ->
 
 @transaction.atomic
 def delete_source(source: Source, actor=None) -> None:
-    """Delete the source and its keys (the database refuses while timeline rows reference it)."""
+    """Delete the source, its keys and the alert rules narrowed to it, each rule logged as
+    deleting it by hand logs it (the database refuses while timeline rows reference it)."""
+    from alerts.services import delete_rules_of_source  # alerts builds on sources, not the reverse
+
     details = {"name": source.name, "slug": source.slug}
     audit.record(source.workspace_id, "source.deleted", source, actor=actor, details=details)
+    delete_rules_of_source(source, actor=actor)
     source.delete()
 
 

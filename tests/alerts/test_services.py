@@ -3,10 +3,17 @@
 import pytest
 from django.core.exceptions import ValidationError
 
-from alerts.models import Channel, ChannelKind, Delivery, Purpose, Rule, RuleKind, RuleState
-from alerts.services import create_channel, create_rule, roll_secret, send_test, update_rule
+from alerts.models import Alert, Channel, ChannelKind, Delivery, Purpose, Rule, RuleKind, RuleState
+from alerts.services import (
+    create_channel,
+    create_rule,
+    delete_rule,
+    roll_secret,
+    send_test,
+    update_rule,
+)
 from alerts.validation import validate_rule
-from sources.services import create_source
+from sources.services import create_source, delete_source
 from workspaces.models import AuditEntry
 
 pytestmark = pytest.mark.django_db
@@ -152,3 +159,44 @@ def test_send_test_creates_a_pending_test_delivery(workspace, django_capture_on_
         delivery = send_test(channel)
     assert delivery.public_id.startswith("dlv_") and delivery.purpose == Purpose.TEST
     assert queued == [delivery.pk] and Delivery.objects.get().alert is None
+
+
+def _logged(entry: AuditEntry) -> tuple:
+    return entry.action, entry.target_type, entry.actor_id, entry.actor_label, entry.details
+
+
+def test_deleting_a_source_logs_each_of_its_rules_as_deleting_the_rule_does(workspace, owner):
+    doomed, _ = create_source(workspace, "Doomed")
+    by_hand = create_rule(workspace, kind="failure", source=doomed, name="By hand")
+    failing = create_rule(workspace, kind="failure", source=doomed, name="Failures")
+    silent = create_rule(workspace, kind="silence", source=doomed, every_minutes=60)
+    Alert.objects.create(workspace=workspace, rule=failing, reason="failed")
+    anywhere = create_rule(workspace, kind="failure", name="Any source")
+    delete_rule(by_hand, actor=owner)
+    direct = AuditEntry.objects.get(action="rule.deleted", target_id=by_hand.public_id)
+
+    delete_source(doomed, actor=owner)
+
+    cascaded = AuditEntry.objects.filter(action="rule.deleted").exclude(pk=direct.pk)
+    assert sorted(cascaded.values_list("target_id", flat=True)) == sorted(
+        [failing.public_id, silent.public_id]
+    )
+    assert [_logged(entry) for entry in cascaded] == [_logged(direct)] * 2
+    assert list(Rule.objects.values_list("pk", flat=True)) == [anywhere.pk]
+    assert not Alert.objects.exists()
+    assert AuditEntry.objects.filter(action="source.deleted", target_id=doomed.public_id).exists()
+
+
+def test_a_source_deletion_that_fails_leaves_its_rules_and_logs_nothing(workspace, monkeypatch):
+    doomed, _ = create_source(workspace, "Doomed")
+    rule = create_rule(workspace, kind="failure", source=doomed)
+
+    def refuse(self, *args, **kwargs):
+        raise RuntimeError("the database refused")
+
+    monkeypatch.setattr(type(doomed), "delete", refuse)
+    with pytest.raises(RuntimeError):
+        delete_source(doomed)
+
+    assert Rule.objects.filter(pk=rule.pk).exists()
+    assert not AuditEntry.objects.filter(action__in=["rule.deleted", "source.deleted"]).exists()
