@@ -17,7 +17,8 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.conf import settings  # noqa: E402
 
-from ackly.errors import is_api_path  # noqa: E402
+from ackly.apirules import request_headers  # noqa: E402
+from ackly.errors import InvalidBody, is_api_path  # noqa: E402
 from ackly.handlers import ApiASGIHandler  # noqa: E402
 from ackly.memory import freeze_loaded_objects  # noqa: E402
 from ackly.origins import SameOriginValidator  # noqa: E402
@@ -25,6 +26,7 @@ from ackly.routing import websocket_urlpatterns  # noqa: E402
 from ackly.shutdown import install as install_exit_guard  # noqa: E402
 from ackly.sockets import socket_auth  # noqa: E402
 from ingest.fastlane import FastLane  # noqa: E402
+from ingest.jsonbody import declared_length, over_limit  # noqa: E402
 
 # A SIGTERM must end the process even when request threads wait on the stopped loop. Not in a
 # test run that imports this module: a slow pytest exit must never turn into exit status 1.
@@ -33,34 +35,48 @@ if "pytest" not in sys.modules:
 
 
 class BodyLimitGuard:
-    """Hands Django at most limit + 1 bytes of an API request body, however it is streamed.
+    """Hands Django at most `limit` + 1 bytes of an API request body, however it is streamed.
 
-    Django's ASGI handler would spool a chunked body of any size to disk before the view
-    runs; capped here, the ingest pipeline sees limit + 1 bytes and answers 413 in the
-    envelope (after auth, so the refusal is counted against its source). The rest of the
-    body is discarded as it arrives.
+    `limit` is the documented body limit (settings.INGEST_MAX_BODY_BYTES), and what is over it
+    is decided by the ingest pipeline's one rule (ingest.jsonbody): a body of exactly `limit`
+    bytes passes whole; of a longer one Django is handed the first `limit` + 1 bytes, enough for
+    the pipeline to see it is over, and the rest is discarded as it arrives. Django's ASGI
+    handler would otherwise spool a chunked body of any size to disk before the view runs. The
+    pipeline answers 413 in the envelope (after auth, so the refusal is counted against its
+    source).
 
-    A Content-Length over the limit is not waited for at all: the app is handed an empty body
-    at once, and the pipeline's `read_body` refuses the declared length (the same 413, from
-    the same code, before a byte of the body has arrived). The fast lane hands such a request
+    A declared Content-Length over the limit is not waited for at all: the app is handed an
+    empty body at once, and the pipeline's `read_body` refuses the declared length (the same
+    413, from the same code, before a byte of the body has arrived). Nor is a Content-Length
+    that declares no one length (values that differ, or one not a number: RFC 9112 §6.3): the
+    body's end is unknown, so the app is handed an empty body, the pipeline answers 400
+    `invalid_body`, and the answer closes the connection. The fast lane hands such requests
     over, as it does any body that does not parse.
     """
 
     def __init__(self, app, limit: int) -> None:
         self.app = app
-        self.cap = limit + 1
+        self.limit = limit
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http" or not scope["path"].startswith("/api"):
             return await self.app(scope, receive, send)
+        cap = self.limit + 1  # one byte over the limit shows that a body is over it
         received = 0
         capped = False
-        declared_too_large = _declared_length(scope) >= self.cap
+        declared = request_headers(scope).get(b"content-length", b"")
+        framing_unknown = False
+        try:
+            not_waited_for = bool(declared) and over_limit(
+                declared_length(declared.decode("latin-1")), self.limit
+            )
+        except InvalidBody:
+            not_waited_for = framing_unknown = True
 
         async def capped_receive():
-            nonlocal received, capped, declared_too_large
-            if declared_too_large:
-                declared_too_large = False
+            nonlocal received, capped, not_waited_for
+            if not_waited_for:
+                not_waited_for = False
                 capped = True  # what the client sends anyway is discarded below
                 return {"type": "http.request", "body": b"", "more_body": False}
             while capped:
@@ -71,24 +87,19 @@ class BodyLimitGuard:
             if message["type"] != "http.request":
                 return message
             body = message.get("body", b"")
-            if received + len(body) < self.cap:
+            if received + len(body) < cap:
                 received += len(body)
                 return message
             capped = message.get("more_body", False)
-            return {"type": "http.request", "body": body[: self.cap - received], "more_body": False}
+            return {"type": "http.request", "body": body[: cap - received], "more_body": False}
 
-        return await self.app(scope, capped_receive, send)
+        async def closing_send(message):
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()),
+                                                  (b"connection", b"close")]}
+            await send(message)
 
-
-def _declared_length(scope) -> int:
-    """The request's Content-Length, or -1 without one (chunked) or with one not a number."""
-    for name, value in scope.get("headers", ()):
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return -1
-    return -1
+        return await self.app(scope, capped_receive, closing_send if framing_unknown else send)
 
 
 class ApiRouter:

@@ -1,7 +1,8 @@
 """Reading a request body under the size limit, and strict JSON.
 
 The limit is enforced before parsing: a Content-Length over it is refused without reading,
-and a body without one (chunked) is read to at most limit + 1 bytes. Strict JSON refuses
+and a body without one (chunked) is read to at most limit + 1 bytes. A body of exactly the
+limit is accepted. Strict JSON refuses
 what Python's `json` accepts but a well-run API must not: NaN/Infinity, a number too large
 for a float (1e400 would parse as infinity), duplicate keys, nesting deeper than
 JSON_MAX_DEPTH, invalid UTF-8, and strings PostgreSQL cannot store.
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import sys
 from collections import Counter
 from typing import Any
 
@@ -19,24 +22,49 @@ from django.http import HttpRequest
 from ackly.errors import APIError, InvalidBody
 
 
+def over_limit(size: int, limit: int) -> bool:
+    """The body-size rule: a body of `size` bytes is refused when it is over `limit` (a body
+    of exactly `limit` bytes is accepted)."""
+    return size > limit
+
+
 def check_size(size: int, limit: int, too_large: type[APIError]) -> None:
     """The body-size rule of both executors: `too_large` when `size` bytes are over `limit`.
 
     read_body asks it of the declared Content-Length and of what it read; the fast lane of the
-    body it received (at most limit + 1 bytes: ackly.asgi.BodyLimitGuard caps every API body)."""
-    if size > limit:
+    body it received (at most limit + 1 bytes: ackly.asgi.BodyLimitGuard caps every API body,
+    and asks `over_limit` of a declared length)."""
+    if over_limit(size, limit):
         raise too_large(_too_large_message(limit))
+
+
+_DIGITS = re.compile(r"[0-9]+")
+
+
+def declared_length(field: str) -> int:
+    """The body length a Content-Length field declares; InvalidBody when it declares none.
+
+    `field` is the header's value, a repeated header's values joined by commas (as Django's
+    request and ackly.apirules.request_headers join them). As RFC 9110 §8.6 allows, a list of
+    one number repeated declares that number (h11 reads it so); numbers that differ, or a
+    member that is not a number, leave the body's end unknown: RFC 9112 §6.3 makes that a bad
+    request."""
+    members = [member.strip(" \t") for member in field.split(",")]
+    if not all(_DIGITS.fullmatch(member) for member in members):
+        raise InvalidBody("The Content-Length header is not a number.")
+    numbers = {member.lstrip("0") or "0" for member in members}
+    if len(numbers) > 1:
+        raise InvalidBody("The request has several Content-Length values that differ.")
+    number = numbers.pop()
+    # Longer than any body could be (and than int() reads of a string): over every limit.
+    return int(number) if len(number) <= 18 else sys.maxsize
 
 
 def read_body(request: HttpRequest, limit: int, too_large: type[APIError]) -> bytes:
     """The raw body, or `too_large` when it is over `limit` bytes (never read past limit + 1)."""
     declared = request.META.get("CONTENT_LENGTH")
     if declared:
-        try:
-            length = int(declared)
-        except ValueError:
-            raise InvalidBody("The Content-Length header is not a number.") from None
-        check_size(length, limit, too_large)
+        check_size(declared_length(declared), limit, too_large)
     stream = request
     if not declared and "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
         # Under WSGI Django reads nothing without a Content-Length; the server (gunicorn) has

@@ -167,7 +167,8 @@ async def test_the_asgi_guard_hands_django_at_most_limit_plus_one_bytes():
                 break
         seen.append(await receive())  # Django then listens for the disconnect
 
-    await BodyLimitGuard(app, limit=10)({"type": "http", "path": "/api/ingest"}, receive, None)
+    scope = {"type": "http", "path": "/api/ingest", "headers": []}
+    await BodyLimitGuard(app, limit=10)(scope, receive, None)
     assert b"".join(m.get("body", b"") for m in seen) == b"a" * 6 + b"b" * 5
     assert seen[1]["more_body"] is False
     assert seen[-1] == {"type": "http.disconnect"}
