@@ -6,12 +6,20 @@ writers anyway). Everything a pass decides — rule states, alerts, deliveries, 
 commits in its one transaction, so a worker killed mid-pass leaves nothing half-done, and
 the next pass (of any worker) does the work again.
 
-Nothing is missed:
+What is read:
 * each pass re-reads events received since the previous pass's start minus
   ALERTS_LOOKBACK_SECONDS, so a row whose transaction committed late (after a newer row was
   already visible) is still read; events stored while no worker ran are read on restart;
+* every ALERTS_AGGREGATE_SECONDS a pass also reads the failures and slow events at or before
+  each rule's `seen_until` (committed after the rule moved past them), since the previous such
+  read's start minus the same look-back;
 * re-reading is harmless: a rule applies only events received after its `seen_until`
   (the newest event it already applied), in received order.
+
+The limit: `received_at` is stamped by the server that took the request, before the row's
+transaction commits. A row that becomes visible more than the look-back after its
+`received_at` (less one pass, and less however far that server's clock is behind the
+worker's) is below every later window and is never evaluated.
 
 The ingest hot path is untouched: the engine reads the committed rows of both APIs through
 the existing (workspace, received_at) indexes.
@@ -519,6 +527,8 @@ def run_pass(*, aggregates: bool = True) -> PassResult:
         )
         lookback = timedelta(seconds=settings.ALERTS_LOOKBACK_SECONDS)
         floor = state.scanned_until - lookback if state.scanned_until else None
+        late_mark = state.late_scanned_until or state.scanned_until
+        late_floor = late_mark - lookback if late_mark else None
 
         event_rules = [rule for rule in rules if rule.kind in EVENT_RULE_KINDS]
         bounds = {}
@@ -541,8 +551,9 @@ def run_pass(*, aggregates: bool = True) -> PassResult:
                 changed.append(rule)
         if aggregates:
             # Late commits: every few seconds, not every pass (they are rare, and the look-back
-            # window is read for each failure and slow rule).
-            late = read_late_rows(event_rules, floor)
+            # window is read for each failure and slow rule). The window starts from the last
+            # such read: a row committed just after it is still inside.
+            late = read_late_rows(event_rules, late_floor)
             late_sources = _source_ids({row.source_id for row in late})
             for rule in event_rules:
                 before = (rule.state, rule.seen_until, rule.deadline)
@@ -562,9 +573,15 @@ def run_pass(*, aggregates: bool = True) -> PassResult:
             work.remind()
         for rule in changed:
             rule.save(update_fields=["state", "state_changed_at", "seen_until", "deadline"])
+        marks = []
         if not truncated:  # a catch-up keeps its mark until every event has been read
             state.scanned_until = now
-            state.save(update_fields=["scanned_until"])
+            marks.append("scanned_until")
+        if aggregates:
+            state.late_scanned_until = now
+            marks.append("late_scanned_until")
+        if marks:
+            state.save(update_fields=marks)
     if aggregates:
         work.result.requeued = sweep()
     return work.result

@@ -233,6 +233,10 @@ class EngineState(models.Model):
 
     # Every event received before this minus the look-back has been evaluated.
     scanned_until = models.DateTimeField(null=True, blank=True)
+    # The start of the last pass that also read late commits (every ALERTS_AGGREGATE_SECONDS):
+    # the next such read goes back the look-back from here, not from `scanned_until`, which the
+    # passes in between move on without reading them.
+    late_scanned_until = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return f"scanned until {self.scanned_until}"
