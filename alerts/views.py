@@ -13,6 +13,7 @@ whose first GET takes it out again.
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.contrib import messages
@@ -46,6 +47,7 @@ from alerts.services import (
     send_test,
     update_rule,
 )
+from alerts.validation import scheme_refused
 from workspaces.access import WorkspaceRequest, workspace_view
 from workspaces.accounts import _key, _spent
 from workspaces.roles import Permission
@@ -336,9 +338,14 @@ def channel_detail(request: WorkspaceRequest, chn_id: str) -> HttpResponse:
     deliveries = _with_attempts(
         channel.deliveries.select_related("alert__rule").order_by("-created_at", "-id")
     )[:DELIVERY_LOG_LIMIT]
+    # A webhook or Slack channel stored with http://: every send to it is refused, so say so.
+    http_refused = channel.kind in (ChannelKind.WEBHOOK, ChannelKind.SLACK) and bool(
+        scheme_refused(urlsplit(channel.target).scheme)
+    )
     return render(request, "alerts/channel_detail.html", {
         "channel": channel, "deliveries": deliveries, "can_change": _can_change(request),
         "rules": channel.rules.order_by("name"), "log_limit": DELIVERY_LOG_LIMIT,
+        "http_refused": http_refused,
     })
 
 

@@ -459,6 +459,20 @@ def test_send_test_delivers_and_its_page_shows_the_attempt(
     assert 'http-equiv="refresh"' not in page  # done: the page stops reloading
 
 
+def test_a_channel_stored_with_plain_http_says_its_sends_are_refused(
+    client, member, workspace, webhook, settings
+):
+    secure, _ = create_channel(workspace, kind="slack", target="https://127.0.0.1:9/services/T/B/X")
+    settings.WEBHOOK_ALLOW_HTTP = False  # as in production
+    client.force_login(member)
+
+    stored = client.get(url(workspace, f"channels/{webhook.public_id}/")).content.decode()
+    fine = client.get(url(workspace, f"channels/{secure.public_id}/")).content.decode()
+
+    assert "This channel's URL is not https://" in stored
+    assert "This channel's URL is not https://" not in fine
+
+
 def test_send_test_past_the_channels_limit_queues_nothing_and_says_so(
     client, owner, workspace, webhook, email, settings, monkeypatch, django_capture_on_commit_callbacks
 ):
