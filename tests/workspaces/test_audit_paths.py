@@ -159,6 +159,23 @@ def test_the_admin_logs_each_invitation_of_a_delete_selected(admin_client, works
     assert set(logged.values_list("actor_label", flat=True)) == {"admin: admin"}
 
 
+def test_the_admin_logs_each_alert_rule_of_a_source_it_deletes(admin_client, workspace):
+    from alerts.models import Rule
+    from alerts.services import create_rule
+    from sources.services import create_source
+
+    source, _ = create_source(workspace, "Doomed")
+    rules = [create_rule(workspace, kind="failure", source=source, name=name)
+             for name in ("Failures", "More failures")]
+    response = admin_client.post(admin_url(Source, "delete", source.pk), {"post": "yes"})
+    assert response.status_code == 302
+    assert not Source.objects.filter(pk=source.pk).exists() and not Rule.objects.exists()
+    logged = AuditEntry.objects.filter(action="rule.deleted")
+    assert sorted(logged.values_list("target_id", flat=True)) == sorted(r.public_id for r in rules)
+    assert set(logged.values_list("actor_label", flat=True)) == {"admin: admin"}
+    assert last(workspace, "source.deleted").target_id == source.public_id
+
+
 def _owner_of(workspace, owner) -> Membership:
     return Membership.objects.get(workspace=workspace, user=owner)
 
