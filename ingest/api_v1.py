@@ -27,6 +27,7 @@ from ackly.errors import (
     WorkerNotFound,
 )
 from ingest.pipeline import IngestContext, IngestEndpoint
+from ingest.present import worker_ref
 from ingest.services import record_snapshot, record_timeline_events
 from ingest.validation_v1 import (
     EventRejection,
@@ -210,6 +211,6 @@ class SnapshotsView(V1Endpoint):
             "requestId": ctx.request_id,
             "ok": True,
             "snapshotType": snapshot.snapshot_type,
-            "worker": {"id": worker.public_id, "displayName": worker.display_name},
+            "worker": worker_ref(worker.public_id, worker.display_name, worker.external_id),
         }
 

@@ -110,13 +110,14 @@ def rejections_message(items: list[dict[str, Any]]) -> dict[str, Any]:
     return {"type": "rejections", "items": items}
 
 
-def worker_ref(public_id: str, display_name: str) -> dict[str, str]:
-    """A worker as items and v1 responses name it."""
-    return {"id": public_id, "displayName": display_name}
+def worker_ref(public_id: str, display_name: str, external_id: str | None) -> dict[str, Any]:
+    """A worker as items name it: with its external id, which search matches as it does the
+    name (workspaces.live.search_timeline), so the live page can match an arriving item too."""
+    return {"id": public_id, "displayName": display_name, "externalId": external_id}
 
 
 def timeline_item(
-    event: TimelineEvent, worker: dict[str, str], source: dict[str, str]
+    event: TimelineEvent, worker: dict[str, Any], source: dict[str, str]
 ) -> dict[str, Any]:
     """A v1 timeline event; `worker` and `source` are given so no row is loaded per item."""
     return timeline_item_values(
@@ -138,7 +139,7 @@ def timeline_item_values(
     public_id: str,
     event_type: str,
     category: str,
-    worker: dict[str, str],
+    worker: dict[str, Any],
     timestamp: str | None,
     duration: int | None,
     metadata: Any,
@@ -167,7 +168,7 @@ def present_timeline_event(event: TimelineEvent) -> dict[str, Any]:
     src = event.source
     return timeline_item(
         event,
-        worker_ref(event.worker.public_id, event.worker.display_name),
+        worker_ref(event.worker.public_id, event.worker.display_name, event.worker.external_id),
         source_ref(src.public_id, src.slug, src.name),
     )
 
@@ -175,18 +176,19 @@ def present_timeline_event(event: TimelineEvent) -> dict[str, Any]:
 # What `timeline_row_item` reads: `.values_list(*TIMELINE_ITEM_FIELDS)` of a TimelineEvent query.
 TIMELINE_ITEM_FIELDS = (
     "public_id", "event_type", "category", "timestamp", "duration", "metadata", "request_id",
-    "received_at", "worker__public_id", "worker__display_name", "source__public_id",
-    "source__slug", "source__name",
+    "received_at", "worker__public_id", "worker__display_name", "worker__external_id",
+    "source__public_id", "source__slug", "source__name",
 )
 
 
 def timeline_row_item(row: tuple) -> dict[str, Any]:
     """`present_timeline_event` from a row of TIMELINE_ITEM_FIELDS."""
     (public_id, event_type, category, timestamp, duration, metadata, request_id, received_at,
-     worker_id, worker_name, source_id, source_slug, source_name) = row
+     worker_id, worker_name, worker_external_id, source_id, source_slug, source_name) = row
     return timeline_item_values(
         public_id=public_id, event_type=event_type, category=category,
-        worker=worker_ref(worker_id, worker_name), timestamp=iso(timestamp), duration=duration,
+        worker=worker_ref(worker_id, worker_name, worker_external_id),
+        timestamp=iso(timestamp), duration=duration,
         metadata=metadata, source=source_ref(source_id, source_slug, source_name),
         request_id=request_id, received_at=iso(received_at),
     )
@@ -198,7 +200,7 @@ def timeline_message(items: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def snapshot_item(
-    snapshot: SnapshotHistory, worker: dict[str, str], source: dict[str, str], current: bool
+    snapshot: SnapshotHistory, worker: dict[str, Any], source: dict[str, str], current: bool
 ) -> dict[str, Any]:
     """A v1 snapshot; `current` is False when a newer card was already stored (out of order)."""
     return {

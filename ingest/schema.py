@@ -236,6 +236,9 @@ class SourceRefSerializer(serializers.Serializer):
 class WorkerRefSerializer(serializers.Serializer):
     id = serializers.CharField(help_text="wrk_ + ULID")
     displayName = serializers.CharField()
+    externalId = serializers.CharField(
+        allow_null=True, help_text="The worker's externalId; null if it has none."
+    )
 
 
 # --- The ingest API -------------------------------------------------------------------------

@@ -152,7 +152,7 @@ def timeline_rows(
     received_iso = iso(now)
     received_db = adapt_time(now)
     ids = new_public_ids("tle", len(accepted))
-    workers: dict[int, dict[str, str]] = {}
+    workers: dict[int, dict[str, Any]] = {}
     rows: list[tuple[Any, ...]] = []
     items: list[dict[str, Any]] = []
     results: list[tuple[int, str, str]] = []
@@ -171,7 +171,9 @@ def timeline_rows(
         ))
         ref = workers.get(worker_id)
         if ref is None:
-            ref = workers[worker_id] = worker_ref(worker.public_id, worker.display_name)
+            ref = workers[worker_id] = worker_ref(
+                worker.public_id, worker.display_name, worker.external_id
+            )
         items.append(
             timeline_item_values(
                 public_id=public_id, event_type=event.event_type, category=event.category,
@@ -277,7 +279,10 @@ def record_snapshot(ctx: IngestContext, snapshot: ValidSnapshot, worker: Worker)
     ctx.broadcast(
         snapshot_message(
             snapshot_item(
-                history, worker_ref(worker.public_id, worker.display_name), ctx.source, current
+                history,
+                worker_ref(worker.public_id, worker.display_name, worker.external_id),
+                ctx.source,
+                current,
             )
         )
     )

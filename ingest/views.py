@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from ackly.ids import is_public_id
 from ingest.models import Snapshot, TimelineEvent
+from ingest.present import worker_ref
 from workspaces.access import WorkspaceRequest, workspace_view
 from workspaces.live import present_timeline, retention_cutoff
 from workspaces.models import Worker
@@ -60,7 +61,9 @@ def present_snapshot(snapshot: Snapshot) -> dict[str, Any]:
     return {
         "kind": "snapshot",
         "snapshotType": snapshot.snapshot_type,
-        "worker": {"id": snapshot.worker.public_id, "displayName": snapshot.worker.display_name},
+        "worker": worker_ref(
+            snapshot.worker.public_id, snapshot.worker.display_name, snapshot.worker.external_id
+        ),
         "source": {"id": snapshot.source.public_id, "name": snapshot.source.name,
                    "slug": snapshot.source.slug},
         "timestamp": _iso(snapshot.timestamp),
@@ -229,7 +232,7 @@ def worker_feed(request: WorkspaceRequest, wrk_id: str) -> JsonResponse:
     timeline = [present_timeline(t) for t in _timeline(request, worker)[:TIMELINE_PAGE_SIZE]]
     snapshots = [present_snapshot(s) for s in _snapshots(request, worker)]
     response = JsonResponse({
-        "worker": {"id": worker.public_id, "displayName": worker.display_name},
+        "worker": worker_ref(worker.public_id, worker.display_name, worker.external_id),
         "timeline": timeline,
         "snapshots": snapshots,
     })

@@ -51,7 +51,8 @@ def test_it_merges_both_kinds_newest_first_in_the_shared_shapes(
     assert first == {
         "kind": "timeline", "id": newer.public_id, "eventType": "ticket.resolved",
         "category": "support", "timestamp": first["timestamp"], "duration": 30,
-        "metadata": {"ticket": 1}, "worker": {"id": worker.public_id, "displayName": "Alex Chen"},
+        "metadata": {"ticket": 1}, "worker": {"id": worker.public_id, "displayName": "Alex Chen",
+                                         "externalId": worker.external_id},
         "source": {"id": source.public_id, "name": source.name, "slug": source.slug},
         "requestId": "req_test", "receivedAt": first["receivedAt"],
     }

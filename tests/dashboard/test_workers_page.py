@@ -290,7 +290,8 @@ def test_the_feed_returns_cards_and_the_first_timeline_page(
     body = response.json()
     assert [i["eventType"] for i in body["timeline"]] == ["ticket.resolved", "call.logged"]
     assert body["timeline"][0]["metadata"] == {"a": 1}
-    assert body["timeline"][0]["worker"] == {"id": worker.public_id, "displayName": "Alex Chen"}
+    assert body["timeline"][0]["worker"] == {"id": worker.public_id, "displayName": "Alex Chen",
+                                             "externalId": worker.external_id}
     (card,) = body["snapshots"]
     assert card["snapshotType"] == "tickets_open"
     assert card["metrics"] == {"open": {"value": 3, "unit": "tickets"}}

@@ -1346,7 +1346,7 @@ def test_a_fast_lane_batch_reaches_a_dashboard_socket_as_one_timeline_message(cl
     source = "v1-live/live"
     key = cluster["keys"][source]
     ref = {k: cluster["sources"][source][k] for k in ("id", "slug", "name")}
-    names = {cluster["workers"][f"v1-live/{w['name']}"]["id"]: w["name"] for w in V1_WORKERS}
+    workers = {cluster["workers"][f"v1-live/{w['name']}"]["id"]: w for w in V1_WORKERS}
     events = _named(cluster, _events(4, "live"), "v1-live")
     del events[2]["timestamp"]
 
@@ -1380,7 +1380,8 @@ def test_a_fast_lane_batch_reaches_a_dashboard_socket_as_one_timeline_message(cl
             assert item == {
                 "kind": "timeline", "id": row["id"], "eventType": row["event_type"],
                 "category": row["category"],
-                "worker": {"id": row["worker"], "displayName": names[row["worker"]]},
+                "worker": {"id": row["worker"], "displayName": workers[row["worker"]]["name"],
+                           "externalId": workers[row["worker"]]["externalId"]},
                 "timestamp": _iso(row["timestamp"]), "duration": row["duration"],
                 "metadata": row["metadata"], "source": ref, "requestId": request_id,
                 "receivedAt": _iso(row["received_at"]),

@@ -368,7 +368,8 @@ def test_a_500_event_batch_is_one_timeline_message_after_commit(
     stored = TimelineEvent.objects.select_related("worker").get(public_id=item["id"])
     assert item["kind"] == "timeline" and item["id"].startswith("tle_")
     worker = stored.worker
-    assert item["worker"] == {"id": worker.public_id, "displayName": worker.display_name}
+    assert item["worker"] == {"id": worker.public_id, "displayName": worker.display_name,
+                              "externalId": worker.external_id}
     assert item["source"] == {"id": source.public_id, "slug": "crm-hub", "name": "CRM Hub"}
     assert item["requestId"] == response.json()["requestId"]
     assert (item["duration"], item["metadata"]) == (240, {"ticket_id": "SUP-431"})

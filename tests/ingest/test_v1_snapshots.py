@@ -46,7 +46,8 @@ def test_a_snapshot_becomes_the_current_card_and_enters_the_history(
         "requestId": body["requestId"],
         "ok": True,
         "snapshotType": "tickets_open",
-        "worker": {"id": worker.public_id, "displayName": "alex.chen"},
+        "worker": {"id": worker.public_id, "displayName": "alex.chen",
+                   "externalId": "crm-user-42"},
     }
     card = Snapshot.objects.get()
     assert (card.worker_id, card.source_id, card.workspace_id) == (
