@@ -111,6 +111,27 @@
     return last ? last.dataset.received : null;
   }
 
+  // metadata's JSON text as search_events matches it on PostgreSQL (jsonb::text): ": " and ", "
+  // between members, and an object's keys shortest first, then by their UTF-8 bytes. SQLite
+  // keeps the order the sender gave (docs/decisions.md, "Live rows are matched against the text
+  // PostgreSQL searches").
+  var utf8 = new TextEncoder();
+  function jsonbKeyOrder(a, b) {
+    var x = utf8.encode(a), y = utf8.encode(b);
+    if (x.length !== y.length) return x.length - y.length;
+    for (var i = 0; i < x.length; i++) if (x[i] !== y[i]) return x[i] - y[i];
+    return 0;
+  }
+  function jsonbText(value) {
+    if (Array.isArray(value)) return "[" + value.map(jsonbText).join(", ") + "]";
+    if (value !== null && typeof value === "object") {
+      return "{" + Object.keys(value).sort(jsonbKeyOrder).map(function (k) {
+        return JSON.stringify(k) + ": " + jsonbText(value[k]);
+      }).join(", ") + "}";
+    }
+    return JSON.stringify(value);
+  }
+
   // The page's filters, applied to live rows the way the server applies them to the feed.
   function matches(item) {
     if (filters.source && sourceId(item) !== filters.source) return false;
@@ -121,9 +142,10 @@
     if (filters.q) {
       var q = filters.q.toLowerCase();
       var w = item.worker && typeof item.worker === "object" ? item.worker : {};
-      // Within one field, as the server matches it (never across two).
+      // Within one field, as the server matches it (never across two): an event's message,
+      // externalId and metadata; a timeline event's worker (name or externalId) and metadata.
       var fields = [item.message, item.externalId, w.displayName, w.externalId,
-                    item.metadata === undefined ? "" : JSON.stringify(item.metadata)];
+                    item.metadata === undefined || item.metadata === null ? "" : jsonbText(item.metadata)];
       if (!fields.some(function (f) { return String(f || "").toLowerCase().indexOf(q) !== -1; })) return false;
     }
     return true;

@@ -13,6 +13,7 @@ import re
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlencode
 
 import httpx
 import pytest
@@ -235,3 +236,54 @@ def test_logging_out_in_one_tab_stops_the_live_page_in_another(server, browser):
     assert "Signed out" in live.inner_text("#conn")
     assert live.evaluate("window.__sameDocument") is True
     live.context.close()
+
+
+def test_a_search_matches_arriving_rows_as_the_server_finds_them(server, browser):
+    """The live page matches an arriving row against the term as the server's search would:
+    metadata's JSON text with ", " and ": " (as the database writes it), and a timeline event's
+    worker by its externalId as well as its name. Checked against the server's own feed."""
+    base = server["base"]
+    suffix = secrets.token_hex(3)
+    page, org_id = sign_up(browser, server, f"erin{suffix}")
+    manage(server["env"], "setplan", org_id, "pro")  # the v1 API, for timeline events
+    out = manage(server["env"], "createsource", org_id, "Agents", "--allow=ticket.resolved")
+    key = out.strip().splitlines()[-1].strip()
+    on_postgres = server["env"].get("DATABASE_URL", "").startswith("postgres")
+
+    def timeline(external_id: str, name: str) -> str:
+        # The worker's display name is the email's local part (`name`), not the externalId.
+        response = httpx.post(f"{base}/api/v1/ingest/events", json={"events": [{
+            "eventType": "ticket.resolved", "category": "support",
+            "actor": {"externalId": external_id, "email": f"{name}@example.com"},
+        }]}, headers={"Authorization": f"Bearer {key}"}, timeout=10)
+        assert response.status_code == 202, response.text
+        return page.request.get(f"{base}/w/{org_id}/events/feed.json?limit=1").json()[
+            "items"][0]["id"]
+
+    # (term, rows the server finds, rows it does not): each made after the page is live.
+    cases = [
+        (f'"run": "{suffix}"', lambda: [ingest(base, key, status="success",
+                                               metadata={"run": suffix})],
+         lambda: [ingest(base, key, status="success", message=f'"run":"{suffix}"')]),
+        (f'"{suffix}", 2]', lambda: [ingest(base, key, status="success",
+                                            metadata={"tags": [1, suffix, 2]})],
+         lambda: [ingest(base, key, status="success", metadata={"tags": [suffix, 3, 2]})]),
+        (f"agent-{suffix}", lambda: [timeline(f"agent-{suffix}", "erin")],
+         lambda: [timeline(f"agent-{suffix[::-1]}x", "frank")]),
+    ]
+    if on_postgres:  # jsonb orders an object's keys shortest first; SQLite keeps the sent order
+        cases.append((f'"b": "{suffix}", "zz"', lambda: [ingest(
+            base, key, status="success", metadata={"zz": 1, "b": suffix})], lambda: []))
+
+    for term, found, missed in cases:
+        page.goto(f"{base}/w/{org_id}/events/?" + urlencode({"q": term}))
+        page.wait_for_selector("#conn.pill-live")
+        expected, other = found(), missed()
+        for row in expected:
+            page.wait_for_selector(f'#feed li[data-id="{row}"]')
+        page.wait_for_timeout(1000)  # time enough for the others to arrive, had they matched
+        shown = page.eval_on_selector_all("#feed li[data-id]", "els => els.map(e => e.dataset.id)")
+        server_found = [item["id"] for item in page.request.get(
+            f"{base}/w/{org_id}/events/feed.json?" + urlencode({"q": term})).json()["items"]]
+        assert sorted(shown) == sorted(server_found) == sorted(expected), (term, other)
+    page.context.close()
