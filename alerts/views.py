@@ -49,7 +49,7 @@ from alerts.services import (
 )
 from alerts.validation import scheme_refused
 from workspaces.access import WorkspaceRequest, workspace_view
-from workspaces.accounts import _key, _spent
+from workspaces.accounts import fixed_key, spent
 from workspaces.roles import Permission
 
 # Owners and admins change rules and channels; everyone else reads (403 on the changing URLs).
@@ -316,7 +316,7 @@ def channel_test(request: WorkspaceRequest, chn_id: str) -> HttpResponse:
     CHANNEL_TEST_RATE_LIMIT per channel, so nobody can flood a channel's receiver with tests."""
     channel = _object_of(Channel, request, chn_id, "chn")
     rate = settings.CHANNEL_TEST_RATE_LIMIT
-    if _spent(request, "channel-test", _key(channel.public_id), [rate]):
+    if spent(request, "channel-test", fixed_key(channel.public_id), [rate]):
         messages.error(request, (
             f"Too many test notifications: at most {per_period(rate)} to one channel. "
             f"Nothing was sent to {channel.name}; try again later."

@@ -54,12 +54,12 @@ TOO_MANY_SIGN_UPS = "Too many sign-up requests from your network. Please try aga
 MAIL_FAILED = "We could not send the email just now. Please try again in a few minutes."
 
 
-def _key(value: str) -> Callable[[str, HttpRequest], str]:
+def fixed_key(value: str) -> Callable[[str, HttpRequest], str]:
     """A django-ratelimit key that is this one value."""
     return lambda group, request: value
 
 
-def _spent(request: HttpRequest, group: str, key: str | Callable, rates: list[str]) -> bool:
+def spent(request: HttpRequest, group: str, key: str | Callable, rates: list[str]) -> bool:
     """Counts the request against each rate of `group` (all of them, so every step sees it)."""
     limited = [
         is_ratelimited(request, group=group, key=key, rate=rate, increment=True) for rate in rates
@@ -120,14 +120,14 @@ def sign_in_throttled(request: HttpRequest, username: str) -> bool:
     backoff = settings.LOGIN_BACKOFF_RATE_LIMITS
     device = known_device(request, username)
     if device is not None:
-        return _spent(request, "login-device", _key(device), [settings.LOGIN_DEVICE_RATE_LIMIT, *backoff])
+        return spent(request, "login-device", fixed_key(device), [settings.LOGIN_DEVICE_RATE_LIMIT, *backoff])
     # The address first: an attempt it refuses spends nothing of the username's, so one
     # address cannot run a username's hour and day steps down and hold its user off new browsers.
-    if _spent(request, "login-ip", "ip", [settings.LOGIN_RATE_LIMIT]):
+    if spent(request, "login-ip", "ip", [settings.LOGIN_RATE_LIMIT]):
         return True
     # Case-folded, so "Alice" and "alice" share one budget.
-    return _spent(
-        request, "login-user", _key(username.strip().lower()), [settings.LOGIN_RATE_LIMIT, *backoff]
+    return spent(
+        request, "login-user", fixed_key(username.strip().lower()), [settings.LOGIN_RATE_LIMIT, *backoff]
     )
 
 
@@ -200,7 +200,7 @@ class PasswordResetView(auth_views.PasswordResetView):
     """
 
     def post(self, request: HttpRequest, *args, **kwargs) -> HttpResponse:
-        if _spent(request, "reset-ip", "ip", [settings.PASSWORD_RESET_RATE_LIMIT]):
+        if spent(request, "reset-ip", "ip", [settings.PASSWORD_RESET_RATE_LIMIT]):
             form = self.get_form_class()(initial={"email": request.POST.get("email", "")})
             context = self.get_context_data(form=form, throttled=TOO_MANY_RESETS)
             return self.render_to_response(context, status=429)
@@ -208,7 +208,7 @@ class PasswordResetView(auth_views.PasswordResetView):
 
     def form_valid(self, form) -> HttpResponse:
         email = form.cleaned_data["email"].strip().lower()
-        if _spent(self.request, "reset-email", _key(email), [settings.PASSWORD_RESET_EMAIL_RATE_LIMIT]):
+        if spent(self.request, "reset-email", fixed_key(email), [settings.PASSWORD_RESET_EMAIL_RATE_LIMIT]):
             logger.warning("Password reset emails to one address over the limit; not sent")
             return redirect(self.get_success_url())
         self.extra_email_context = {
@@ -228,7 +228,7 @@ def _absolute(request: HttpRequest, path: str) -> str:
 
 def send_signup_email(request: HttpRequest, email: str, workspace_name: str) -> None:
     """The link to finish signing up, or word that `email` already has an account."""
-    if _spent(request, "signup-email", _key(email), [settings.SIGNUP_EMAIL_RATE_LIMIT]):
+    if spent(request, "signup-email", fixed_key(email), [settings.SIGNUP_EMAIL_RATE_LIMIT]):
         # Someone is filling this inbox: the page answers as always, the email is not sent.
         logger.warning("Sign-up emails to one address over SIGNUP_EMAIL_RATE_LIMIT; not sent")
         return
@@ -263,7 +263,7 @@ def signup(request: HttpRequest) -> HttpResponse:
         return redirect("home")
     if request.method != "POST":
         return render(request, "registration/signup.html", {"form": SignupForm()})
-    if _spent(request, "signup-ip", "ip", [settings.SIGNUP_RATE_LIMIT]):
+    if spent(request, "signup-ip", "ip", [settings.SIGNUP_RATE_LIMIT]):
         form = SignupForm(initial={"email": request.POST.get("email", "")})
         context = {"form": form, "throttled": TOO_MANY_SIGN_UPS}
         return render(request, "registration/signup.html", context, status=429)
@@ -410,7 +410,7 @@ def signup_finish(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         form = FinishSignupForm(initial={"workspace_name": claim["w"]}, email=email)
         return render(request, "registration/signup_finish.html", {"form": form, "email": email})
-    if _spent(request, "signup-finish", "ip", [settings.SIGNUP_FINISH_RATE_LIMIT]):
+    if spent(request, "signup-finish", "ip", [settings.SIGNUP_FINISH_RATE_LIMIT]):
         form = FinishSignupForm(initial={"workspace_name": claim["w"]}, email=email)
         context = {"form": form, "email": email, "throttled": TOO_MANY_SIGN_UPS}
         return render(request, "registration/signup_finish.html", context, status=429)

@@ -32,11 +32,11 @@ from workspaces.accounts import (
     EmailTaken,
     _absolute,
     _email_taken,
-    _key,
     _refused_link,
-    _spent,
     create_account,
+    fixed_key,
     remember_device,
+    spent,
 )
 from workspaces.forms import (
     DeleteWorkspaceForm,
@@ -154,7 +154,7 @@ def invite(request: WorkspaceRequest) -> HttpResponse:
     if not form.is_valid():
         return render(request, "members/list.html", _members_context(request, form), status=400)
     org_id = request.workspace.public_id
-    if _spent(request, "invite", _key(org_id), [settings.INVITATION_RATE_LIMIT]):
+    if spent(request, "invite", fixed_key(org_id), [settings.INVITATION_RATE_LIMIT]):
         messages.error(request, TOO_MANY_INVITATIONS)
         return redirect(_members_url(request))
     try:
@@ -371,7 +371,7 @@ def invite_signup(request: HttpRequest) -> HttpResponse:
         return invitation
     if request.user.is_authenticated:
         return redirect("invite-accept")
-    if _spent(request, "signup-finish", "ip", [settings.SIGNUP_FINISH_RATE_LIMIT]):
+    if spent(request, "signup-finish", "ip", [settings.SIGNUP_FINISH_RATE_LIMIT]):
         return _invite_page(request, invitation, throttled=TOO_MANY_SIGN_UPS, status=429)
     form = FinishSignupForm(request.POST, email=invitation.email, with_workspace=False)
     if not form.is_valid():
