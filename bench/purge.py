@@ -3,13 +3,13 @@
 Steps: a fresh PostgreSQL database of its own (default `ackly_purge`) and Redis DB 3 → migrate →
 three workspaces (Free 7 days, Starter 30, Pro 90) with a source each and a Pro worker → a prefill
 by generated SQL, day by day in time order, of 10,000,000 expired rows (events and timeline
-events) and about 1,000,000 unexpired ones → the HTTP servers as `make bench` starts them →
-a baseline of ingest and dashboard load → then per cycle: `manage.py purge_expired` while
-1,000 events/s arrive on `POST /api/ingest` and a signed-in dashboard reads the live page and
-feed.json one request at a time; VACUUM under the same load; the same volume of expired rows
-stored again. Table and index sizes are taken after each step (a steady state is the same size
-every cycle), the purge's time, rows/s and peak RSS, and at the end every event counter is
-compared with a GROUP BY of the rows.
+events) and about 1,000,000 unexpired ones → the HTTP servers as `make bench` starts them, and
+`manage.py worker` → a baseline of ingest and dashboard load → then per cycle:
+`manage.py purge_expired` while 1,000 events/s arrive on `POST /api/ingest` and a signed-in
+dashboard reads the live page and feed.json one request at a time; VACUUM under the same load;
+the same volume of expired rows stored again. Table and index sizes are taken after each step
+(a steady state is the same size every cycle), the purge's time, rows/s and peak RSS, and at
+the end every event counter is compared with a GROUP BY of the rows.
 
 `--part partition` measures the alternative instead, in raw SQL in a scratch database of its
 own (`ackly_purge_part`): a daily-partitioned copy of the events table against the plain one.
@@ -341,7 +341,7 @@ class PurgeBench:
                     "req_per_s": w["req_per_s"], "errors": w["errors"],
                     "unknown": w["unknown_outcomes"], "skipped": w["skipped_by_client"],
                     **w["latency"], "postgres_waits": w["postgres_waits"]["mean_backends"],
-                    "cpu": {k: w["cpu"].get(k) for k in ("servers_s", "postgres_s",
+                    "cpu": {k: w["cpu"].get(k) for k in ("servers_s", "worker_s", "postgres_s",
                                                           "machine_busy_s")}}
 
         reads_by: dict[str, list[float]] = {}
@@ -496,6 +496,7 @@ class PurgeBench:
         self.sizes("prefilled")
         self.http, _ = self.bench.start_servers(self.bench.env, "/api/v1/ingest/ping", kind="uvicorn",
                                                 procs=a.procs)
+        self.bench.start_worker()  # as make run: it merges the search indexes' pending lists
         log(f"servers {self.http}; baseline load {a.baseline:g} s")
         self.results["baseline"] = self.under_load("baseline", lambda: time.sleep(a.baseline))
         self.results["cycles"] = []
