@@ -49,6 +49,8 @@ def declared_length(field: str) -> int:
     one number repeated declares that number (h11 reads it so); numbers that differ, or a
     member that is not a number, leave the body's end unknown: RFC 9112 §6.3 makes that a bad
     request."""
+    if field.isdigit() and field.isascii() and len(field) <= 18:  # the common case, one number
+        return int(field)
     members = [member.strip(" \t") for member in field.split(",")]
     if not all(_DIGITS.fullmatch(member) for member in members):
         raise InvalidBody("The Content-Length header is not a number.")
