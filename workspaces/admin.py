@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin
+from django.contrib.auth import get_user_model
+from django.contrib.auth.admin import UserAdmin
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.forms.formsets import DELETION_FIELD_NAME
@@ -273,3 +275,40 @@ class WorkerAdmin(admin.ModelAdmin):
         # A worker never moves to another tenant: its timeline and snapshots belong where they
         # are (the database refuses the move while timeline rows reference it).
         return [*self.readonly_fields, "workspace"] if obj else self.readonly_fields
+
+
+class AcklyUserAdmin(UserAdmin):
+    """Django's user admin, keeping the members page's last-owner rule: deleting a user deletes
+    their memberships, so a user who is a workspace's only owner is not deleted (Django's
+    "Cannot delete" page says why), and each membership deleted with a user is audited as the
+    members page audits a removal."""
+
+    def get_deleted_objects(self, objs, request):
+        deleted, counts, perms_needed, protected = super().get_deleted_objects(objs, request)
+        try:
+            refuse_last_owner_loss(Membership.objects.filter(user__in=list(objs)))
+        except MemberChangeRefused as refused:
+            protected = [*protected, str(refused)]
+        return deleted, counts, perms_needed, protected
+
+    @transaction.atomic
+    def delete_model(self, request, obj) -> None:
+        self._remove_memberships(request, [obj])
+        super().delete_model(request, obj)
+
+    @transaction.atomic
+    def delete_queryset(self, request, queryset) -> None:
+        self._remove_memberships(request, list(queryset))
+        super().delete_queryset(request, queryset)
+
+    def _remove_memberships(self, request, users: list) -> None:
+        memberships = list(Membership.objects.filter(user__in=users).select_related("user"))
+        refuse_last_owner_loss(memberships, lock=True)  # decided again under the lock
+        for membership in memberships:
+            record_membership_deleted(membership, audit.admin_actor(request.user))
+
+
+User = get_user_model()
+if admin.site.is_registered(User):
+    admin.site.unregister(User)
+admin.site.register(User, AcklyUserAdmin)
