@@ -35,7 +35,13 @@ from rest_framework.views import APIView
 from ackly.clientip import client_ip
 from ackly.errors import APIError, InvalidQuery, PlanDisabled, RateLimited
 from billing.services import quota_state
-from ingest.present import iso, present_event, present_timeline_event
+from ingest.present import (
+    EVENT_ITEM_FIELDS,
+    TIMELINE_ITEM_FIELDS,
+    event_row_item,
+    iso,
+    timeline_row_item,
+)
 from ingest.ratelimits import BurstState, count_burst
 from sources.auth import authenticate_key
 from sources.keys import KeyContext
@@ -136,11 +142,14 @@ def read_page(
     events = live.events_query(workspace, filters, now)
     if events is not None:
         events = _after(events, "event", cursor).order_by("-received_at", "-public_id")
-        streams.append(present_event(e) for e in events[: limit + 1])
+        # As tuples, as the live page reads them: the same items for half the CPU.
+        rows = events[: limit + 1].values_list(*EVENT_ITEM_FIELDS)
+        streams.append(event_row_item(row) for row in rows)
     timeline = live.timeline_query(workspace, filters, now)
     if timeline is not None:
         timeline = _after(timeline, "timeline", cursor).order_by("-received_at", "-public_id")
-        streams.append(present_timeline_event(t) for t in timeline[: limit + 1])
+        rows = timeline[: limit + 1].values_list(*TIMELINE_ITEM_FIELDS)
+        streams.append(timeline_row_item(row) for row in rows)
     merged = list(zip(range(limit + 1), merge(*streams, key=_sort_key, reverse=True), strict=False))
     items = [item for _, item in merged[:limit]]
     if len(merged) <= limit:
