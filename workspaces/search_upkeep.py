@@ -59,19 +59,21 @@ def run_forever(stop: threading.Event | None = None) -> None:
     if connection.vendor != "postgresql" or every <= 0:
         return
     stop = stop or threading.Event()
-    while not stop.is_set():
-        started = time.monotonic()
-        close_old_connections()
-        try:
-            merge_pending_lists()
-        except ProgrammingError:
-            logger.warning(
-                "Search index pending lists not merged: gin_clean_pending_list needs the role "
-                "that owns the tables (docs/operations.md); ingest requests merge them instead"
-            )
-            connection.close()
-            return
-        except DatabaseError:
-            logger.exception("Merging the search indexes' pending lists failed; retrying")
-            connection.close()
-        stop.wait(max(0.0, every - (time.monotonic() - started)))
+    try:
+        while not stop.is_set():
+            started = time.monotonic()
+            close_old_connections()
+            try:
+                merge_pending_lists()
+            except ProgrammingError:
+                logger.warning(
+                    "Search index pending lists not merged: gin_clean_pending_list needs the role "
+                    "that owns the tables (docs/operations.md); ingest requests merge them instead"
+                )
+                return
+            except DatabaseError:
+                logger.exception("Merging the search indexes' pending lists failed; retrying")
+                connection.close()
+            stop.wait(max(0.0, every - (time.monotonic() - started)))
+    finally:
+        connection.close()  # this thread's connection back to the pool

@@ -116,6 +116,7 @@ def test_the_loop_merges_until_stopped(filled, source, worker_row, settings):
     loop = threading.Thread(target=search_upkeep.run_forever, args=(stop,))
     with connection.cursor() as cursor:
         assert sum(_pending_pages(cursor).values()) > 0
+        lent = _lent(connection.pool)
         loop.start()
         try:
             deadline = time.monotonic() + 30
@@ -131,6 +132,12 @@ def test_the_loop_merges_until_stopped(filled, source, worker_row, settings):
             stop.set()
             loop.join(10)
     assert not loop.is_alive()
+    assert _lent(connection.pool) == lent  # the loop's connection went back to the pool
+
+
+def _lent(pool) -> int:
+    stats = pool.get_stats()
+    return stats["pool_size"] - stats["pool_available"]
 
 
 @pytest.mark.postgres
